@@ -1,0 +1,49 @@
+"""The one exception tree of hookpump.
+
+HookpumpError
+ ├── ConfigError            a HOOKPUMP_* variable is missing or malformed (raised at start-up)
+ ├── NotFound               an id names nothing
+ ├── Conflict               the request clashes with current state (idempotency key reuse, wrong status)
+ ├── InvalidInput           a field is out of range or malformed; `field` names it
+ │    └── ForbiddenTarget   an endpoint URL resolves to an address delivery may not reach
+ └── StoreUnavailable       Redis could not be reached (translated from redis-py at the store boundary)
+"""
+
+from __future__ import annotations
+
+
+class HookpumpError(Exception):
+    """Root of every error hookpump raises on purpose."""
+
+
+class ConfigError(HookpumpError):
+    def __init__(self, variable: str, problem: str) -> None:
+        super().__init__(f"{variable}: {problem}")
+        self.variable = variable
+        self.problem = problem
+
+
+class NotFound(HookpumpError):
+    def __init__(self, kind: str, ident: str) -> None:
+        super().__init__(f"no {kind} with id {ident!r}")
+        self.kind = kind
+        self.ident = ident
+
+
+class Conflict(HookpumpError):
+    pass
+
+
+class InvalidInput(HookpumpError):
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+class ForbiddenTarget(InvalidInput):
+    pass
+
+
+class StoreUnavailable(HookpumpError):
+    pass

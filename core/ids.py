@@ -1,0 +1,38 @@
+"""Identifiers: a type prefix and a time-ordered, URL-safe core, so ids sort by creation.
+
+Within one process, ids made in the same millisecond still sort in the order they were made (the
+random part is incremented, as monotonic ULIDs do), so a batch keeps its order in every index.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_RANDOM_BITS = 80
+_lock = threading.Lock()
+_last: tuple[int, int] = (0, 0)
+
+
+def _base32(value: int, width: int) -> str:
+    chars = []
+    for _ in range(width):
+        value, digit = divmod(value, 32)
+        chars.append(_ALPHABET[digit])
+    return "".join(reversed(chars))
+
+
+def new_id(prefix: str, now_ms: int | None = None) -> str:
+    """`<prefix>_<10 chars of ms timestamp><16 chars of randomness>`, monotonic within a process."""
+    global _last
+    ms = int(time.time() * 1000) if now_ms is None else now_ms
+    with _lock:
+        last_ms, last_random = _last
+        if ms <= last_ms and last_random + 1 < 2**_RANDOM_BITS:
+            ms, random_part = last_ms, last_random + 1
+        else:
+            random_part = int.from_bytes(os.urandom(_RANDOM_BITS // 8), "big") >> 1  # room to increment
+        _last = (ms, random_part)
+    return f"{prefix}_{_base32(ms, 10)}{_base32(random_part, 16)}"

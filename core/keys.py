@@ -1,0 +1,175 @@
+"""Every Redis key hookpump writes, its type, its TTL, and the invariants between keys.
+
+The Lua scripts in `core/store/lua/` build the same names (they cannot import Python), so a change
+here is a change there: each script lists the patterns it touches in its header. All keys share the
+`hp:` prefix. hookpump does not support Redis Cluster (scripts touch keys they derive; arq has the
+same limit); use a single primary, with Sentinel for failover.
+
+Endpoints
+  hp:ep:{eid}                 HASH  endpoint config: url, rate, max_in_flight, event_types (JSON or ""),
+                                    headers (JSON), secrets (JSON list), description, enabled ("1"/"0"),
+                                    disabled_reason, trace, created_ms, updated_ms, deleted ("1" once deleted)
+                                    no TTL; a deleted endpoint's hash stays until its queued deliveries are
+                                    cancelled by the pump, then is removed.
+  hp:ep:{eid}:flow            HASH  pacing state owned by the pump: tat (ms, GCRA theoretical arrival time),
+                                    eff_rate (current effective rate/min), paused_until (ms), pause_reason,
+                                    backoff_level (consecutive overload answers). no TTL
+  hp:eps                      ZSET  eid -> created_ms; every live (not deleted) endpoint, for listing
+  hp:evt:{event_type}         SET   eids of *enabled* endpoints whose filter names event_type
+  hp:evt-all                  SET   eids of *enabled* endpoints with no filter (they get every event)
+
+Messages and deliveries
+  hp:msg:{mid}                HASH  event_type, payload (compact JSON), created_ms, deliveries (comma list),
+                                    trace (W3C traceparent of the ingest request, or "")
+                                    TTL: set to `retention` once every delivery of it is terminal... in
+                                    practice the retention sweep removes it with its last delivery.
+  hp:dlv:{did}                HASH  mid, eid, event_type, status, attempts, created_ms, updated_ms, due_ms,
+                                    last_code, last_error, manual (JSON list of operator actions)
+                                    no TTL while queued or delivering; terminal ones are removed by the
+                                    retention sweep `retention` after they ended.
+  hp:dlv:{did}:attempts       LIST  attempt ids of this delivery, oldest first (same lifetime as hp:dlv)
+  hp:att:{aid}                STRING JSON attempt record; aid = "{did}.{n}". TTL `retention`
+  hp:ep:{eid}:attempts        ZSET  aid -> started_ms; the endpoint's attempt log, trimmed by the sweep
+
+Pump state (see scheduler/)
+  hp:ep:{eid}:due             ZSET  did -> due_ms. Holds exactly the endpoint's pending and retrying deliveries.
+  hp:ep:{eid}:inflight        ZSET  did -> lease_expiry_ms. Exactly the endpoint's delivering deliveries.
+  hp:leases                   ZSET  did -> lease_expiry_ms, across all endpoints; the reaper's index.
+  hp:active                   ZSET  eid -> the earliest time the endpoint may have something to send
+                                    (max of its due head, its pacing slot, its pause end). An endpoint
+                                    with a non-empty due set is in here (unless disabled); the pump only
+                                    ever reads the part scored <= now, so a tick costs O(active endpoints).
+  hp:wake                     pub/sub channel; ingest and manual retry publish so idle pumps wake at once
+  hp:pump:lease:{worker_id}   STRING run token, PX ~ 2 s refreshed every loop: one pump run per worker
+  hp:pump:handover:{worker_id} STRING set by a waiting run to ask the current run to hand over, PX 5 s
+  hp:workers                  ZSET  worker_id -> last heartbeat ms (alive if within 3 pump intervals)
+  hp:pump:stats               HASH  last_run_ms, last_window_start_ms, windows, sent_total ...
+
+Indexes for the monitoring API (scores are a delivery's created_ms; members are dids)
+  hp:idx:dlv                  ZSET  every stored delivery
+  hp:idx:dlv:ep:{eid}         ZSET  by endpoint
+  hp:idx:dlv:st:{status}      ZSET  by status
+  hp:idx:dlv:ep:{eid}:st:{status} ZSET by endpoint and status
+  hp:idx:dlv:evt:{event_type} ZSET  by event type
+  Invariant: a delivery is in exactly one hp:idx:dlv:st:* set (its status) and one ep/st set.
+
+Counters (monitoring; kept up to date by the scripts that change state, never by scanning)
+  hp:ep:{eid}:count           HASH  status -> number of deliveries in that status
+  hp:count                    HASH  status -> number, across endpoints
+  hp:ep:{eid}:m:{minute}      HASH  succeeded/failed/retrying/overloaded counts in that minute. TTL 2 h
+
+API keys and idempotency
+  hp:key:{sha256 hex}         HASH  id, name, scopes (comma list), created_ms. no TTL
+  hp:keyid:{kid}              STRING sha256 hex of that key (to delete by id). no TTL
+  hp:keys                     ZSET  kid -> created_ms, for listing
+  hp:idem:{principal}:{key}   STRING JSON {"hash": body sha256, "status": int, "body": response}.
+                                    TTL `idempotency_ttl`
+"""
+
+from __future__ import annotations
+
+PREFIX = "hp:"
+
+
+def endpoint(eid: str) -> str:
+    return f"hp:ep:{eid}"
+
+
+def endpoint_flow(eid: str) -> str:
+    return f"hp:ep:{eid}:flow"
+
+
+ENDPOINTS = "hp:eps"
+EVENT_ALL = "hp:evt-all"
+
+
+def event_type(name: str) -> str:
+    return f"hp:evt:{name}"
+
+
+def message(mid: str) -> str:
+    return f"hp:msg:{mid}"
+
+
+def delivery(did: str) -> str:
+    return f"hp:dlv:{did}"
+
+
+def delivery_attempts(did: str) -> str:
+    return f"hp:dlv:{did}:attempts"
+
+
+def attempt(aid: str) -> str:
+    return f"hp:att:{aid}"
+
+
+def endpoint_attempts(eid: str) -> str:
+    return f"hp:ep:{eid}:attempts"
+
+
+def due(eid: str) -> str:
+    return f"hp:ep:{eid}:due"
+
+
+def inflight(eid: str) -> str:
+    return f"hp:ep:{eid}:inflight"
+
+
+LEASES = "hp:leases"
+ACTIVE = "hp:active"
+WAKE_CHANNEL = "hp:wake"
+WORKERS = "hp:workers"
+PUMP_STATS = "hp:pump:stats"
+
+
+def pump_lease(worker_id: str) -> str:
+    return f"hp:pump:lease:{worker_id}"
+
+
+def pump_handover(worker_id: str) -> str:
+    return f"hp:pump:handover:{worker_id}"
+
+
+DELIVERY_INDEX = "hp:idx:dlv"
+
+
+def index_by_endpoint(eid: str) -> str:
+    return f"hp:idx:dlv:ep:{eid}"
+
+
+def index_by_status(status: str) -> str:
+    return f"hp:idx:dlv:st:{status}"
+
+
+def index_by_endpoint_status(eid: str, status: str) -> str:
+    return f"hp:idx:dlv:ep:{eid}:st:{status}"
+
+
+def index_by_event_type(name: str) -> str:
+    return f"hp:idx:dlv:evt:{name}"
+
+
+def endpoint_counts(eid: str) -> str:
+    return f"hp:ep:{eid}:count"
+
+
+COUNTS = "hp:count"
+
+
+def endpoint_minute(eid: str, minute: int) -> str:
+    return f"hp:ep:{eid}:m:{minute}"
+
+
+def api_key(digest: str) -> str:
+    return f"hp:key:{digest}"
+
+
+def api_key_id(kid: str) -> str:
+    return f"hp:keyid:{kid}"
+
+
+API_KEYS = "hp:keys"
+
+
+def idempotency(principal: str, key: str) -> str:
+    return f"hp:idem:{principal}:{key}"

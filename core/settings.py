@@ -1,0 +1,158 @@
+"""The one frozen Settings object, built from HOOKPUMP_* environment variables.
+
+Every variable is listed in `VARIABLES`; an unknown HOOKPUMP_* name or a badly typed value fails at
+start-up with a ConfigError naming the variable. Settings are passed in, never read from globals.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import ConfigError
+
+PREFIX = "HOOKPUMP_"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    # Where Redis lives; None means "none given" (`hookpump dev` then starts an embedded one).
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # The bootstrap admin key; further keys are created through the API and stored hashed.
+    api_key: str | None = None
+    # Length of one pump window, in seconds: the arq cron fires this often.
+    pump_interval: float = 60.0
+    # Deliver to loopback/private/link-local addresses (on for `hookpump dev` and tests only).
+    allow_private_targets: bool = False
+    max_payload_bytes: int = 256 * 1024
+    max_batch_messages: int = 1000
+    connect_timeout: float = 5.0
+    request_timeout: float = 15.0
+    # Per-delivery retries (408, other 5xx, timeouts, connection errors): exponential with jitter,
+    # from `retry_base` seconds doubling up to `retry_cap`, for at most `retry_horizon` seconds in all.
+    retry_base: float = 5.0
+    retry_cap: float = 10 * 3600.0
+    retry_horizon: float = 3 * 24 * 3600.0
+    # Whole-endpoint pause after 429/503 without Retry-After: exponential, full jitter.
+    backoff_base: float = 5.0
+    backoff_cap: float = 3600.0
+    # How long a rotated-out secret keeps signing.
+    secret_grace: float = 24 * 3600.0
+    # How long attempt records and terminal deliveries are kept.
+    retention: float = 30 * 24 * 3600.0
+    response_body_limit: int = 4096
+    # How long an accepted Idempotency-Key is remembered.
+    idempotency_ttl: float = 24 * 3600.0
+    # A claimed delivery not completed within this many seconds after its send slot is
+    # returned to its due set (crash recovery). Must exceed request_timeout.
+    lease_seconds: float = 30.0
+    # Concurrent requests one worker process keeps open, across all endpoints.
+    worker_concurrency: int = 512
+    worker_id: str = dataclasses.field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    data_dir: str = ".hookpump"
+    log_format: str = "json"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Read every HOOKPUMP_* variable; `overrides` (field names) win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        known = {PREFIX + name.upper() for name in VARIABLES}
+        for name in env:
+            if name.startswith(PREFIX) and name not in known and not name.startswith(PREFIX + "TEST_"):
+                raise ConfigError(name, f"unknown setting (known: {', '.join(sorted(known))})")
+        for field, parse in VARIABLES.items():
+            variable = PREFIX + field.upper()
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[field] = parse(raw)
+            except ValueError as exc:
+                raise ConfigError(variable, f"{raw!r} is not valid: {exc}") from exc
+        values.update(overrides)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Cross-field rules; each failure names the variable to fix."""
+        positive = ("pump_interval", "connect_timeout", "request_timeout", "retry_base", "retry_cap",
+                    "backoff_base", "backoff_cap", "lease_seconds")
+        for field in positive:
+            if getattr(self, field) <= 0:
+                raise ConfigError(PREFIX + field.upper(), "must be greater than 0")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError("HOOKPUMP_PORT", "must be between 1 and 65535")
+        if self.lease_seconds <= self.request_timeout:
+            raise ConfigError("HOOKPUMP_LEASE_SECONDS", "must exceed HOOKPUMP_REQUEST_TIMEOUT, or a slow "
+                              "request would be sent twice")
+        if self.log_format not in ("json", "text"):
+            raise ConfigError("HOOKPUMP_LOG_FORMAT", "must be 'json' or 'text'")
+        if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("HOOKPUMP_REDIS_URL", "must start with redis://, rediss:// or unix://")
+
+    def replace(self, **changes: Any) -> Settings:
+        settings = dataclasses.replace(self, **changes)
+        settings.check()
+        return settings
+
+
+def _bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true/false, 1/0, yes/no or on/off")
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a whole number greater than 0")
+    return value
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if value != value or value < 0:  # NaN or negative
+        raise ValueError("must be a number of seconds, 0 or more")
+    return value
+
+
+# field name -> parser; the variable is PREFIX + field.upper().
+VARIABLES: dict[str, Callable[[str], Any]] = {
+    "redis_url": str,
+    "host": str,
+    "port": int,
+    "api_key": str,
+    "pump_interval": _seconds,
+    "allow_private_targets": _bool,
+    "max_payload_bytes": _positive_int,
+    "max_batch_messages": _positive_int,
+    "connect_timeout": _seconds,
+    "request_timeout": _seconds,
+    "retry_base": _seconds,
+    "retry_cap": _seconds,
+    "retry_horizon": _seconds,
+    "backoff_base": _seconds,
+    "backoff_cap": _seconds,
+    "secret_grace": _seconds,
+    "retention": _seconds,
+    "response_body_limit": _positive_int,
+    "idempotency_ttl": _seconds,
+    "lease_seconds": _seconds,
+    "worker_concurrency": _positive_int,
+    "worker_id": str,
+    "data_dir": str,
+    "log_format": str,
+    "log_level": str,
+}

@@ -1,0 +1,65 @@
+"""The Redis data layer: the only package that imports redis. `Store` groups one object per concept."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from core import keys
+from core.settings import Settings
+from core.store.api_keys import ApiKeyStore
+from core.store.connection import Redis, create_redis, translated_errors
+from core.store.deliveries import DeliveryStore
+from core.store.endpoints import EndpointFlow, EndpointStore
+from core.store.messages import Accepted, Idempotency, MessageStore, NewMessage
+from core.store.pump import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, PumpStore
+
+__all__ = [
+    "Accepted", "ApiKeyStore", "Claim", "ClaimedDelivery", "ClaimedEndpoint", "Completion", "DeliveryStore",
+    "EndpointFlow", "EndpointStore", "Idempotency", "MessageStore", "NewMessage", "PumpStore", "Store", "create_store",
+    "translated_errors",
+]
+
+
+class Store:
+    def __init__(self, client: Redis, settings: Settings) -> None:
+        self.redis = client
+        self.endpoints = EndpointStore(client)
+        self.messages = MessageStore(client, idempotency_ttl=settings.idempotency_ttl, retention=settings.retention)
+        self.api_keys = ApiKeyStore(client)
+        self.deliveries = DeliveryStore(client)
+        self.pump = PumpStore(client, lease_seconds=settings.lease_seconds, retention=settings.retention)
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    async def delete_keys(self, *names: str) -> None:
+        """Remove keys hookpump does not own by pattern (arq's per-worker queue, on shutdown)."""
+        await self.redis.delete(*names)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def flush_all_for_tests(self) -> None:
+        """Empty the current database. Only test fixtures call this."""
+        await self.redis.flushdb()
+
+    async def listen_for_wake(self, on_wake: Callable[[], None]) -> None:
+        """Call `on_wake` for every publish on the wake channel (ingest, re-enable, manual retry).
+
+        Runs until cancelled; raises on a lost connection (the caller reconnects with backoff).
+        Pub/sub is best effort: the pump also polls, so a missed wake only costs latency.
+        """
+        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(keys.WAKE_CHANNEL)
+            on_wake()  # anything published while we were not subscribed is not lost work, but look now
+            async for _message in pubsub.listen():
+                on_wake()
+        finally:
+            await pubsub.aclose()
+
+
+async def create_store(settings: Settings) -> Store:
+    if settings.redis_url is None:
+        raise ValueError("settings.redis_url is required to open the store")
+    return Store(create_redis(settings.redis_url), settings)

@@ -1,0 +1,66 @@
+"""The Redis connection: the one place hookpump opens a client, with reconnect and error translation."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib import resources
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from core.errors import StoreUnavailable
+
+# Errors that mean "Redis is not reachable right now" rather than "the command was wrong".
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, OSError)
+
+Redis = aioredis.Redis
+
+
+def reconnect_options() -> dict[str, Any]:
+    """redis-py options that retry a command for ~30 s across a Redis restart before giving up.
+
+    Shared with arq's RedisSettings (scheduler/worker.py): without them arq's poll loop dies on the
+    first connection error of a restart.
+    """
+    return {
+        "retry": Retry(ExponentialBackoff(cap=2.0, base=0.05), retries=20),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError, ConnectionResetError],
+        "retry_on_timeout": True,
+    }
+
+
+def create_redis(url: str, *, max_connections: int = 64) -> Redis:
+    return aioredis.from_url(
+        url,
+        decode_responses=True,
+        max_connections=max_connections,
+        health_check_interval=15,
+        socket_keepalive=True,
+        **reconnect_options(),
+    )
+
+
+def load_script(client: Redis, name: str) -> Any:
+    """Register `core/store/lua/<name>.lua` behind the shared `_lib.lua` prelude.
+
+    redis-py's Script object runs EVALSHA and falls back to loading the script on NOSCRIPT (as after
+    a Redis restart), so callers just call it.
+    """
+    lua = resources.files("core.store").joinpath("lua")
+    prelude = lua.joinpath("_lib.lua").read_text(encoding="utf-8")
+    source = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
+    return client.register_script(prelude + "\n" + source)
+
+
+@asynccontextmanager
+async def translated_errors() -> AsyncIterator[None]:
+    """Turn redis-py's connection failures into StoreUnavailable at the boundary."""
+    try:
+        yield
+    except TRANSIENT_ERRORS as exc:
+        raise StoreUnavailable(f"Redis is unreachable: {exc}") from exc

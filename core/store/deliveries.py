@@ -1,0 +1,56 @@
+"""Deliveries, read side: one delivery or many by id, from the hp:dlv:{did} hashes.
+
+Writes happen only in the Lua scripts (ingest, claim, complete, reap), which keep the indexes and
+counters in step; this module never writes.
+"""
+
+from __future__ import annotations
+
+from core import keys
+from core.errors import NotFound
+from core.models import Delivery, DeliveryStatus
+from core.store.connection import Redis
+
+# The hash fields a Delivery is built from (see core/keys.py for the whole layout).
+FIELDS = ("mid", "eid", "event_type", "status", "attempts", "created_ms", "updated_ms", "due_ms",
+          "last_code", "last_error")
+
+
+class DeliveryStore:
+    def __init__(self, client: Redis) -> None:
+        self._redis = client
+
+    async def get(self, did: str) -> Delivery:
+        raw = await self._redis.hmget(keys.delivery(did), FIELDS)
+        if raw[0] is None:
+            raise NotFound("delivery", did)
+        return _from_row(did, raw)
+
+    async def get_many(self, dids: list[str]) -> list[Delivery]:
+        """The deliveries that still exist, in the order asked; one round trip. Ids the retention
+        sweep has already removed are left out rather than raising."""
+        if not dids:
+            return []
+        pipe = self._redis.pipeline(transaction=False)
+        for did in dids:
+            pipe.hmget(keys.delivery(did), FIELDS)
+        rows = await pipe.execute()
+        return [_from_row(did, row) for did, row in zip(dids, rows, strict=True) if row[0] is not None]
+
+
+def _from_row(did: str, row: list[str | None]) -> Delivery:
+    mid, eid, event_type, status, attempts, created, updated, due, last_code, last_error = row
+    return Delivery(
+        id=did,
+        message_id=mid or "",
+        endpoint_id=eid or "",
+        event_type=event_type or "",
+        status=DeliveryStatus(status),
+        attempts=int(attempts or 0),
+        created_at_ms=int(created or 0),
+        updated_at_ms=int(updated or 0),
+        # Terminal deliveries have due_ms "" (they are due nowhere).
+        next_attempt_at_ms=int(float(due)) if due else None,
+        last_status_code=int(last_code) if last_code else None,
+        last_error=last_error or None,
+    )

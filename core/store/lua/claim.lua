@@ -1,0 +1,122 @@
+-- The pump's claim: for endpoints whose time has come, take due deliveries under a lease, each
+-- with a send slot spaced by the endpoint's pacing interval (GCRA with no burst allowance).
+-- Keys touched: hp:active, hp:ep:{eid}, hp:ep:{eid}:flow, hp:ep:{eid}:due, hp:ep:{eid}:inflight,
+--   hp:leases, hp:dlv:{did}, hp:msg:{mid}, status indexes and counters (via _lib).
+-- ARGV: now_ms, worker_id, lease_ms, horizon_ms, max_endpoints, max_deliveries
+-- Returns {endpoints, deliveries, next_ms, skipped}:
+--   endpoints: flat list, 7 per endpoint that got deliveries:
+--     eid, url, headers JSON, secrets JSON, trace flag, updated_ms, backoff_level
+--   deliveries: flat list, 11 per delivery:
+--     did, eid, mid, attempt number, slot_ms, budget_ms, trigger, event_type, payload, msg created_ms, trace
+--   next_ms: the earliest score left in hp:active ("" if none); skipped: endpoints visited but held back.
+-- Invariant kept: a claimed delivery leaves the due set and enters the in-flight set and hp:leases,
+-- with the same expiry (slot + lease), in this one step.
+local now, worker, lease = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local horizon, max_eps, budget = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+
+local eps_out, dl_out, skipped = {}, {}, 0
+local eids = redis.call('ZRANGEBYSCORE', 'hp:active', '-inf', now, 'LIMIT', 0, max_eps)
+
+local function cancel_deleted(eid, key)
+  for _, did in ipairs(redis.call('ZRANGE', key .. ':due', 0, 99)) do
+    local d = redis.call('HMGET', 'hp:dlv:' .. did, 'status', 'created_ms')
+    redis.call('ZREM', key .. ':due', did)
+    finish(did, eid, d[1], 'cancelled', d[2], now)
+    redis.call('HSET', 'hp:dlv:' .. did, 'last_error', 'endpoint deleted')
+  end
+  if redis.call('ZCARD', key .. ':due') > 0 then return end
+  redis.call('ZREM', 'hp:active', eid)
+  if redis.call('ZCARD', key .. ':inflight') == 0 then
+    redis.call('DEL', key, key .. ':flow')
+  end
+end
+
+for _, eid in ipairs(eids) do
+  if budget <= 0 then break end
+  local key = 'hp:ep:' .. eid
+  local ep = redis.call('HMGET', key, 'url', 'enabled', 'deleted', 'max_in_flight', 'rate',
+    'headers', 'secrets', 'trace', 'updated_ms')
+  if not ep[1] then
+    redis.call('ZREM', 'hp:active', eid)
+  elseif ep[3] == '1' then
+    cancel_deleted(eid, key)
+  elseif ep[2] ~= '1' then
+    redis.call('ZREM', 'hp:active', eid)  -- disabled: enabling puts it back
+  else
+    local flow = redis.call('HMGET', key .. ':flow', 'tat', 'eff_rate', 'paused_until', 'backoff_level')
+    local paused_until = tonumber(flow[3]) or 0
+    local in_flight = redis.call('ZCARD', key .. ':inflight')
+    local max_in_flight = tonumber(ep[4])
+    if paused_until > now then
+      redis.call('ZADD', 'hp:active', paused_until, eid)
+      skipped = skipped + 1
+    elseif in_flight >= max_in_flight then
+      -- A completion rescores it sooner; the lease length is only the safety net.
+      redis.call('ZADD', 'hp:active', now + lease, eid)
+      skipped = skipped + 1
+    else
+      local rate = tonumber(flow[2]) or tonumber(ep[5])
+      local interval = 60000 / rate
+      local tat = math.max(tonumber(flow[1]) or 0, now)
+      local slots = math.floor((now + horizon - tat) / interval) + 1
+      local n = math.min(max_in_flight - in_flight, slots, budget)
+      local dids = {}
+      if n > 0 then
+        dids = redis.call('ZRANGEBYSCORE', key .. ':due', '-inf', now, 'LIMIT', 0, n)
+      end
+      for i, did in ipairs(dids) do
+        local slot = math.floor(tat + (i - 1) * interval)
+        local expiry = slot + lease
+        redis.call('ZREM', key .. ':due', did)
+        redis.call('ZADD', key .. ':inflight', expiry, did)
+        redis.call('ZADD', 'hp:leases', expiry, did)
+        local dkey = 'hp:dlv:' .. did
+        local d = redis.call('HMGET', dkey, 'mid', 'status', 'attempts', 'budget_ms', 'trigger',
+          'created_ms', 'event_type')
+        local number = (tonumber(d[3]) or 0) + 1
+        move_status(did, eid, d[2], 'delivering', d[6])
+        redis.call('HSET', dkey, 'status', 'delivering', 'attempts', number, 'updated_ms', now,
+          'worker', worker, 'trigger', 'scheduled', 'lease_ms', expiry)
+        local msg = redis.call('HMGET', 'hp:msg:' .. d[1], 'payload', 'created_ms', 'trace')
+        local base = #dl_out
+        dl_out[base + 1] = did
+        dl_out[base + 2] = eid
+        dl_out[base + 3] = d[1]
+        dl_out[base + 4] = tostring(number)
+        dl_out[base + 5] = tostring(slot)
+        dl_out[base + 6] = d[4] or d[6]
+        dl_out[base + 7] = d[5] or 'scheduled'
+        dl_out[base + 8] = d[7]
+        dl_out[base + 9] = msg[1] or 'null'
+        dl_out[base + 10] = msg[2] or d[6]
+        dl_out[base + 11] = msg[3] or ''
+      end
+      local new_tat = tat + #dids * interval
+      if #dids > 0 then
+        redis.call('HSET', key .. ':flow', 'tat', tostring(new_tat))
+        budget = budget - #dids
+        local base = #eps_out
+        eps_out[base + 1] = eid
+        eps_out[base + 2] = ep[1]
+        eps_out[base + 3] = ep[6] or '{}'
+        eps_out[base + 4] = ep[7] or '[]'
+        eps_out[base + 5] = ep[8] or '1'
+        eps_out[base + 6] = ep[9] or '0'
+        eps_out[base + 7] = flow[4] or '0'
+      else
+        skipped = skipped + 1
+      end
+      local head = redis.call('ZRANGE', key .. ':due', 0, 0, 'WITHSCORES')
+      if #head == 0 then
+        redis.call('ZREM', 'hp:active', eid)
+      else
+        local next_ms = math.max(tonumber(head[2]), math.floor(new_tat - horizon))
+        if in_flight + #dids >= max_in_flight then next_ms = math.max(next_ms, now + lease) end
+        redis.call('ZADD', 'hp:active', next_ms, eid)
+      end
+    end
+  end
+end
+
+local first = redis.call('ZRANGE', 'hp:active', 0, 0, 'WITHSCORES')
+return {eps_out, dl_out, first[2] or '', skipped}

@@ -1,0 +1,87 @@
+-- Ingest messages atomically: idempotency check, fan-out, message + deliveries + indexes + counters.
+-- Keys touched: hp:idem:*, hp:ep:{eid}, hp:evt:{type}, hp:evt-all, hp:msg:{mid}, hp:dlv:{did},
+--   hp:ep:{eid}:due, hp:active, hp:idx:dlv*, hp:ep:{eid}:count, hp:count; publishes hp:wake.
+-- ARGV[1]: JSON {now, idem_key ("" for none), idem_hash, idem_ttl_ms,
+--                messages: [{id, event_type, endpoint_ids (array or null), trace}]}
+-- ARGV[2..n+1]: each message's payload as compact JSON, in order.
+-- Returns JSON: {"replay": bool, "conflict": bool, "unknown_endpoint": id|null, "result": {...}}
+-- Nothing is written unless every message is valid (all checks run before the first write).
+local req = cjson.decode(ARGV[1])
+local now = tonumber(req.now)
+
+if req.idem_key ~= "" then
+  local stored = redis.call('GET', req.idem_key)
+  if stored then
+    local rec = cjson.decode(stored)
+    if rec.hash ~= req.idem_hash then
+      return cjson.encode({conflict = true})
+    end
+    return cjson.encode({replay = true, result = rec.result})
+  end
+end
+
+-- Phase 1: resolve every message's targets; refuse the whole request on an unknown endpoint.
+local targets = {}
+for i, m in ipairs(req.messages) do
+  local list = {}
+  if type(m.endpoint_ids) == 'table' then
+    for _, eid in ipairs(m.endpoint_ids) do
+      local deleted = redis.call('HMGET', 'hp:ep:' .. eid, 'url', 'deleted')
+      if not deleted[1] or deleted[2] == '1' then
+        return cjson.encode({unknown_endpoint = eid, index = i - 1})
+      end
+      list[#list + 1] = eid
+    end
+  else
+    list = redis.call('SUNION', 'hp:evt:' .. m.event_type, 'hp:evt-all')
+    table.sort(list)
+  end
+  targets[i] = list
+end
+
+-- Phase 2: write.
+local out = {}
+local any = false
+for i, m in ipairs(req.messages) do
+  local mid = m.id
+  local core = string.sub(mid, 5)
+  local deliveries = {}
+  local dids = {}
+  for j, eid in ipairs(targets[i]) do
+    local did = 'dlv_' .. core .. '_' .. j
+    dids[#dids + 1] = did
+    redis.call('HSET', 'hp:dlv:' .. did,
+      'mid', mid, 'eid', eid, 'event_type', m.event_type, 'status', 'pending', 'attempts', 0,
+      'created_ms', now, 'updated_ms', now, 'due_ms', now, 'budget_ms', now, 'trigger', 'scheduled')
+    redis.call('ZADD', 'hp:ep:' .. eid .. ':due', now, did)
+    local ep = redis.call('HMGET', 'hp:ep:' .. eid, 'enabled')
+    if ep[1] == '1' then
+      redis.call('ZADD', 'hp:active', 'LT', now, eid)
+      any = true
+    end
+    redis.call('ZADD', 'hp:idx:dlv', now, did)
+    redis.call('ZADD', 'hp:idx:dlv:ep:' .. eid, now, did)
+    redis.call('ZADD', 'hp:idx:dlv:st:pending', now, did)
+    redis.call('ZADD', 'hp:idx:dlv:ep:' .. eid .. ':st:pending', now, did)
+    redis.call('ZADD', 'hp:idx:dlv:evt:' .. m.event_type, now, did)
+    redis.call('HINCRBY', 'hp:ep:' .. eid .. ':count', 'pending', 1)
+    redis.call('HINCRBY', 'hp:count', 'pending', 1)
+    deliveries[#deliveries + 1] = {id = did, endpoint_id = eid, status = 'pending'}
+  end
+  redis.call('HSET', 'hp:msg:' .. mid, 'event_type', m.event_type, 'payload', ARGV[i + 1],
+    'created_ms', now, 'deliveries', table.concat(dids, ','), 'remaining', #dids, 'trace', m.trace or '')
+  if #dids == 0 then
+    redis.call('PEXPIRE', 'hp:msg:' .. mid, req.retention_ms)
+  end
+  -- cjson encodes an empty table as {}; the caller normalises "deliveries" to a list.
+  out[#out + 1] = {id = mid, event_type = m.event_type, created_ms = now, deliveries = deliveries}
+end
+
+local result = {messages = out}
+if req.idem_key ~= "" then
+  redis.call('SET', req.idem_key, cjson.encode({hash = req.idem_hash, result = result}), 'PX', req.idem_ttl_ms)
+end
+if any then
+  redis.call('PUBLISH', 'hp:wake', '1')
+end
+return cjson.encode({result = result})

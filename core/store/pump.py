@@ -1,0 +1,141 @@
+"""The pump's side of the data layer: claim due deliveries under leases, complete them, reap lost ones.
+
+Each call is one Lua script, so the invariants in core/keys.py hold across worker processes.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from core import keys
+from core.clock import now_ms
+from core.store.connection import Redis, load_script
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedEndpoint:
+    id: str
+    url: str
+    headers: dict[str, str]
+    secrets: tuple[str, ...]  # every secret that signs now (current + those still in their grace)
+    trace_propagation: bool
+    updated_at_ms: int
+    backoff_level: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    id: str
+    endpoint_id: str
+    message_id: str
+    attempt: int  # this attempt's number: also the claim's token
+    slot_ms: int  # not to be sent before this time (pacing)
+    budget_start_ms: int  # retries are allowed until budget_start + retry horizon
+    trigger: str
+    event_type: str
+    payload_json: str
+    message_created_ms: int
+    trace: str
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    endpoints: dict[str, ClaimedEndpoint]
+    deliveries: list[ClaimedDelivery]
+    next_active_ms: int | None  # the earliest time any endpoint may have work; None: nothing queued
+    skipped: int  # endpoints looked at but held back by pace, pause or max_in_flight
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    delivery_id: str
+    attempt: int
+    outcome: str  # succeeded | retry | failed | overloaded | gone | released
+    due_ms: int = 0  # retry / overloaded / released: when it may go again
+    status_code: int | None = None
+    error: str = ""
+    record: dict[str, Any] | None = None  # the attempt record; None for a release
+    pause_reason: str = ""
+
+
+class PumpStore:
+    def __init__(self, client: Redis, *, lease_seconds: float, retention: float) -> None:
+        self._redis = client
+        self._claim = load_script(client, "claim")
+        self._complete = load_script(client, "complete")
+        self._reap = load_script(client, "reap")
+        self._lease = load_script(client, "lease")
+        self.lease_ms = int(lease_seconds * 1000)
+        self._retention_ms = int(retention * 1000)
+
+    async def claim(self, worker_id: str, *, horizon_ms: int, max_endpoints: int, max_deliveries: int) -> Claim:
+        now = now_ms()
+        eps_raw, dl_raw, next_raw, skipped = await self._claim(
+            args=[now, worker_id, self.lease_ms, horizon_ms, max_endpoints, max_deliveries])
+        endpoints: dict[str, ClaimedEndpoint] = {}
+        for i in range(0, len(eps_raw), 7):
+            eid, url, headers, secrets_json, trace, updated, level = eps_raw[i:i + 7]
+            endpoints[eid] = ClaimedEndpoint(
+                id=eid, url=url, headers=json.loads(headers),
+                secrets=_signing_secrets(secrets_json, now), trace_propagation=trace == "1",
+                updated_at_ms=int(updated), backoff_level=int(level))
+        deliveries = [
+            ClaimedDelivery(
+                id=dl_raw[i], endpoint_id=dl_raw[i + 1], message_id=dl_raw[i + 2], attempt=int(dl_raw[i + 3]),
+                slot_ms=int(dl_raw[i + 4]), budget_start_ms=int(dl_raw[i + 5]), trigger=dl_raw[i + 6],
+                event_type=dl_raw[i + 7], payload_json=dl_raw[i + 8], message_created_ms=int(dl_raw[i + 9]),
+                trace=dl_raw[i + 10])
+            for i in range(0, len(dl_raw), 11)
+        ]
+        next_ms = int(float(next_raw)) if next_raw else None
+        return Claim(endpoints, deliveries, next_ms, int(skipped))
+
+    async def complete(self, completions: list[Completion]) -> int:
+        """Apply a batch of results in one script; returns how many changed a delivery's state."""
+        if not completions:
+            return 0
+        args: list[Any] = [now_ms(), self._retention_ms]
+        for c in completions:
+            args += [c.delivery_id, c.attempt, c.outcome, c.due_ms,
+                     "" if c.status_code is None else c.status_code, c.error,
+                     "" if c.record is None else json.dumps(c.record, separators=(",", ":")),
+                     c.pause_reason]
+        return int(await self._complete(args=args))
+
+    async def reap(self, limit: int = 200) -> list[str]:
+        """Put deliveries whose lease expired back in their due sets; returns their ids."""
+        return list(await self._reap(args=[now_ms(), self._retention_ms, limit]))
+
+    async def acquire_run_lease(self, worker_id: str, ttl_ms: int) -> str | None:
+        token = secrets.token_hex(8)
+        ok = await self._redis.set(keys.pump_lease(worker_id), token, nx=True, px=ttl_ms)
+        return token if ok else None
+
+    async def refresh_run_lease(self, worker_id: str, token: str, ttl_ms: int) -> bool:
+        return bool(await self._lease(keys=[keys.pump_lease(worker_id)], args=[token, "refresh", ttl_ms]))
+
+    async def release_run_lease(self, worker_id: str, token: str) -> None:
+        await self._lease(keys=[keys.pump_lease(worker_id)], args=[token, "release", 0])
+
+    async def request_handover(self, worker_id: str) -> None:
+        await self._redis.set(keys.pump_handover(worker_id), "1", px=5000)
+
+    async def handover_requested(self, worker_id: str) -> bool:
+        return bool(await self._redis.exists(keys.pump_handover(worker_id)))
+
+    async def clear_handover(self, worker_id: str) -> None:
+        await self._redis.delete(keys.pump_handover(worker_id))
+
+    async def heartbeat(self, worker_id: str, stats: dict[str, Any]) -> None:
+        now = now_ms()
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.zadd(keys.WORKERS, {worker_id: now})
+        pipe.hset(keys.PUMP_STATS, mapping={"last_run_ms": now, **{k: str(v) for k, v in stats.items()}})
+        await pipe.execute()
+
+
+def _signing_secrets(secrets_json: str, now: int) -> tuple[str, ...]:
+    return tuple(value for value, _created, expires in json.loads(secrets_json) if expires is None or expires > now)

@@ -1,0 +1,60 @@
+"""Helpers for pump tests: run a real worker (arq + pump + sender) in this event loop, make endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from core.settings import Settings
+from core.store import NewMessage, Store
+from delivery.signing import generate_secret
+from scheduler.worker import run_worker
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[asyncio.Event]:
+    """A real `hookpump worker` (arq worker, cron pump, sender) as a task of this loop."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, stop))
+    try:
+        yield stop
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, timeout=30)
+
+
+async def make_endpoint(store: Store, url: str, **fields: Any) -> str:
+    values: dict[str, Any] = {
+        "url": url, "rate_limit_per_minute": 6000, "max_in_flight": 50, "event_types": None, "headers": {},
+        "description": "", "enabled": True, "trace_propagation": True,
+    }
+    values.update(fields)
+    secret = fields.pop("secret", None) or generate_secret()
+    values.pop("secret", None)
+    endpoint = await store.endpoints.create(values, secret)
+    return endpoint.id
+
+
+async def send(store: Store, count: int, *, endpoint_ids: list[str] | None = None,
+               event_type: str = "order.paid") -> list[str]:
+    """Ingest `count` messages (in batches); returns the delivery ids in order."""
+    dids: list[str] = []
+    for start in range(0, count, 1000):
+        batch = [NewMessage(event_type, json.dumps({"n": n}), endpoint_ids)
+                 for n in range(start, min(count, start + 1000))]
+        accepted = await store.messages.ingest(batch)
+        dids += [d["id"] for m in accepted.messages for d in m["deliveries"]]
+    return dids
+
+
+async def statuses(store: Store, dids: list[str]) -> dict[str, int]:
+    pipe = store.redis.pipeline(transaction=False)
+    for did in dids:
+        pipe.hget(f"hp:dlv:{did}", "status")
+    counts: dict[str, int] = {}
+    for status in await pipe.execute():
+        counts[status] = counts.get(status, 0) + 1
+    return counts
