@@ -1,0 +1,1 @@
+"""The arq worker, the cron-driven pump, and pacing: how deliveries leave hookpump."""

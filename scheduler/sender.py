@@ -1,0 +1,188 @@
+"""The worker's sending side: hold each claimed delivery until its paced slot, attempt it, and report
+results back to Redis in batches.
+
+Lives for the whole worker process (pump runs come and go; in-flight requests outlive them), and is
+the only place that turns an attempt's outcome into the delivery's next state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import backoff
+
+from core.settings import Settings
+from core.store import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, Store, translated_errors
+from delivery.attempt import AttemptReport, attempt_delivery
+from delivery.client import DeliveryClient
+from delivery.outcome import Outcome
+from delivery.retry_policy import overload_pause, retry_allowed, retry_delay
+
+log = logging.getLogger(__name__)
+
+# Results are written in batches: one script call per FLUSH_SIZE results or FLUSH_DELAY seconds.
+FLUSH_SIZE = 256
+FLUSH_DELAY = 0.003
+
+
+class Sender:
+    def __init__(self, store: Store, client: DeliveryClient, settings: Settings) -> None:
+        self._store = store
+        self._client = client
+        self._settings = settings
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._results: list[Completion] = []
+        self._results_ready = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
+        # Pauses this worker has learnt of from its own results: a delivery already claimed for a
+        # slot after the endpoint paused is released instead of sent early.
+        self._paused_until_ms: dict[str, int] = {}
+        self._stopping = False
+        # Wakes the pump when capacity frees up or state changed.
+        self.progress = asyncio.Event()
+        self.sent = 0
+        self.released = 0
+
+    @property
+    def outstanding(self) -> int:
+        """Claimed deliveries not yet reported (waiting for their slot or in flight)."""
+        return len(self._tasks)
+
+    def start(self) -> None:
+        self._flusher = asyncio.create_task(self._flush_forever(), name="hookpump-flush")
+
+    def submit(self, claim: Claim) -> None:
+        for delivery in claim.deliveries:
+            endpoint = claim.endpoints[delivery.endpoint_id]
+            task = asyncio.create_task(self._deliver(endpoint, delivery), name=f"deliver-{delivery.id}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> None:
+        try:
+            wait = delivery.slot_ms / 1000 - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            paused_until = self._paused_until_ms.get(endpoint.id, 0)
+            if self._stopping or paused_until > _now_ms():
+                self._release(delivery, max(paused_until, delivery.slot_ms))
+                return
+            report = await attempt_delivery(
+                self._client,
+                url=endpoint.url,
+                msg_id=delivery.message_id,
+                event_type=delivery.event_type,
+                payload_json=delivery.payload_json,
+                secrets=endpoint.secrets,
+                extra_headers=endpoint.headers,
+                traceparent=delivery.trace or None if endpoint.trace_propagation else None,
+                attempt_number=delivery.attempt,
+                trigger=delivery.trigger,
+            )
+            self.sent += 1
+            self._report(self._next_state(endpoint, delivery, report))
+        except asyncio.CancelledError:
+            # Stopped while waiting or sending: give it back so another run sends it, not a lease expiry.
+            self._release(delivery, delivery.slot_ms)
+            raise
+        except Exception:  # one broad catch per delivery: a bug here must not lose the delivery
+            log.exception("delivery %s: attempt crashed; it will be retried", delivery.id,
+                          extra={"delivery_id": delivery.id, "endpoint_id": endpoint.id})
+            self._report(Completion(delivery.id, delivery.attempt, "retry",
+                                    due_ms=_now_ms() + int(self._settings.retry_base * 1000),
+                                    error="internal error in hookpump while attempting"))
+
+    def _next_state(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery, report: AttemptReport) -> Completion:
+        """Turn an attempt's outcome into what happens next (the retry policy lives in delivery/)."""
+        now = _now_ms()
+        s = self._settings
+        base = Completion(delivery.id, delivery.attempt, "failed", status_code=report.status_code,
+                          error=report.error or "", record=report.record)
+        if report.outcome is Outcome.SUCCEEDED:
+            return _with(base, outcome="succeeded", error="")
+        if report.outcome is Outcome.GONE:
+            return _with(base, outcome="gone", error=report.error or "the receiver answered 410 Gone")
+        if report.outcome is Outcome.FAILED:
+            return base
+        if not retry_allowed(delivery.budget_start_ms, now, s.retry_horizon):
+            return _with(base, error=f"gave up after {delivery.attempt} attempts over "
+                                     f"{(now - delivery.budget_start_ms) / 3_600_000:.1f} h: {report.error or ''}")
+        if report.outcome is Outcome.OVERLOADED:
+            pause = overload_pause(endpoint.backoff_level, report.retry_after, base=s.backoff_base, cap=s.backoff_cap)
+            # Round up: a Retry-After must never be cut short by millisecond rounding.
+            until = now + math.ceil(pause * 1000)
+            self._paused_until_ms[endpoint.id] = max(until, self._paused_until_ms.get(endpoint.id, 0))
+            reason = "retry_after" if report.retry_after is not None else "backoff"
+            return _with(base, outcome="overloaded", due_ms=until, pause_reason=reason)
+        delay = retry_delay(delivery.attempt, base=s.retry_base, cap=s.retry_cap)
+        return _with(base, outcome="retry", due_ms=now + math.ceil(delay * 1000))
+
+    def _release(self, delivery: ClaimedDelivery, due_ms: int) -> None:
+        self.released += 1
+        self._report(Completion(delivery.id, delivery.attempt, "released", due_ms=due_ms))
+
+    def _report(self, completion: Completion) -> None:
+        self._results.append(completion)
+        self._results_ready.set()
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await self._results_ready.wait()
+            if len(self._results) < FLUSH_SIZE:
+                await asyncio.sleep(FLUSH_DELAY)  # let a few more results join this batch
+            await self.flush()
+
+    async def flush(self) -> None:
+        """Write every buffered result; on a Redis outage keep them and retry with backoff."""
+        self._results_ready.clear()
+        while self._results:
+            batch, self._results = self._results[:FLUSH_SIZE * 4], self._results[FLUSH_SIZE * 4:]
+            delays = _reconnect_delays()
+            while True:
+                try:
+                    async with translated_errors():
+                        await self._store.pump.complete(batch)
+                    break
+                except asyncio.CancelledError:
+                    self._results = batch + self._results
+                    raise
+                except Exception:
+                    delay = next(delays)
+                    log.warning("could not record %d results; retrying in %.1f s", len(batch), delay, exc_info=True)
+                    await asyncio.sleep(delay)
+        self.progress.set()
+
+    async def drain(self, timeout: float) -> None:
+        """Stop: release what waits for a slot, let in-flight requests finish (bounded), flush."""
+        self._stopping = True
+        if self._tasks:
+            done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=1)
+        await self.flush()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+
+
+def _reconnect_delays() -> Iterator[float]:
+    """Waits between attempts to reach Redis again: exponential with jitter, capped at 5 s."""
+    for value in backoff.expo(base=2, factor=0.05, max_value=5.0):
+        if value is not None:
+            yield float(backoff.full_jitter(value)) + 0.01
+
+
+def _with(c: Completion, **changes: Any) -> Completion:
+    return dataclasses.replace(c, **changes)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
