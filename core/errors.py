@@ -6,7 +6,8 @@ HookpumpError
  ├── Conflict               the request clashes with current state (idempotency key reuse, wrong status)
  ├── InvalidInput           a field is out of range or malformed; `field` names it
  │    └── ForbiddenTarget   an endpoint URL resolves to an address delivery may not reach
- └── StoreUnavailable       Redis could not be reached (translated from redis-py at the store boundary)
+ ├── StoreUnavailable       Redis could not be reached (translated from redis-py at the store boundary)
+ └── EmbeddedRedisError     `hookpump dev` could not start its own redis-server (hookpump/embedded_redis.py)
 """
 
 from __future__ import annotations

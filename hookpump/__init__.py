@@ -1,0 +1,1 @@
+"""The `hookpump` command and the processes it runs: API, worker, and the embedded Redis of `dev`."""

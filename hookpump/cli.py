@@ -1,0 +1,268 @@
+"""The `hookpump` command: `dev`, `serve`, `worker` and `api-key create`.
+
+Each long-running command runs its parts in one uvloop event loop. The first SIGINT/SIGTERM lets them
+finish what they are doing; a second cancels them at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+from collections.abc import Coroutine, Generator, Mapping, Sequence
+from types import FrameType
+from typing import Any
+
+import uvicorn
+import uvloop
+
+from core.errors import ConfigError, HookpumpError
+from core.logs import configure_logging
+from core.models import ApiKey, Scope
+from core.settings import Settings
+from hookpump import dev
+from hookpump.embedded_redis import EmbeddedRedis
+
+logger = logging.getLogger(__name__)
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn without signal handlers of its own: `Shutdown` decides when the API stops."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # uvicorn would take SIGINT/SIGTERM for itself and re-raise them once it stops, so the
+        # worker sharing this loop would hear of the signal only after the API had shut down.
+        yield
+
+
+class Shutdown:
+    """Signal handling shared by every command: a first signal asks, a second insists."""
+
+    def __init__(self) -> None:
+        self.stop = asyncio.Event()
+        self.forced = False
+        self.servers: list[uvicorn.Server] = []
+        # Cancelled by a second signal. The API is not among them: `force_exit` is uvicorn's own
+        # way of stopping at once, and leaves it to close its connections.
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def install(self, loop: asyncio.AbstractEventLoop) -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, self.on_signal, signum)
+
+    def request(self) -> None:
+        self.stop.set()
+        for server in self.servers:
+            server.should_exit = True
+
+    def on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if not self.stop.is_set():
+            logger.info("%s: finishing in-flight work (send it again to exit at once)", name)
+            self.request()
+            return
+        logger.warning("%s again: exiting at once", name)
+        self.forced = True
+        for server in self.servers:
+            server.force_exit = True
+        for task in self.tasks:
+            task.cancel()
+
+
+def api_server(settings: Settings) -> ApiServer:
+    # Imported here so a configuration error is reported before the app's dependencies load.
+    from service.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        lifespan="on", log_config=None,
+    )  # fmt: skip
+    return ApiServer(config)
+
+
+async def serve_api(server: uvicorn.Server, shutdown: Shutdown) -> None:
+    try:
+        await server.serve()
+    except SystemExit as exc:  # uvicorn calls sys.exit(1) when it cannot bind its port
+        raise HookpumpError(f"the API could not listen on {server.config.host}:{server.config.port}") from exc
+    if not server.started and not shutdown.stop.is_set():
+        raise HookpumpError("the API did not start (its start-up error is logged above)")
+
+
+async def run_parts(
+    shutdown: Shutdown, *, api: uvicorn.Server | None = None, worker: Coroutine[Any, Any, None] | None = None
+) -> int:
+    """Run the API and/or the worker until a signal stops them or one of them ends; the exit status."""
+    shutdown.install(asyncio.get_running_loop())
+    tasks: list[asyncio.Task[None]] = []
+    if api is not None:
+        shutdown.servers.append(api)
+        tasks.append(asyncio.create_task(serve_api(api, shutdown), name="api"))
+    if worker is not None:
+        tasks.append(asyncio.create_task(worker, name="worker"))
+        shutdown.tasks.append(tasks[-1])
+    failed = False
+    pending = set(tasks)
+    while pending:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            failed = not _ended_well(task, shutdown) or failed
+        # One part ending ends them all: an API whose worker died would accept messages and never
+        # deliver them.
+        shutdown.request()
+    return EXIT_FAILED if failed or shutdown.forced else 0
+
+
+def _ended_well(task: asyncio.Task[None], shutdown: Shutdown) -> bool:
+    if task.cancelled():
+        return True  # only a second signal cancels, and `forced` already tells of it
+    exc = task.exception()
+    if isinstance(exc, HookpumpError):
+        logger.error("%s: %s", task.get_name(), exc)
+    elif exc is not None:
+        logger.error("%s crashed", task.get_name(), exc_info=exc)
+    elif not shutdown.stop.is_set():
+        logger.error("%s stopped although no one asked it to", task.get_name())
+    else:
+        return True
+    return False
+
+
+def run(main: Coroutine[Any, Any, int]) -> int:
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def require_redis_url(settings: Settings, command: str) -> None:
+    if settings.redis_url is None:
+        raise ConfigError(
+            "HOOKPUMP_REDIS_URL",
+            f"not set; `hookpump {command}` needs a Redis (for example redis://localhost:6379/0), "
+            "or use `hookpump dev`, which starts its own",
+        )
+
+
+def command_serve(settings: Settings) -> int:
+    require_redis_url(settings, "serve")
+    configure_logging(settings)
+
+    async def main() -> int:
+        return await run_parts(Shutdown(), api=api_server(settings))
+
+    return run(main())
+
+
+def command_worker(settings: Settings) -> int:
+    require_redis_url(settings, "worker")
+    configure_logging(settings)
+    from scheduler.worker import run_worker
+
+    async def main() -> int:
+        shutdown = Shutdown()
+        return await run_parts(shutdown, worker=run_worker(settings, shutdown.stop))
+
+    return run(main())
+
+
+def command_dev(environ: Mapping[str, str]) -> int:
+    settings = dev.dev_settings(environ)
+    configure_logging(settings)
+    from scheduler.worker import run_worker
+
+    # Whatever ends this block, the embedded Redis is stopped last, after the worker has finished
+    # its in-flight deliveries.
+    with EmbeddedRedis() as embedded:
+        if settings.redis_url is None:
+            settings = settings.replace(redis_url=embedded.start(settings.data_dir))
+        if settings.api_key is None:
+            settings = settings.replace(api_key=dev.load_or_create_admin_key(settings.data_dir))
+        print(dev.banner(settings, embedded if embedded.url else None), flush=True)
+
+        async def main() -> int:
+            shutdown = Shutdown()
+            return await run_parts(
+                shutdown, api=api_server(settings), worker=run_worker(settings, shutdown.stop)
+            )
+
+        return run(main())
+
+
+def command_api_key_create(settings: Settings, name: str, scopes: frozenset[Scope]) -> int:
+    require_redis_url(settings, "api-key create")
+    configure_logging(settings)
+    from core.store import create_store
+
+    async def create() -> tuple[ApiKey, str]:
+        store = await create_store(settings)
+        try:
+            return await store.api_keys.create(name, scopes)
+        finally:
+            await store.close()
+
+    record, key = asyncio.run(create())
+    print(
+        f"created API key {record.id} ({record.name}, scopes: {', '.join(sorted(record.scopes))}); "
+        "it is shown once, below",
+        file=sys.stderr,
+    )
+    print(key)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="hookpump",
+        description="Webhook delivery, paced per endpoint. Configured by HOOKPUMP_* variables.",
+    )
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("dev", help="API, worker and an embedded Redis in one process, for a laptop")
+    commands.add_parser("serve", help="the HTTP API only (needs HOOKPUMP_REDIS_URL)")
+    commands.add_parser("worker", help="the delivery worker and pump (needs HOOKPUMP_REDIS_URL)")
+    api_key = commands.add_parser("api-key", help="manage API keys").add_subparsers(
+        dest="action", required=True, metavar="ACTION"
+    )
+    create = api_key.add_parser("create", help="create a key and print it, once")
+    create.add_argument("--name", required=True, help="who or what the key is for")
+    create.add_argument(
+        "--scope", required=True, action="append", choices=[scope.value for scope in Scope],
+        help="admin, send or read; repeat for several",
+    )  # fmt: skip
+    return root
+
+
+def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
+    # Until an event loop takes over the signals, SIGTERM unwinds like Ctrl-C does, so the
+    # `finally` that stops an embedded Redis still runs.
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    env = os.environ if environ is None else environ
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        if args.command == "dev":
+            return command_dev(env)
+        settings = Settings.from_env(env)
+        if args.command == "serve":
+            return command_serve(settings)
+        if args.command == "worker":
+            return command_worker(settings)
+        scopes = frozenset(Scope(scope) for scope in args.scope)
+        return command_api_key_create(settings, args.name, scopes)
+    except ConfigError as exc:
+        print(f"hookpump: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except HookpumpError as exc:
+        print(f"hookpump: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 128 + signal.SIGINT
