@@ -45,13 +45,21 @@ Pump state (see scheduler/)
   hp:workers                  ZSET  worker_id -> last heartbeat ms (alive if within 3 pump intervals)
   hp:pump:stats               HASH  last_run_ms, last_window_start_ms, windows, sent_total ...
 
-Indexes for the monitoring API (scores are a delivery's created_ms; members are dids)
+Indexes for the monitoring API. Members are dids, every score is 0: the sets are read in lexical
+order with ZRANGEBYLEX, and a did sorts by creation time (it embeds its message id's timestamp), so
+cursors are exact even when a batch creates thousands of deliveries in one millisecond, several
+status sets merge by member, and a time range is a lexical range.
   hp:idx:dlv                  ZSET  every stored delivery
   hp:idx:dlv:ep:{eid}         ZSET  by endpoint
   hp:idx:dlv:st:{status}      ZSET  by status
   hp:idx:dlv:ep:{eid}:st:{status} ZSET by endpoint and status
   hp:idx:dlv:evt:{event_type} ZSET  by event type
   Invariant: a delivery is in exactly one hp:idx:dlv:st:* set (its status) and one ep/st set.
+  hp:terminal                 ZSET  did -> ended_ms of terminal deliveries: the retention sweep's queue
+  hp:backlog                  ZSET  eid -> queued (pending + retrying) deliveries, for "largest backlogs"
+  hp:dlv:{did}:actions        LIST  JSON operator actions on the delivery (who, when, what)
+  hp:ep:{eid}:actions         LIST  JSON operator actions on the endpoint, newest 100
+  hp:bulk:{job_id}            HASH  a bulk retry's filter and progress. TTL 1 day
 
 Counters (monitoring; kept up to date by the scripts that change state, never by scanning)
   hp:ep:{eid}:count           HASH  status -> number of deliveries in that status
@@ -116,6 +124,8 @@ def inflight(eid: str) -> str:
 
 
 LEASES = "hp:leases"
+TERMINAL = "hp:terminal"
+BACKLOG = "hp:backlog"
 ACTIVE = "hp:active"
 WAKE_CHANNEL = "hp:wake"
 WORKERS = "hp:workers"
@@ -147,6 +157,18 @@ def index_by_endpoint_status(eid: str, status: str) -> str:
 
 def index_by_event_type(name: str) -> str:
     return f"hp:idx:dlv:evt:{name}"
+
+
+def delivery_actions(did: str) -> str:
+    return f"hp:dlv:{did}:actions"
+
+
+def endpoint_actions(eid: str) -> str:
+    return f"hp:ep:{eid}:actions"
+
+
+def bulk_retry(job_id: str) -> str:
+    return f"hp:bulk:{job_id}"
 
 
 def endpoint_counts(eid: str) -> str:

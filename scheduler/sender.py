@@ -158,11 +158,11 @@ class Sender:
                     await asyncio.sleep(delay)
         self.progress.set()
 
-    async def drain(self, timeout: float) -> None:
+    async def drain(self, grace_seconds: float) -> None:
         """Stop: release what waits for a slot, let in-flight requests finish (bounded), flush."""
         self._stopping = True
         if self._tasks:
-            done, pending = await asyncio.wait(set(self._tasks), timeout=timeout)
+            _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
             for task in pending:
                 task.cancel()
             if pending:

@@ -19,6 +19,7 @@ import backoff
 from arq import cron
 from arq.connections import RedisSettings
 from arq.worker import Worker
+
 from core.settings import Settings
 from core.store import Store, create_store
 from core.store.connection import reconnect_options
@@ -52,10 +53,11 @@ def redis_settings(settings: Settings) -> RedisSettings:
 
 def create_pump_worker(settings: Settings, pump: Pump) -> Worker:
     interval = settings.pump_interval
+    when = cron_fields(interval)
     return Worker(
         functions=[],
         cron_jobs=[cron(pump_window, name="pump_window", unique=False, run_at_startup=True,
-                        timeout=interval * 2 + 30, max_tries=1, **cron_fields(interval))],
+                        timeout=interval * 2 + 30, max_tries=1, minute=when.minute, second=when.second)],
         queue_name=pump_queue(settings),
         redis_settings=redis_settings(settings),
         ctx={"pump": pump},
@@ -91,7 +93,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         pump.stop()
         supervisor.cancel()
         await asyncio.gather(supervisor, return_exceptions=True)
-        await sender.drain(timeout=settings.request_timeout + 1)
+        await sender.drain(grace_seconds=settings.request_timeout + 1)
         await pump.close()
         await _forget_queue(store, settings)
         await client.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import math
 import time
 
@@ -41,7 +42,7 @@ async def test_a_backlog_of_ten_minutes_is_paced_within_the_one_second_bound(
         assert max_in_window(times) <= bound
         expected = per_second * observe
         assert len(times) >= 0.8 * expected, f"only {len(times)} of ~{expected:.0f} expected requests"
-        gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
         assert max(gaps) < 60 / rate_per_minute + 0.3, "the pump left a gap (a handover between windows?)"
     finally:
         await receiver.stop()
@@ -56,7 +57,7 @@ async def test_a_rate_not_a_multiple_of_sixty_keeps_its_bound(store: Store, sett
             await receiver.wait_for(10, timeout=10)
         times = [r.at for r in receiver.received]
         assert max_in_window(times) <= math.ceil(150 / 60) + 1
-        spacing = [b - a for a, b in zip(times, times[1:], strict=False)]
+        spacing = [b - a for a, b in itertools.pairwise(times)]
         # Evenly spaced: every gap close to 0.4 s, none close to 0 (no pairs fired together).
         assert min(spacing) > 0.3
     finally:

@@ -15,8 +15,8 @@ from core.store.pump import Claim, ClaimedDelivery, ClaimedEndpoint, Completion,
 
 __all__ = [
     "Accepted", "ApiKeyStore", "Claim", "ClaimedDelivery", "ClaimedEndpoint", "Completion", "DeliveryStore",
-    "EndpointFlow", "EndpointStore", "Idempotency", "MessageStore", "NewMessage", "PumpStore", "Store", "create_store",
-    "translated_errors",
+    "EndpointFlow", "EndpointStore", "Idempotency", "MessageStore", "NewMessage", "PumpStore", "Store",
+    "create_store", "translated_errors",
 ]
 
 
@@ -56,7 +56,7 @@ class Store:
             async for _message in pubsub.listen():
                 on_wake()
         finally:
-            await pubsub.aclose()
+            await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py 5 leaves it unannotated
 
 
 async def create_store(settings: Settings) -> Store:

@@ -10,7 +10,7 @@ from core.clock import now_ms
 from core.errors import NotFound
 from core.ids import new_id
 from core.models import ApiKey, Scope
-from core.store.connection import Redis
+from core.store.connection import Redis, hgetall
 from core.store.paging import page
 
 
@@ -36,7 +36,7 @@ class ApiKeyStore:
         return ApiKey(kid, name, scopes, now), plaintext
 
     async def lookup(self, plaintext: str) -> ApiKey | None:
-        raw = await self._redis.hgetall(keys.api_key(digest(plaintext)))
+        raw = await hgetall(self._redis, keys.api_key(digest(plaintext)))
         return _from_hash(raw) if raw else None
 
     async def list(self, *, limit: int, cursor: str | None) -> tuple[list[ApiKey], str | None]:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -35,14 +35,17 @@ def reconnect_options() -> dict[str, Any]:
 
 
 def create_redis(url: str, *, max_connections: int = 64) -> Redis:
-    return aioredis.from_url(
+    # TCP keepalive notices a silently dead peer; redis-py's unix-socket connection rejects the option.
+    tcp = {} if url.startswith("unix://") else {"socket_keepalive": True}
+    client: Redis = aioredis.Redis.from_url(
         url,
         decode_responses=True,
         max_connections=max_connections,
         health_check_interval=15,
-        socket_keepalive=True,
+        **tcp,
         **reconnect_options(),
     )
+    return client
 
 
 def load_script(client: Redis, name: str) -> Any:
@@ -55,6 +58,11 @@ def load_script(client: Redis, name: str) -> Any:
     prelude = lua.joinpath("_lib.lua").read_text(encoding="utf-8")
     source = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
     return client.register_script(prelude + "\n" + source)
+
+
+async def hgetall(client: Redis, key: str) -> dict[str, str]:
+    """HGETALL with its real type (redis-py annotates its commands as sync-or-async)."""
+    return await cast("Awaitable[dict[str, str]]", client.hgetall(key))
 
 
 @asynccontextmanager

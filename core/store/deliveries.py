@@ -12,8 +12,8 @@ from core.models import Delivery, DeliveryStatus
 from core.store.connection import Redis
 
 # The hash fields a Delivery is built from (see core/keys.py for the whole layout).
-FIELDS = ("mid", "eid", "event_type", "status", "attempts", "created_ms", "updated_ms", "due_ms",
-          "last_code", "last_error")
+FIELDS = ["mid", "eid", "event_type", "status", "attempts", "created_ms", "updated_ms", "due_ms",
+          "last_code", "last_error"]
 
 
 class DeliveryStore:
@@ -21,10 +21,10 @@ class DeliveryStore:
         self._redis = client
 
     async def get(self, did: str) -> Delivery:
-        raw = await self._redis.hmget(keys.delivery(did), FIELDS)
-        if raw[0] is None:
+        found = await self.get_many([did])
+        if not found:
             raise NotFound("delivery", did)
-        return _from_row(did, raw)
+        return found[0]
 
     async def get_many(self, dids: list[str]) -> list[Delivery]:
         """The deliveries that still exist, in the order asked; one round trip. Ids the retention
@@ -45,7 +45,7 @@ def _from_row(did: str, row: list[str | None]) -> Delivery:
         message_id=mid or "",
         endpoint_id=eid or "",
         event_type=event_type or "",
-        status=DeliveryStatus(status),
+        status=DeliveryStatus(str(status)),
         attempts=int(attempts or 0),
         created_at_ms=int(created or 0),
         updated_at_ms=int(updated or 0),

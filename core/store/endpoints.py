@@ -11,7 +11,7 @@ from core.clock import now_ms
 from core.errors import NotFound
 from core.ids import new_id
 from core.models import Endpoint, PauseReason, Secret
-from core.store.connection import Redis, load_script
+from core.store.connection import Redis, hgetall, load_script
 from core.store.paging import page
 
 
@@ -46,7 +46,7 @@ class EndpointStore:
         return await self.get(eid)
 
     async def get(self, eid: str, *, include_deleted: bool = False) -> Endpoint:
-        raw = await self._redis.hgetall(keys.endpoint(eid))
+        raw = await hgetall(self._redis, keys.endpoint(eid))
         if not raw or (raw.get("deleted") == "1" and not include_deleted):
             raise NotFound("endpoint", eid)
         return _from_hash(eid, raw)
@@ -86,7 +86,7 @@ class EndpointStore:
         return await self.update(eid, {"_secrets": json.dumps([[new_secret, now, None], *kept])})
 
     async def flow(self, eid: str) -> EndpointFlow:
-        raw = await self._redis.hgetall(keys.endpoint_flow(eid))
+        raw = await hgetall(self._redis, keys.endpoint_flow(eid))
         reason = raw.get("pause_reason") or None
         return EndpointFlow(
             effective_rate_per_minute=float(raw.get("eff_rate") or 0),

@@ -11,7 +11,7 @@ from core.clock import now_ms
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import new_id
 from core.models import Message
-from core.store.connection import Redis, load_script
+from core.store.connection import Redis, hgetall, load_script
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +74,7 @@ class MessageStore:
         return Accepted(messages=accepted, replayed=bool(reply.get("replay")))
 
     async def get(self, mid: str) -> Message:
-        raw = await self._redis.hgetall(keys.message(mid))
+        raw = await hgetall(self._redis, keys.message(mid))
         if not raw:
             raise NotFound("message", mid)
         return Message(

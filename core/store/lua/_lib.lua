@@ -3,16 +3,25 @@
 -- the status indexes (hp:idx:dlv:st:*, hp:idx:dlv:ep:{eid}:st:*) and the counters (hp:count,
 -- hp:ep:{eid}:count) always agree with the status field of hp:dlv:{did}.
 
+local QUEUED = {pending = true, retrying = true}
+
+-- Index sets are ordered by member (delivery ids sort by creation time): every score is 0.
+-- hp:backlog ranks endpoints by how many deliveries they have queued (pending + retrying).
 local function move_status(did, eid, from, to, created_ms)
   if from == to then return end
   redis.call('ZREM', 'hp:idx:dlv:st:' .. from, did)
   redis.call('ZREM', 'hp:idx:dlv:ep:' .. eid .. ':st:' .. from, did)
-  redis.call('ZADD', 'hp:idx:dlv:st:' .. to, created_ms, did)
-  redis.call('ZADD', 'hp:idx:dlv:ep:' .. eid .. ':st:' .. to, created_ms, did)
+  redis.call('ZADD', 'hp:idx:dlv:st:' .. to, 0, did)
+  redis.call('ZADD', 'hp:idx:dlv:ep:' .. eid .. ':st:' .. to, 0, did)
   redis.call('HINCRBY', 'hp:ep:' .. eid .. ':count', from, -1)
   redis.call('HINCRBY', 'hp:ep:' .. eid .. ':count', to, 1)
   redis.call('HINCRBY', 'hp:count', from, -1)
   redis.call('HINCRBY', 'hp:count', to, 1)
+  if QUEUED[from] and not QUEUED[to] then
+    redis.call('ZINCRBY', 'hp:backlog', -1, eid)
+  elseif QUEUED[to] and not QUEUED[from] then
+    redis.call('ZINCRBY', 'hp:backlog', 1, eid)
+  end
 end
 
 -- Count an outcome in the endpoint's per-minute bucket (stats for the last minute and hour).

@@ -59,13 +59,15 @@ for i, m in ipairs(req.messages) do
       redis.call('ZADD', 'hp:active', 'LT', now, eid)
       any = true
     end
-    redis.call('ZADD', 'hp:idx:dlv', now, did)
-    redis.call('ZADD', 'hp:idx:dlv:ep:' .. eid, now, did)
-    redis.call('ZADD', 'hp:idx:dlv:st:pending', now, did)
-    redis.call('ZADD', 'hp:idx:dlv:ep:' .. eid .. ':st:pending', now, did)
-    redis.call('ZADD', 'hp:idx:dlv:evt:' .. m.event_type, now, did)
+    -- Indexes are ordered by member (ids sort by creation time), so every score is 0.
+    redis.call('ZADD', 'hp:idx:dlv', 0, did)
+    redis.call('ZADD', 'hp:idx:dlv:ep:' .. eid, 0, did)
+    redis.call('ZADD', 'hp:idx:dlv:st:pending', 0, did)
+    redis.call('ZADD', 'hp:idx:dlv:ep:' .. eid .. ':st:pending', 0, did)
+    redis.call('ZADD', 'hp:idx:dlv:evt:' .. m.event_type, 0, did)
     redis.call('HINCRBY', 'hp:ep:' .. eid .. ':count', 'pending', 1)
     redis.call('HINCRBY', 'hp:count', 'pending', 1)
+    redis.call('ZINCRBY', 'hp:backlog', 1, eid)
     deliveries[#deliveries + 1] = {id = did, endpoint_id = eid, status = 'pending'}
   end
   redis.call('HSET', 'hp:msg:' .. mid, 'event_type', m.event_type, 'payload', ARGV[i + 1],

@@ -1,0 +1,1 @@
+"""Benchmarks: each runs hookpump beside a reference in one run, on loopback only."""
