@@ -36,3 +36,17 @@ def new_id(prefix: str, now_ms: int | None = None) -> str:
             random_part = int.from_bytes(os.urandom(_RANDOM_BITS // 8), "big") >> 1  # room to increment
         _last = (ms, random_part)
     return f"{prefix}_{_base32(ms, 10)}{_base32(random_part, 16)}"
+
+
+def created_ms(ident: str) -> int:
+    """The creation time embedded in an id made by `new_id` (delivery ids embed their message's)."""
+    core = ident.split("_", 1)[1]
+    value = 0
+    for char in core[:10]:
+        value = value * 32 + _ALPHABET.index(char)
+    return value
+
+
+def lower_bound(prefix: str, ms: int) -> str:
+    """The smallest id of `prefix` created at or after `ms`, for lexical range queries."""
+    return f"{prefix}_{_base32(ms, 10)}"

@@ -139,6 +139,8 @@ class ApiKey:
 
 def iso(ms: int) -> str:
     """Milliseconds since the epoch as RFC 3339 UTC with millisecond precision."""
-    return datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC).isoformat(timespec="milliseconds").replace(
-        "+00:00", "Z"
+    return (
+        datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
     )

@@ -84,16 +84,25 @@ class Settings:
 
     def check(self) -> None:
         """Cross-field rules; each failure names the variable to fix."""
-        positive = ("pump_interval", "connect_timeout", "request_timeout", "retry_base", "retry_cap",
-                    "backoff_base", "backoff_cap", "lease_seconds")
+        positive = (
+            "pump_interval",
+            "connect_timeout",
+            "request_timeout",
+            "retry_base",
+            "retry_cap",
+            "backoff_base",
+            "backoff_cap",
+            "lease_seconds",
+        )
         for field in positive:
             if getattr(self, field) <= 0:
                 raise ConfigError(PREFIX + field.upper(), "must be greater than 0")
         if not 1 <= self.port <= 65535:
             raise ConfigError("HOOKPUMP_PORT", "must be between 1 and 65535")
         if self.lease_seconds <= self.request_timeout:
-            raise ConfigError("HOOKPUMP_LEASE_SECONDS", "must exceed HOOKPUMP_REQUEST_TIMEOUT, or a slow "
-                              "request would be sent twice")
+            raise ConfigError(
+                "HOOKPUMP_LEASE_SECONDS", "must exceed HOOKPUMP_REQUEST_TIMEOUT, or a slow request would be sent twice"
+            )
         if self.log_format not in ("json", "text"):
             raise ConfigError("HOOKPUMP_LOG_FORMAT", "must be 'json' or 'text'")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):

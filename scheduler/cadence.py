@@ -27,5 +27,7 @@ def cron_fields(interval_seconds: float) -> CronFields:
         return CronFields(minute=None, second=set(range(0, 60, seconds)) if seconds < 60 else 0)
     if seconds % 60 == 0 and 3600 % seconds == 0:
         return CronFields(minute=set(range(0, 60, seconds // 60)), second=0)
-    raise ConfigError("HOOKPUMP_PUMP_INTERVAL", f"{seconds} s does not divide a minute or an hour "
-                      "(use e.g. 1, 5, 10, 15, 30, 60, 120, 300 or 600)")
+    raise ConfigError(
+        "HOOKPUMP_PUMP_INTERVAL",
+        f"{seconds} s does not divide a minute or an hour (use e.g. 1, 5, 10, 15, 30, 60, 120, 300 or 600)",
+    )

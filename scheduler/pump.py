@@ -97,6 +97,9 @@ class Pump:
             # A tick arq caught up late (its loop was blocked): its window is already someone else's.
             report.outcome = "stale"
             return report
+        return await self._run(report, ends_at, interval)
+
+    async def _run(self, report: WindowReport, ends_at: float, interval: float) -> WindowReport:
         token = await self._take_lease()
         if token is None:
             report.outcome = "lease busy"
@@ -114,9 +117,16 @@ class Pump:
             report.ended_ms = _now_ms()
             self.windows_run += 1
             self.last_report = report
-            log.info("pump window %d: claimed %d in %d claims, held back %d, reaped %d, %s",
-                     scheduled_ms, report.claimed, report.claims, report.endpoints_held_back, report.reaped,
-                     report.outcome, extra={"worker_id": self._worker_id})
+            log.info(
+                "pump window %d: claimed %d in %d claims, held back %d, reaped %d, %s",
+                report.scheduled_ms,
+                report.claimed,
+                report.claims,
+                report.endpoints_held_back,
+                report.reaped,
+                report.outcome,
+                extra={"worker_id": self._worker_id},
+            )
         return report
 
     async def _take_lease(self) -> str | None:
@@ -153,11 +163,14 @@ class Pump:
                     report.reaped += len(await pump.reap())
                     last_reap = tick
                 if tick - last_beat >= HEARTBEAT_EVERY_S:
-                    await pump.heartbeat(self._worker_id, {
-                        "last_window_ms": report.scheduled_ms,
-                        "lag_ms": max(0, report.started_ms - report.scheduled_ms),
-                        "interval_ms": int(settings.pump_interval * 1000),
-                    })
+                    await pump.heartbeat(
+                        self._worker_id,
+                        {
+                            "last_window_ms": report.scheduled_ms,
+                            "lag_ms": max(0, report.started_ms - report.scheduled_ms),
+                            "interval_ms": int(settings.pump_interval * 1000),
+                        },
+                    )
                     last_beat = tick
                 capacity = min(settings.worker_concurrency - self._sender.outstanding, MAX_DELIVERIES_PER_CLAIM)
                 next_ms: int | None = None
@@ -165,8 +178,12 @@ class Pump:
                     self._wake.clear()
                     self._sender.progress.clear()
                     async with translated_errors():
-                        claim = await pump.claim(self._worker_id, horizon_ms=HORIZON_MS,
-                                                 max_endpoints=MAX_ENDPOINTS_PER_CLAIM, max_deliveries=capacity)
+                        claim = await pump.claim(
+                            self._worker_id,
+                            horizon_ms=HORIZON_MS,
+                            max_endpoints=MAX_ENDPOINTS_PER_CLAIM,
+                            max_deliveries=capacity,
+                        )
                     self._sender.submit(claim)
                     report.claims += 1
                     report.claimed += len(claim.deliveries)
@@ -183,16 +200,21 @@ class Pump:
             except Exception:  # the one broad catch of the pump loop: log, back off, carry on
                 report.errors += 1
                 delay = float(backoff.full_jitter(next(delays))) + 0.01
-                log.warning("pump iteration failed; retrying in %.2f s", delay, exc_info=True,
-                            extra={"worker_id": self._worker_id})
+                log.warning(
+                    "pump iteration failed; retrying in %.2f s",
+                    delay,
+                    exc_info=True,
+                    extra={"worker_id": self._worker_id},
+                )
                 await asyncio.sleep(delay)
 
     async def _sleep(self, next_ms: int | None, until: float, last_refresh: float) -> None:
         """Sleep until work may be due, a wake, freed capacity, a lease refresh, or the window's end."""
         now = time.time()
         timeout = IDLE_POLL_S if next_ms is None else max(0.001, next_ms / 1000 - now)
-        timeout = min(timeout, IDLE_POLL_S, max(0.0, until - now),
-                      max(0.001, last_refresh + LEASE_REFRESH_S - time.monotonic()))
+        timeout = min(
+            timeout, IDLE_POLL_S, max(0.0, until - now), max(0.001, last_refresh + LEASE_REFRESH_S - time.monotonic())
+        )
         if timeout <= 0:
             return
         wake = asyncio.create_task(self._wake.wait())

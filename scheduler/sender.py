@@ -92,18 +92,33 @@ class Sender:
             self._release(delivery, delivery.slot_ms)
             raise
         except Exception:  # one broad catch per delivery: a bug here must not lose the delivery
-            log.exception("delivery %s: attempt crashed; it will be retried", delivery.id,
-                          extra={"delivery_id": delivery.id, "endpoint_id": endpoint.id})
-            self._report(Completion(delivery.id, delivery.attempt, "retry",
-                                    due_ms=_now_ms() + int(self._settings.retry_base * 1000),
-                                    error="internal error in hookpump while attempting"))
+            log.exception(
+                "delivery %s: attempt crashed; it will be retried",
+                delivery.id,
+                extra={"delivery_id": delivery.id, "endpoint_id": endpoint.id},
+            )
+            self._report(
+                Completion(
+                    delivery.id,
+                    delivery.attempt,
+                    "retry",
+                    due_ms=_now_ms() + int(self._settings.retry_base * 1000),
+                    error="internal error in hookpump while attempting",
+                )
+            )
 
     def _next_state(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery, report: AttemptReport) -> Completion:
         """Turn an attempt's outcome into what happens next (the retry policy lives in delivery/)."""
         now = _now_ms()
         s = self._settings
-        base = Completion(delivery.id, delivery.attempt, "failed", status_code=report.status_code,
-                          error=report.error or "", record=report.record)
+        base = Completion(
+            delivery.id,
+            delivery.attempt,
+            "failed",
+            status_code=report.status_code,
+            error=report.error or "",
+            record=report.record,
+        )
         if report.outcome is Outcome.SUCCEEDED:
             return _with(base, outcome="succeeded", error="")
         if report.outcome is Outcome.GONE:
@@ -111,8 +126,11 @@ class Sender:
         if report.outcome is Outcome.FAILED:
             return base
         if not retry_allowed(delivery.budget_start_ms, now, s.retry_horizon):
-            return _with(base, error=f"gave up after {delivery.attempt} attempts over "
-                                     f"{(now - delivery.budget_start_ms) / 3_600_000:.1f} h: {report.error or ''}")
+            return _with(
+                base,
+                error=f"gave up after {delivery.attempt} attempts over "
+                f"{(now - delivery.budget_start_ms) / 3_600_000:.1f} h: {report.error or ''}",
+            )
         if report.outcome is Outcome.OVERLOADED:
             pause = overload_pause(endpoint.backoff_level, report.retry_after, base=s.backoff_base, cap=s.backoff_cap)
             # Round up: a Retry-After must never be cut short by millisecond rounding.
@@ -142,7 +160,7 @@ class Sender:
         """Write every buffered result; on a Redis outage keep them and retry with backoff."""
         self._results_ready.clear()
         while self._results:
-            batch, self._results = self._results[:FLUSH_SIZE * 4], self._results[FLUSH_SIZE * 4:]
+            batch, self._results = self._results[: FLUSH_SIZE * 4], self._results[FLUSH_SIZE * 4 :]
             delays = _reconnect_delays()
             while True:
                 try:

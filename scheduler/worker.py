@@ -13,11 +13,12 @@ import asyncio
 import contextlib
 import datetime
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import backoff
-from arq import cron
-from arq.connections import RedisSettings
+from arq import cron, func
+from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker
 
 from core.settings import Settings
@@ -25,10 +26,14 @@ from core.store import Store, create_store
 from core.store.connection import reconnect_options
 from delivery.client import DeliveryClient
 from scheduler.cadence import cron_fields
+from scheduler.jobs import run_bulk_retry, run_retention_sweep
 from scheduler.pump import Pump
 from scheduler.sender import Sender
 
 log = logging.getLogger(__name__)
+
+
+JOBS_QUEUE = "hookpump:jobs"
 
 
 async def pump_window(ctx: dict[str, Any]) -> str:
@@ -36,6 +41,15 @@ async def pump_window(ctx: dict[str, Any]) -> str:
     pump: Pump = ctx["pump"]
     report = await pump.run_window(int(ctx["score"]))
     return report.outcome
+
+
+async def bulk_retry(ctx: dict[str, Any], job_id: str) -> dict[str, int]:
+    """A manual retry of every delivery matching a filter (POST /v1/deliveries/retry)."""
+    return await run_bulk_retry(ctx["store"], job_id)
+
+
+async def retention_sweep(ctx: dict[str, Any]) -> int:
+    return await run_retention_sweep(ctx["store"])
 
 
 def pump_queue(settings: Settings) -> str:
@@ -51,15 +65,25 @@ def redis_settings(settings: Settings) -> RedisSettings:
     return arq_settings
 
 
-def create_pump_worker(settings: Settings, pump: Pump) -> Worker:
+def create_pump_worker(settings: Settings, pump: Pump, pool: ArqRedis) -> Worker:
     interval = settings.pump_interval
     when = cron_fields(interval)
     return Worker(
         functions=[],
-        cron_jobs=[cron(pump_window, name="pump_window", unique=False, run_at_startup=True,
-                        timeout=interval * 2 + 30, max_tries=1, minute=when.minute, second=when.second)],
+        cron_jobs=[
+            cron(
+                pump_window,
+                name="pump_window",
+                unique=False,
+                run_at_startup=True,
+                timeout=interval * 2 + 30,
+                max_tries=1,
+                minute=when.minute,
+                second=when.second,
+            )
+        ],
         queue_name=pump_queue(settings),
-        redis_settings=redis_settings(settings),
+        redis_pool=pool,
         ctx={"pump": pump},
         handle_signals=False,
         # Two runs may coexist for a moment at a handover; nothing else runs on this queue.
@@ -73,26 +97,64 @@ def create_pump_worker(settings: Settings, pump: Pump) -> Worker:
     )
 
 
+def create_jobs_worker(settings: Settings, store: Store, pool: ArqRedis) -> Worker:
+    """Jobs any worker may run: bulk retries, and the retention sweep (a unique cron: one run a minute
+    across all workers)."""
+    return Worker(
+        functions=[func(bulk_retry, name="bulk_retry", timeout=3600, max_tries=3)],
+        cron_jobs=[
+            cron(
+                retention_sweep,
+                name="retention_sweep",
+                second=30,
+                unique=True,
+                keep_result=600,
+                timeout=60,
+                max_tries=1,
+            )
+        ],
+        queue_name=JOBS_QUEUE,
+        redis_pool=pool,
+        ctx={"store": store},
+        handle_signals=False,
+        max_jobs=4,
+        poll_delay=0.5,
+        keep_result=3600,
+        timezone=datetime.UTC,
+    )
+
+
 async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
     """Run until `stop` is set; then stop claiming, finish in-flight requests (bounded), and return."""
     store = await create_store(settings)
-    client = DeliveryClient(connect_timeout=settings.connect_timeout, request_timeout=settings.request_timeout,
-                            allow_private_targets=settings.allow_private_targets,
-                            response_body_limit=settings.response_body_limit)
+    client = DeliveryClient(
+        connect_timeout=settings.connect_timeout,
+        request_timeout=settings.request_timeout,
+        allow_private_targets=settings.allow_private_targets,
+        response_body_limit=settings.response_body_limit,
+        max_connections=max(1000, settings.worker_concurrency),
+    )
     sender = Sender(store, client, settings)
     pump = Pump(store, sender, settings)
     sender.start()
     pump.start()
-    supervisor = asyncio.create_task(_keep_arq_running(settings, pump), name="hookpump-arq")
-    log.info("worker %s started (pump every %.0f s)", settings.worker_id, settings.pump_interval,
-             extra={"worker_id": settings.worker_id})
+    runners = [
+        ArqRunner(lambda pool: create_pump_worker(settings, pump, pool), settings, "hookpump-arq-pump"),
+        ArqRunner(lambda pool: create_jobs_worker(settings, store, pool), settings, "hookpump-arq-jobs"),
+    ]
+    log.info(
+        "worker %s started (pump every %.0f s)",
+        settings.worker_id,
+        settings.pump_interval,
+        extra={"worker_id": settings.worker_id},
+    )
     try:
         await stop.wait()
     finally:
         log.info("worker %s stopping: finishing in-flight deliveries", settings.worker_id)
         pump.stop()
-        supervisor.cancel()
-        await asyncio.gather(supervisor, return_exceptions=True)
+        # The current window's run returns at once; a bulk retry gets a little longer to finish its page.
+        await asyncio.gather(*(runner.stop(grace_seconds=3.0) for runner in runners))
         await sender.drain(grace_seconds=settings.request_timeout + 1)
         await pump.close()
         await _forget_queue(store, settings)
@@ -101,23 +163,56 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         log.info("worker %s stopped", settings.worker_id)
 
 
-async def _keep_arq_running(settings: Settings, pump: Pump) -> None:
-    """Run the arq worker; if it dies (Redis gone for longer than its retries), start it again."""
-    delays = backoff.expo(base=2, factor=0.5, max_value=10.0)
-    next(delays)
-    while True:
-        worker = create_pump_worker(settings, pump)
-        try:
-            await worker.main()
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            delay = float(next(delays))
-            log.warning("arq worker stopped on an error; starting it again in %.1f s", delay, exc_info=True)
-            await asyncio.sleep(delay)
-        finally:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(worker.close())
+class ArqRunner:
+    """Keeps one arq worker running, restarting it if it dies (Redis gone past its retries), and
+    stops it gracefully: no new jobs, running ones finish (bounded), then close.
+
+    We own the arq connection pool: arq's `Worker.close()` gathers job tasks it has just cancelled,
+    so it can raise CancelledError before closing its pool, and a job finishing after that would
+    reconnect on a closed pool.
+    """
+
+    def __init__(self, create: Callable[[ArqRedis], Worker], settings: Settings, name: str) -> None:
+        self._create = create
+        self._settings = settings
+        self._worker: Worker | None = None
+        self._task = asyncio.create_task(self._run(), name=name)
+
+    async def _run(self) -> None:
+        delays = backoff.expo(base=2, factor=0.5, max_value=10.0)
+        next(delays)
+        while True:
+            pool: ArqRedis | None = None
+            try:
+                pool = await create_pool(redis_settings(self._settings))
+                self._worker = self._create(pool)
+                await self._worker.main()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                delay = float(next(delays))
+                log.warning("arq worker stopped on an error; starting it again in %.1f s", delay, exc_info=True)
+                await asyncio.sleep(delay)
+            finally:
+                worker, self._worker = self._worker, None
+                if worker is not None:
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
+                        await asyncio.shield(worker.close())
+                if pool is not None:
+                    with contextlib.suppress(Exception):
+                        await pool.aclose(close_connection_pool=True)
+
+    async def stop(self, grace_seconds: float) -> None:
+        worker = self._worker
+        if worker is not None:
+            worker.allow_pick_jobs = False
+            deadline = asyncio.get_running_loop().time() + grace_seconds
+            while any(not t.done() for t in worker.tasks.values()):
+                if asyncio.get_running_loop().time() > deadline:
+                    break
+                await asyncio.sleep(0.02)
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
 
 
 async def _forget_queue(store: Store, settings: Settings) -> None:

@@ -11,12 +11,31 @@ from core.store.connection import Redis, create_redis, translated_errors
 from core.store.deliveries import DeliveryStore
 from core.store.endpoints import EndpointFlow, EndpointStore
 from core.store.messages import Accepted, Idempotency, MessageStore, NewMessage
+from core.store.monitoring import DeliveryFilter, MonitoringStore
+from core.store.operations import Actor, OperationsStore
 from core.store.pump import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, PumpStore
 
 __all__ = [
-    "Accepted", "ApiKeyStore", "Claim", "ClaimedDelivery", "ClaimedEndpoint", "Completion", "DeliveryStore",
-    "EndpointFlow", "EndpointStore", "Idempotency", "MessageStore", "NewMessage", "PumpStore", "Store",
-    "create_store", "translated_errors",
+    "Accepted",
+    "Actor",
+    "ApiKeyStore",
+    "Claim",
+    "ClaimedDelivery",
+    "ClaimedEndpoint",
+    "Completion",
+    "DeliveryFilter",
+    "DeliveryStore",
+    "EndpointFlow",
+    "EndpointStore",
+    "Idempotency",
+    "MessageStore",
+    "MonitoringStore",
+    "NewMessage",
+    "OperationsStore",
+    "PumpStore",
+    "Store",
+    "create_store",
+    "translated_errors",
 ]
 
 
@@ -28,6 +47,8 @@ class Store:
         self.api_keys = ApiKeyStore(client)
         self.deliveries = DeliveryStore(client)
         self.pump = PumpStore(client, lease_seconds=settings.lease_seconds, retention=settings.retention)
+        self.monitoring = MonitoringStore(client, self.deliveries)
+        self.operations = OperationsStore(client, retention=settings.retention)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

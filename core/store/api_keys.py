@@ -28,8 +28,10 @@ class ApiKeyStore:
         plaintext = "hp_" + secrets.token_urlsafe(32)
         hashed = digest(plaintext)
         pipe = self._redis.pipeline(transaction=True)
-        pipe.hset(keys.api_key(hashed), mapping={
-            "id": kid, "name": name, "scopes": ",".join(sorted(scopes)), "created_ms": now})
+        pipe.hset(
+            keys.api_key(hashed),
+            mapping={"id": kid, "name": name, "scopes": ",".join(sorted(scopes)), "created_ms": now},
+        )
         pipe.set(keys.api_key_id(kid), hashed)
         pipe.zadd(keys.API_KEYS, {kid: now})
         await pipe.execute()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -60,9 +60,17 @@ def load_script(client: Redis, name: str) -> Any:
     return client.register_script(prelude + "\n" + source)
 
 
+T = TypeVar("T")
+
+
+def typed(reply: Awaitable[T] | T) -> Awaitable[T]:
+    """redis-py annotates each command as returning "awaitable or value" (one class serves sync and
+    async); on the asyncio client it is always awaitable. This states that for mypy."""
+    return cast("Awaitable[T]", reply)
+
+
 async def hgetall(client: Redis, key: str) -> dict[str, str]:
-    """HGETALL with its real type (redis-py annotates its commands as sync-or-async)."""
-    return await cast("Awaitable[dict[str, str]]", client.hgetall(key))
+    return await typed(client.hgetall(key))
 
 
 @asynccontextmanager

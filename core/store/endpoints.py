@@ -39,8 +39,11 @@ class EndpointStore:
         eid = new_id("ep", now)
         record = _to_hash(fields)
         record.update(
-            secrets=json.dumps([[secret, now, None]]), created_ms=str(now), updated_ms=str(now),
-            deleted="0", disabled_reason="",
+            secrets=json.dumps([[secret, now, None]]),
+            created_ms=str(now),
+            updated_ms=str(now),
+            deleted="0",
+            disabled_reason="",
         )
         await self._save(args=[eid, now, "create", *_flatten(record)])
         return await self.get(eid)
@@ -100,8 +103,11 @@ class EndpointStore:
 def _to_hash(fields: dict[str, Any]) -> dict[str, str]:
     """Domain field names -> hash fields (see core/keys.py for the layout)."""
     names = {
-        "url": "url", "rate_limit_per_minute": "rate", "max_in_flight": "max_in_flight",
-        "description": "description", "_secrets": "secrets",
+        "url": "url",
+        "rate_limit_per_minute": "rate",
+        "max_in_flight": "max_in_flight",
+        "description": "description",
+        "_secrets": "secrets",
     }
     out: dict[str, str] = {}
     for name, value in fields.items():

@@ -56,8 +56,7 @@ class MessageStore:
             "idem_ttl_ms": self._idempotency_ttl_ms,
             "retention_ms": self._retention_ms,
             "messages": [
-                {"id": new_id("msg", now), "event_type": m.event_type, "endpoint_ids": m.endpoint_ids,
-                 "trace": m.trace}
+                {"id": new_id("msg", now), "event_type": m.event_type, "endpoint_ids": m.endpoint_ids, "trace": m.trace}
                 for m in messages
             ],
         }

@@ -30,9 +30,7 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
         raise InvalidInput("cursor", "is not a cursor this API returned") from exc
 
 
-async def _start_rank(
-    client: Redis, key: str, cursor: str | None, newest_first: bool, bound: int | None
-) -> int:
+async def _start_rank(client: Redis, key: str, cursor: str | None, newest_first: bool, bound: int | None) -> int:
     if cursor is not None:
         score, member = decode_cursor(cursor)
         rank = await (client.zrevrank(key, member) if newest_first else client.zrank(key, member))
@@ -40,13 +38,15 @@ async def _start_rank(
             return int(rank) + 1
         bound = score
         # Everything strictly newer (older) than the vanished cursor's score was already shown.
-        return int(await (client.zcount(key, f"({bound}", "+inf") if newest_first
-                          else client.zcount(key, "-inf", f"({bound}")) +
-                   await client.zcount(key, bound, bound))
+        return int(
+            await (client.zcount(key, f"({bound}", "+inf") if newest_first else client.zcount(key, "-inf", f"({bound}"))
+            + await client.zcount(key, bound, bound)
+        )
     if bound is None:
         return 0
-    return int(await (client.zcount(key, f"({bound}", "+inf") if newest_first
-                      else client.zcount(key, "-inf", f"({bound}")))
+    return int(
+        await (client.zcount(key, f"({bound}", "+inf") if newest_first else client.zcount(key, "-inf", f"({bound}"))
+    )
 
 
 async def page(

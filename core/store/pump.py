@@ -74,20 +74,34 @@ class PumpStore:
     async def claim(self, worker_id: str, *, horizon_ms: int, max_endpoints: int, max_deliveries: int) -> Claim:
         now = now_ms()
         eps_raw, dl_raw, next_raw, skipped = await self._claim(
-            args=[now, worker_id, self.lease_ms, horizon_ms, max_endpoints, max_deliveries])
+            args=[now, worker_id, self.lease_ms, horizon_ms, max_endpoints, max_deliveries]
+        )
         endpoints: dict[str, ClaimedEndpoint] = {}
         for i in range(0, len(eps_raw), 7):
-            eid, url, headers, secrets_json, trace, updated, level = eps_raw[i:i + 7]
+            eid, url, headers, secrets_json, trace, updated, level = eps_raw[i : i + 7]
             endpoints[eid] = ClaimedEndpoint(
-                id=eid, url=url, headers=json.loads(headers),
-                secrets=_signing_secrets(secrets_json, now), trace_propagation=trace == "1",
-                updated_at_ms=int(updated), backoff_level=int(level))
+                id=eid,
+                url=url,
+                headers=json.loads(headers),
+                secrets=_signing_secrets(secrets_json, now),
+                trace_propagation=trace == "1",
+                updated_at_ms=int(updated),
+                backoff_level=int(level),
+            )
         deliveries = [
             ClaimedDelivery(
-                id=dl_raw[i], endpoint_id=dl_raw[i + 1], message_id=dl_raw[i + 2], attempt=int(dl_raw[i + 3]),
-                slot_ms=int(dl_raw[i + 4]), budget_start_ms=int(dl_raw[i + 5]), trigger=dl_raw[i + 6],
-                event_type=dl_raw[i + 7], payload_json=dl_raw[i + 8], message_created_ms=int(dl_raw[i + 9]),
-                trace=dl_raw[i + 10])
+                id=dl_raw[i],
+                endpoint_id=dl_raw[i + 1],
+                message_id=dl_raw[i + 2],
+                attempt=int(dl_raw[i + 3]),
+                slot_ms=int(dl_raw[i + 4]),
+                budget_start_ms=int(dl_raw[i + 5]),
+                trigger=dl_raw[i + 6],
+                event_type=dl_raw[i + 7],
+                payload_json=dl_raw[i + 8],
+                message_created_ms=int(dl_raw[i + 9]),
+                trace=dl_raw[i + 10],
+            )
             for i in range(0, len(dl_raw), 11)
         ]
         next_ms = int(float(next_raw)) if next_raw else None
@@ -99,10 +113,16 @@ class PumpStore:
             return 0
         args: list[Any] = [now_ms(), self._retention_ms]
         for c in completions:
-            args += [c.delivery_id, c.attempt, c.outcome, c.due_ms,
-                     "" if c.status_code is None else c.status_code, c.error,
-                     "" if c.record is None else json.dumps(c.record, separators=(",", ":")),
-                     c.pause_reason]
+            args += [
+                c.delivery_id,
+                c.attempt,
+                c.outcome,
+                c.due_ms,
+                "" if c.status_code is None else c.status_code,
+                c.error,
+                "" if c.record is None else json.dumps(c.record, separators=(",", ":")),
+                c.pause_reason,
+            ]
         return int(await self._complete(args=args))
 
     async def reap(self, limit: int = 200) -> list[str]:

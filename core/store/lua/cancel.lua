@@ -1,0 +1,27 @@
+-- Cancel queued deliveries (pending or retrying): they become terminal and leave the due set.
+-- A delivery being sent right now cannot be cancelled (its request may already be on the wire).
+-- Keys touched: hp:dlv:{did}, hp:dlv:{did}:actions, hp:ep:{eid}:due, hp:terminal, hp:active,
+--   status indexes, counters and hp:backlog (via _lib).
+-- ARGV: now_ms, action JSON, did... Returns per did: "cancelled", "delivering", "terminal", "missing".
+local now, action = tonumber(ARGV[1]), ARGV[2]
+local out = {}
+for i = 3, #ARGV do
+  local did = ARGV[i]
+  local dkey = 'hp:dlv:' .. did
+  local d = redis.call('HMGET', dkey, 'eid', 'status', 'created_ms')
+  if not d[1] then
+    out[#out + 1] = 'missing'
+  elseif d[2] == 'delivering' then
+    out[#out + 1] = 'delivering'
+  elseif d[2] ~= 'pending' and d[2] ~= 'retrying' then
+    out[#out + 1] = 'terminal'
+  else
+    redis.call('ZREM', 'hp:ep:' .. d[1] .. ':due', did)
+    finish(did, d[1], d[2], 'cancelled', d[3], now)
+    redis.call('HSET', dkey, 'last_error', 'cancelled by an operator')
+    redis.call('RPUSH', dkey .. ':actions', action)
+    if redis.call('ZCARD', 'hp:ep:' .. d[1] .. ':due') == 0 then redis.call('ZREM', 'hp:active', d[1]) end
+    out[#out + 1] = 'cancelled'
+  end
+end
+return out
