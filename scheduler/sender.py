@@ -44,6 +44,7 @@ class Sender:
         # slot after the endpoint paused is released instead of sent early.
         self._paused_until_ms: dict[str, int] = {}
         self._stopping = False
+        self._closing = False
         # Wakes the pump when capacity frees up or state changed.
         self.progress = asyncio.Event()
         self.sent = 0
@@ -150,11 +151,14 @@ class Sender:
         self._results_ready.set()
 
     async def _flush_forever(self) -> None:
+        """The one writer of results; on close it writes whatever is left, then returns."""
         while True:
             await self._results_ready.wait()
-            if len(self._results) < FLUSH_SIZE:
+            if len(self._results) < FLUSH_SIZE and not self._closing:
                 await asyncio.sleep(FLUSH_DELAY)  # let a few more results join this batch
             await self.flush()
+            if self._closing and not self._results:
+                return
 
     async def flush(self) -> None:
         """Write every buffered result; on a Redis outage keep them and retry with backoff."""
@@ -177,7 +181,11 @@ class Sender:
         self.progress.set()
 
     async def drain(self, grace_seconds: float) -> None:
-        """Stop: release what waits for a slot, let in-flight requests finish (bounded), flush."""
+        """Stop: release what waits for a slot, let in-flight requests finish (bounded), write results.
+
+        The flusher is asked to finish rather than cancelled: cancelling it mid-write would leave
+        its batch unwritten (those deliveries would then be sent again after their leases expire).
+        """
         self._stopping = True
         if self._tasks:
             _done, pending = await asyncio.wait(set(self._tasks), timeout=grace_seconds)
@@ -185,10 +193,14 @@ class Sender:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1)
-        await self.flush()
+        self._closing = True
+        self._results_ready.set()
         if self._flusher is not None:
-            self._flusher.cancel()
-            await asyncio.gather(self._flusher, return_exceptions=True)
+            try:
+                await asyncio.wait_for(self._flusher, timeout=30)
+            except TimeoutError:
+                log.error("could not record %d results before stopping; their deliveries will be sent "
+                          "again when their leases expire", len(self._results))
 
 
 def _reconnect_delays() -> Iterator[float]:

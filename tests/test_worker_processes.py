@@ -55,7 +55,8 @@ async def test_a_sigkilled_workers_deliveries_are_completed_by_another(store: St
         assert len(ids) == total  # every message reached its endpoint at least once
         duplicates = sum(n - 1 for n in ids.values())
         print(f"\nSIGKILL with {in_flight_at_kill} in flight: {duplicates} duplicates")
-        assert duplicates <= in_flight_at_kill  # only what was in flight at the kill is sent again
+        # Only what the victim held (claimed, at most its concurrency) can be sent twice.
+        assert duplicates <= slow["worker_concurrency"]
         # The lost attempts are visible: each re-sent delivery has a 'lease_expired' record.
         lost = await store.redis.hlen("hp:count")
         assert lost > 0
@@ -72,9 +73,10 @@ async def test_sigterm_finishes_in_flight_requests_before_exiting(store: Store, 
             await receiver.wait_for(20, timeout=10)
             worker.send_signal(signal.SIGTERM)
             assert await asyncio.to_thread(worker.wait, 15) == 0
-        assert len(receiver.answered) == 20  # every request in flight got its answer
-        assert await store.redis.hget("hp:count", "succeeded") == "20"  # and it was recorded: no resend
-        assert await store.redis.zcard("hp:leases") == 0
+            assert len(receiver.answered) == 20  # every request in flight got its answer
+            counts = await store.redis.hgetall("hp:count")
+            assert counts.get("succeeded") == "20", counts  # and it was recorded: no resend
+            assert await store.redis.zcard("hp:leases") == 0
     finally:
         await receiver.stop()
 

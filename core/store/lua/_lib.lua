@@ -1,57 +1,103 @@
 -- Shared prelude, prepended to every script by core/store/connection.py:load_script.
+--
 -- Status bookkeeping lives here so every script moves a delivery between statuses the same way:
--- the status indexes (hp:idx:dlv:st:*, hp:idx:dlv:ep:{eid}:st:*) and the counters (hp:count,
--- hp:ep:{eid}:count) always agree with the status field of hp:dlv:{did}.
+-- the status indexes (hp:idx:dlv:st:*, hp:idx:dlv:ep:{eid}:st:*), the counters (hp:count,
+-- hp:ep:{eid}:count) and hp:backlog always agree with the status field of hp:dlv:{did}.
+--
+-- Scripts handle deliveries in batches, so index moves and counter increments are collected in
+-- `B` and written once per key at the end (`flush()`): one variadic ZADD/ZREM per index and one
+-- HINCRBY per counter instead of one command per delivery. Every script must call flush() last.
 
+local B = {incr = {}, zrem = {}, zadd = {}, expire = {}}
 local QUEUED = {pending = true, retrying = true}
 
+local function incr(key, field, n)
+  local h = B.incr[key]
+  if not h then h = {}; B.incr[key] = h end
+  h[field] = (h[field] or 0) + n
+end
+
+local function zrem(key, member)
+  local t = B.zrem[key]
+  if not t then t = {}; B.zrem[key] = t end
+  t[#t + 1] = member
+end
+
+local function zadd(key, score, member)
+  local t = B.zadd[key]
+  if not t then t = {}; B.zadd[key] = t end
+  t[#t + 1] = score
+  t[#t + 1] = member
+end
+
+local function chunked(command, key, args)
+  -- Lua's C stack limits unpack(); 4000 arguments per call is well inside it (and even, for ZADD).
+  for i = 1, #args, 4000 do
+    redis.call(command, key, unpack(args, i, math.min(i + 3999, #args)))
+  end
+end
+
+local function flush()
+  for key, members in pairs(B.zrem) do chunked('ZREM', key, members) end
+  for key, args in pairs(B.zadd) do chunked('ZADD', key, args) end
+  for key, fields in pairs(B.incr) do
+    for field, n in pairs(fields) do
+      if n ~= 0 then
+        if key == 'hp:backlog' then redis.call('ZINCRBY', key, n, field) else redis.call('HINCRBY', key, field, n) end
+      end
+    end
+  end
+  for key, seconds in pairs(B.expire) do redis.call('EXPIRE', key, seconds) end
+  B = {incr = {}, zrem = {}, zadd = {}, expire = {}}
+end
+
 -- Index sets are ordered by member (delivery ids sort by creation time): every score is 0.
--- hp:backlog ranks endpoints by how many deliveries they have queued (pending + retrying).
-local function move_status(did, eid, from, to, created_ms)
+local function move_status(did, eid, from, to)
   if from == to then return end
-  redis.call('ZREM', 'hp:idx:dlv:st:' .. from, did)
-  redis.call('ZREM', 'hp:idx:dlv:ep:' .. eid .. ':st:' .. from, did)
-  redis.call('ZADD', 'hp:idx:dlv:st:' .. to, 0, did)
-  redis.call('ZADD', 'hp:idx:dlv:ep:' .. eid .. ':st:' .. to, 0, did)
-  redis.call('HINCRBY', 'hp:ep:' .. eid .. ':count', from, -1)
-  redis.call('HINCRBY', 'hp:ep:' .. eid .. ':count', to, 1)
-  redis.call('HINCRBY', 'hp:count', from, -1)
-  redis.call('HINCRBY', 'hp:count', to, 1)
+  zrem('hp:idx:dlv:st:' .. from, did)
+  zrem('hp:idx:dlv:ep:' .. eid .. ':st:' .. from, did)
+  zadd('hp:idx:dlv:st:' .. to, 0, did)
+  zadd('hp:idx:dlv:ep:' .. eid .. ':st:' .. to, 0, did)
+  incr('hp:ep:' .. eid .. ':count', from, -1)
+  incr('hp:ep:' .. eid .. ':count', to, 1)
+  incr('hp:count', from, -1)
+  incr('hp:count', to, 1)
   if QUEUED[from] and not QUEUED[to] then
-    redis.call('ZINCRBY', 'hp:backlog', -1, eid)
+    incr('hp:backlog', eid, -1)
   elseif QUEUED[to] and not QUEUED[from] then
-    redis.call('ZINCRBY', 'hp:backlog', 1, eid)
+    incr('hp:backlog', eid, 1)
   end
 end
 
 -- Count an outcome in the endpoint's per-minute bucket (stats for the last minute and hour).
 local function count_minute(eid, now, field)
   local key = 'hp:ep:' .. eid .. ':m:' .. math.floor(now / 60000)
-  redis.call('HINCRBY', key, field, 1)
-  redis.call('EXPIRE', key, 7200)
+  incr(key, field, 1)
+  B.expire[key] = 7200
 end
 
 -- Put a queued (pending/retrying) delivery into its endpoint's due set.
-local function enqueue(did, eid, from, to, created_ms, due_ms, now)
-  move_status(did, eid, from, to, created_ms)
+local function enqueue(did, eid, from, to, due_ms, now)
+  move_status(did, eid, from, to)
   redis.call('HSET', 'hp:dlv:' .. did, 'status', to, 'due_ms', due_ms, 'updated_ms', now)
-  redis.call('ZADD', 'hp:ep:' .. eid .. ':due', due_ms, did)
+  zadd('hp:ep:' .. eid .. ':due', due_ms, did)
 end
 
 -- End a delivery: terminal status, out of every queue, remembered for the retention sweep.
-local function finish(did, eid, from, to, created_ms, now)
-  move_status(did, eid, from, to, created_ms)
+local function finish(did, eid, from, to, now)
+  move_status(did, eid, from, to)
   redis.call('HSET', 'hp:dlv:' .. did, 'status', to, 'due_ms', '', 'updated_ms', now, 'ended_ms', now)
-  redis.call('ZADD', 'hp:terminal', now, did)
+  zadd('hp:terminal', now, did)
 end
 
 -- Take a delivery out of the in-flight bookkeeping.
 local function release_lease(did, eid)
-  redis.call('ZREM', 'hp:ep:' .. eid .. ':inflight', did)
-  redis.call('ZREM', 'hp:leases', did)
+  zrem('hp:ep:' .. eid .. ':inflight', did)
+  zrem('hp:leases', did)
 end
 
 -- After something changed for an endpoint, make sure the pump looks at it when it can next send.
+-- Call after flush(): it reads the due set.
 local function rescore_active(eid, now)
   local ep = redis.call('HMGET', 'hp:ep:' .. eid, 'enabled', 'deleted')
   if ep[2] == '1' then

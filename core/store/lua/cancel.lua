@@ -4,7 +4,7 @@
 --   status indexes, counters and hp:backlog (via _lib).
 -- ARGV: now_ms, action JSON, did... Returns per did: "cancelled", "delivering", "terminal", "missing".
 local now, action = tonumber(ARGV[1]), ARGV[2]
-local out = {}
+local out, touched = {}, {}
 for i = 3, #ARGV do
   local did = ARGV[i]
   local dkey = 'hp:dlv:' .. did
@@ -17,11 +17,15 @@ for i = 3, #ARGV do
     out[#out + 1] = 'terminal'
   else
     redis.call('ZREM', 'hp:ep:' .. d[1] .. ':due', did)
-    finish(did, d[1], d[2], 'cancelled', d[3], now)
+    finish(did, d[1], d[2], 'cancelled', now)
     redis.call('HSET', dkey, 'last_error', 'cancelled by an operator')
     redis.call('RPUSH', dkey .. ':actions', action)
-    if redis.call('ZCARD', 'hp:ep:' .. d[1] .. ':due') == 0 then redis.call('ZREM', 'hp:active', d[1]) end
+    touched[d[1]] = true
     out[#out + 1] = 'cancelled'
   end
+end
+flush()
+for eid in pairs(touched) do
+  if redis.call('ZCARD', 'hp:ep:' .. eid .. ':due') == 0 then redis.call('ZREM', 'hp:active', eid) end
 end
 return out

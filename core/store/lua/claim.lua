@@ -18,12 +18,13 @@ local eps_out, dl_out, skipped = {}, {}, 0
 local eids = redis.call('ZRANGEBYSCORE', 'hp:active', '-inf', now, 'LIMIT', 0, max_eps)
 
 local function cancel_deleted(eid, key)
-  for _, did in ipairs(redis.call('ZRANGE', key .. ':due', 0, 99)) do
-    local d = redis.call('HMGET', 'hp:dlv:' .. did, 'status', 'created_ms')
-    redis.call('ZREM', key .. ':due', did)
-    finish(did, eid, d[1], 'cancelled', d[2], now)
+  local dids = redis.call('ZRANGE', key .. ':due', 0, 99)
+  for _, did in ipairs(dids) do
+    local status = redis.call('HGET', 'hp:dlv:' .. did, 'status')
+    finish(did, eid, status, 'cancelled', now)
     redis.call('HSET', 'hp:dlv:' .. did, 'last_error', 'endpoint deleted')
   end
+  if #dids > 0 then redis.call('ZREM', key .. ':due', unpack(dids)) end
   if redis.call('ZCARD', key .. ':due') > 0 then return end
   redis.call('ZREM', 'hp:active', eid)
   if redis.call('ZCARD', key .. ':inflight') == 0 then
@@ -64,17 +65,22 @@ for _, eid in ipairs(eids) do
       if n > 0 then
         dids = redis.call('ZRANGEBYSCORE', key .. ':due', '-inf', now, 'LIMIT', 0, n)
       end
+      if #dids > 0 then
+        -- Applied at once (not batched): the due head read below must not see these.
+        redis.call('ZREM', key .. ':due', unpack(dids))
+      end
+      local in_flight_args = {}
       for i, did in ipairs(dids) do
         local slot = math.floor(tat + (i - 1) * interval)
         local expiry = slot + lease
-        redis.call('ZREM', key .. ':due', did)
-        redis.call('ZADD', key .. ':inflight', expiry, did)
-        redis.call('ZADD', 'hp:leases', expiry, did)
+        in_flight_args[#in_flight_args + 1] = expiry
+        in_flight_args[#in_flight_args + 1] = did
+        zadd('hp:leases', expiry, did)
         local dkey = 'hp:dlv:' .. did
         local d = redis.call('HMGET', dkey, 'mid', 'status', 'attempts', 'budget_ms', 'trigger',
           'created_ms', 'event_type')
         local number = (tonumber(d[3]) or 0) + 1
-        move_status(did, eid, d[2], 'delivering', d[6])
+        move_status(did, eid, d[2], 'delivering')
         redis.call('HSET', dkey, 'status', 'delivering', 'attempts', number, 'updated_ms', now,
           'worker', worker, 'trigger', 'scheduled', 'lease_ms', expiry)
         local msg = redis.call('HMGET', 'hp:msg:' .. d[1], 'payload', 'created_ms', 'trace')
@@ -91,6 +97,7 @@ for _, eid in ipairs(eids) do
         dl_out[base + 10] = msg[2] or d[6]
         dl_out[base + 11] = msg[3] or ''
       end
+      if #in_flight_args > 0 then redis.call('ZADD', key .. ':inflight', unpack(in_flight_args)) end
       local new_tat = tat + #dids * interval
       if #dids > 0 then
         redis.call('HSET', key .. ':flow', 'tat', tostring(new_tat))
@@ -118,5 +125,6 @@ for _, eid in ipairs(eids) do
   end
 end
 
+flush()
 local first = redis.call('ZRANGE', 'hp:active', 0, 0, 'WITHSCORES')
 return {eps_out, dl_out, first[2] or '', skipped}

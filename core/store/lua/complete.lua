@@ -7,8 +7,8 @@
 --   attempt record JSON ("" for a release), pause reason ("" unless overloaded)
 -- outcome: succeeded | retry | failed | overloaded | gone | released
 --   retry:      back to the due set at due_ms as retrying
---   overloaded: the whole endpoint pauses until due_ms and its effective rate halves; the delivery
---               waits for the pause to end
+--   overloaded: the whole endpoint pauses until due_ms and its effective rate halves (once per
+--               batch, however many of its requests were refused together); the delivery waits
 --   gone:       the endpoint is disabled (410); the delivery is kept, queued for when it is re-enabled
 --   released:   never sent (the worker saw the endpoint paused or was stopping): un-claimed, no attempt
 -- A result whose attempt number is not the delivery's current one, or whose delivery has been
@@ -17,86 +17,107 @@
 -- Returns the number of results applied to state.
 local now, retention = tonumber(ARGV[1]), tonumber(ARGV[2])
 local applied = 0
+-- Per endpoint: {succeeded = n, pause_until = ms, pause_reason = s, gone = bool}
+local touched = {}
+
+local function effects(eid)
+  local t = touched[eid]
+  if not t then t = {succeeded = 0}; touched[eid] = t end
+  return t
+end
 
 for i = 3, #ARGV, 8 do
   local did, number, outcome = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
   local due_ms, code, err, record, reason = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
   local dkey = 'hp:dlv:' .. did
-  local d = redis.call('HMGET', dkey, 'eid', 'status', 'attempts', 'created_ms', 'mid')
-  local eid, status, created = d[1], d[2], d[4]
+  local d = redis.call('HMGET', dkey, 'eid', 'status', 'attempts')
+  local eid, status = d[1], d[2]
   if eid then
     if record ~= '' then
       local aid = did .. '.' .. number
       redis.call('SET', 'hp:att:' .. aid, record, 'PX', retention)
       redis.call('RPUSH', dkey .. ':attempts', aid)
-      redis.call('ZADD', 'hp:ep:' .. eid .. ':attempts', now, aid)
+      zadd('hp:ep:' .. eid .. ':attempts', now, aid)
     end
     local current = tonumber(d[3]) == number and (status == 'delivering' or status == 'pending' or status == 'retrying')
     if current then
       applied = applied + 1
+      local t = effects(eid)
       release_lease(did, eid)
       if status ~= 'delivering' then
         -- Reaped back into the due set before this result came in: take it out again.
         redis.call('ZREM', 'hp:ep:' .. eid .. ':due', did)
       end
-      if code ~= '' then redis.call('HSET', dkey, 'last_code', code) end
-      if err ~= '' or outcome == 'succeeded' then redis.call('HSET', dkey, 'last_error', err) end
-      local fkey = 'hp:ep:' .. eid .. ':flow'
+      if code ~= '' then redis.call('HSET', dkey, 'last_code', code, 'last_error', err)
+      elseif err ~= '' then redis.call('HSET', dkey, 'last_error', err) end
       if outcome == 'succeeded' then
-        finish(did, eid, status, 'succeeded', created, now)
+        finish(did, eid, status, 'succeeded', now)
         count_minute(eid, now, 'succeeded')
-        -- Slow start: after a pause the effective rate climbs back to the configured one.
-        local f = redis.call('HMGET', fkey, 'eff_rate', 'backoff_level')
-        local rate = tonumber(redis.call('HGET', 'hp:ep:' .. eid, 'rate')) or 60
-        local eff = tonumber(f[1]) or rate
-        if eff < rate then
-          redis.call('HSET', fkey, 'eff_rate', math.min(rate, eff + math.max(1, math.ceil(rate / 10))))
-        end
-        if f[2] and f[2] ~= '0' then redis.call('HSET', fkey, 'backoff_level', 0) end
+        t.succeeded = t.succeeded + 1
       elseif outcome == 'failed' then
-        finish(did, eid, status, 'failed', created, now)
+        finish(did, eid, status, 'failed', now)
         count_minute(eid, now, 'failed')
       elseif outcome == 'retry' then
-        enqueue(did, eid, status, 'retrying', created, due_ms, now)
+        enqueue(did, eid, status, 'retrying', due_ms, now)
         count_minute(eid, now, 'retrying')
       elseif outcome == 'overloaded' then
-        enqueue(did, eid, status, 'retrying', created, due_ms, now)
+        enqueue(did, eid, status, 'retrying', due_ms, now)
         count_minute(eid, now, 'overloaded')
-        local f = redis.call('HMGET', fkey, 'eff_rate', 'paused_until', 'backoff_level')
-        local rate = tonumber(redis.call('HGET', 'hp:ep:' .. eid, 'rate')) or 60
-        local eff = tonumber(f[1]) or rate
-        local until_ms = math.max(tonumber(f[2]) or 0, due_ms)
-        redis.call('HSET', fkey, 'paused_until', until_ms, 'pause_reason', reason,
-          'backoff_level', (tonumber(f[3]) or 0) + 1, 'eff_rate', math.max(1, math.floor(eff / 2)),
-          'paused_at', now)
-        -- Nothing goes out before the pause ends: the pacing clock restarts there too.
-        redis.call('HSET', fkey, 'tat', until_ms)
-        redis.call('ZADD', 'hp:active', until_ms, eid)
-      elseif outcome == 'gone' then
-        enqueue(did, eid, status, 'retrying', created, now, now)
-        count_minute(eid, now, 'failed')
-        local ekey = 'hp:ep:' .. eid
-        local ep = redis.call('HMGET', ekey, 'enabled', 'event_types')
-        if ep[1] == '1' then
-          if ep[2] == nil or ep[2] == false or ep[2] == '' then
-            redis.call('SREM', 'hp:evt-all', eid)
-          else
-            for _, t in ipairs(cjson.decode(ep[2])) do redis.call('SREM', 'hp:evt:' .. t, eid) end
-          end
-          redis.call('HSET', ekey, 'enabled', '0', 'disabled_reason', 'gone', 'updated_ms', now)
-          redis.call('HSET', fkey, 'pause_reason', 'gone', 'paused_at', now)
+        if not t.pause_until or due_ms > t.pause_until then
+          t.pause_until = due_ms
+          t.pause_reason = reason
         end
-        redis.call('ZREM', 'hp:active', eid)
+      elseif outcome == 'gone' then
+        enqueue(did, eid, status, 'retrying', now, now)
+        count_minute(eid, now, 'failed')
+        t.gone = true
       elseif outcome == 'released' then
         local back = 'pending'
         if number > 1 then back = 'retrying' end
-        enqueue(did, eid, status, back, created, due_ms, now)
+        enqueue(did, eid, status, back, due_ms, now)
         redis.call('HSET', dkey, 'attempts', number - 1)
       end
-      if outcome ~= 'overloaded' and outcome ~= 'gone' then
-        rescore_active(eid, now)
-      end
     end
+  end
+end
+
+flush()
+
+for eid, t in pairs(touched) do
+  local ekey, fkey = 'hp:ep:' .. eid, 'hp:ep:' .. eid .. ':flow'
+  if t.gone then
+    local ep = redis.call('HMGET', ekey, 'enabled', 'event_types')
+    if ep[1] == '1' then
+      if not ep[2] or ep[2] == '' then
+        redis.call('SREM', 'hp:evt-all', eid)
+      else
+        for _, name in ipairs(cjson.decode(ep[2])) do redis.call('SREM', 'hp:evt:' .. name, eid) end
+      end
+      redis.call('HSET', ekey, 'enabled', '0', 'disabled_reason', 'gone', 'updated_ms', now)
+      redis.call('HSET', fkey, 'pause_reason', 'gone', 'paused_at', now)
+    end
+    redis.call('ZREM', 'hp:active', eid)
+  elseif t.pause_until then
+    local f = redis.call('HMGET', fkey, 'eff_rate', 'paused_until', 'backoff_level')
+    local rate = tonumber(redis.call('HGET', ekey, 'rate')) or 60
+    local until_ms = math.max(tonumber(f[2]) or 0, t.pause_until)
+    -- Nothing goes out before the pause ends: the pacing clock restarts there too.
+    redis.call('HSET', fkey, 'paused_until', until_ms, 'pause_reason', t.pause_reason, 'paused_at', now,
+      'backoff_level', (tonumber(f[3]) or 0) + 1, 'eff_rate', math.max(1, math.floor((tonumber(f[1]) or rate) / 2)),
+      'tat', until_ms)
+    redis.call('ZADD', 'hp:active', until_ms, eid)
+  else
+    if t.succeeded > 0 then
+      -- Slow start: after a pause the effective rate climbs back by a tenth of the limit per success.
+      local f = redis.call('HMGET', fkey, 'eff_rate', 'backoff_level')
+      local rate = tonumber(redis.call('HGET', ekey, 'rate')) or 60
+      local eff = tonumber(f[1]) or rate
+      if eff < rate then
+        redis.call('HSET', fkey, 'eff_rate', math.min(rate, eff + t.succeeded * math.max(1, math.ceil(rate / 10))))
+      end
+      if f[2] and f[2] ~= '0' then redis.call('HSET', fkey, 'backoff_level', 0) end
+    end
+    rescore_active(eid, now)
   end
 end
 return applied

@@ -41,6 +41,7 @@ end
 
 -- Phase 2: write.
 local out = {}
+local enabled = {}  -- eid -> true when enabled (read once per endpoint per request)
 local any = false
 for i, m in ipairs(req.messages) do
   local mid = m.id
@@ -53,21 +54,19 @@ for i, m in ipairs(req.messages) do
     redis.call('HSET', 'hp:dlv:' .. did,
       'mid', mid, 'eid', eid, 'event_type', m.event_type, 'status', 'pending', 'attempts', 0,
       'created_ms', now, 'updated_ms', now, 'due_ms', now, 'budget_ms', now, 'trigger', 'scheduled')
-    redis.call('ZADD', 'hp:ep:' .. eid .. ':due', now, did)
-    local ep = redis.call('HMGET', 'hp:ep:' .. eid, 'enabled')
-    if ep[1] == '1' then
-      redis.call('ZADD', 'hp:active', 'LT', now, eid)
-      any = true
+    zadd('hp:ep:' .. eid .. ':due', now, did)
+    if enabled[eid] == nil then
+      enabled[eid] = redis.call('HGET', 'hp:ep:' .. eid, 'enabled') == '1'
     end
     -- Indexes are ordered by member (ids sort by creation time), so every score is 0.
-    redis.call('ZADD', 'hp:idx:dlv', 0, did)
-    redis.call('ZADD', 'hp:idx:dlv:ep:' .. eid, 0, did)
-    redis.call('ZADD', 'hp:idx:dlv:st:pending', 0, did)
-    redis.call('ZADD', 'hp:idx:dlv:ep:' .. eid .. ':st:pending', 0, did)
-    redis.call('ZADD', 'hp:idx:dlv:evt:' .. m.event_type, 0, did)
-    redis.call('HINCRBY', 'hp:ep:' .. eid .. ':count', 'pending', 1)
-    redis.call('HINCRBY', 'hp:count', 'pending', 1)
-    redis.call('ZINCRBY', 'hp:backlog', 1, eid)
+    zadd('hp:idx:dlv', 0, did)
+    zadd('hp:idx:dlv:ep:' .. eid, 0, did)
+    zadd('hp:idx:dlv:st:pending', 0, did)
+    zadd('hp:idx:dlv:ep:' .. eid .. ':st:pending', 0, did)
+    zadd('hp:idx:dlv:evt:' .. m.event_type, 0, did)
+    incr('hp:ep:' .. eid .. ':count', 'pending', 1)
+    incr('hp:count', 'pending', 1)
+    incr('hp:backlog', eid, 1)
     deliveries[#deliveries + 1] = {id = did, endpoint_id = eid, status = 'pending'}
   end
   redis.call('HSET', 'hp:msg:' .. mid, 'event_type', m.event_type, 'payload', ARGV[i + 1],
@@ -77,6 +76,13 @@ for i, m in ipairs(req.messages) do
   end
   -- cjson encodes an empty table as {}; the caller normalises "deliveries" to a list.
   out[#out + 1] = {id = mid, event_type = m.event_type, created_ms = now, deliveries = deliveries}
+end
+flush()
+for eid, on in pairs(enabled) do
+  if on then
+    redis.call('ZADD', 'hp:active', 'LT', now, eid)
+    any = true
+  end
 end
 
 local result = {messages = out}

@@ -4,13 +4,12 @@
 --   hp:att:{aid}, hp:ep:{eid}:attempts, hp:active, status indexes and counters (via _lib).
 -- ARGV: now_ms, retention_ms, limit. Returns the dids put back.
 local now, retention, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
-local back = {}
+local back, touched = {}, {}
 for _, did in ipairs(redis.call('ZRANGEBYSCORE', 'hp:leases', '-inf', now, 'LIMIT', 0, limit)) do
   local dkey = 'hp:dlv:' .. did
   local d = redis.call('HMGET', dkey, 'eid', 'status', 'attempts', 'created_ms', 'worker')
-  redis.call('ZREM', 'hp:leases', did)
   if d[1] then
-    redis.call('ZREM', 'hp:ep:' .. d[1] .. ':inflight', did)
+    release_lease(did, d[1])
     if d[2] == 'delivering' then
       local aid = did .. '.' .. d[3]
       local record = cjson.encode({
@@ -21,10 +20,14 @@ for _, did in ipairs(redis.call('ZRANGEBYSCORE', 'hp:leases', '-inf', now, 'LIMI
       redis.call('SET', 'hp:att:' .. aid, record, 'PX', retention)
       redis.call('RPUSH', dkey .. ':attempts', aid)
       redis.call('ZADD', 'hp:ep:' .. d[1] .. ':attempts', now, aid)
-      enqueue(did, d[1], 'delivering', 'retrying', d[4], now, now)
-      rescore_active(d[1], now)
+      enqueue(did, d[1], 'delivering', 'retrying', now, now)
+      touched[d[1]] = true
       back[#back + 1] = did
     end
+  else
+    zrem('hp:leases', did)
   end
 end
+flush()
+for eid in pairs(touched) do rescore_active(eid, now) end
 return back

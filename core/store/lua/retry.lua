@@ -6,7 +6,7 @@
 -- Returns one word per did: "queued", "already_queued" (pending/retrying/delivering), "missing",
 -- or "message_gone" (its payload has expired, nothing to send).
 local now, action = tonumber(ARGV[1]), ARGV[2]
-local out, woke = {}, false
+local out, touched = {}, {}
 for i = 3, #ARGV do
   local did = ARGV[i]
   local dkey = 'hp:dlv:' .. did
@@ -18,14 +18,19 @@ for i = 3, #ARGV do
   elseif redis.call('EXISTS', 'hp:msg:' .. d[3]) == 0 then
     out[#out + 1] = 'message_gone'
   else
-    enqueue(did, d[1], d[2], 'pending', d[4], now, now)
+    enqueue(did, d[1], d[2], 'pending', now, now)
     redis.call('HSET', dkey, 'budget_ms', now, 'trigger', 'manual', 'ended_ms', '')
-    redis.call('ZREM', 'hp:terminal', did)
+    zrem('hp:terminal', did)
     redis.call('RPUSH', dkey .. ':actions', action)
-    rescore_active(d[1], now)
+    touched[d[1]] = true
     out[#out + 1] = 'queued'
-    woke = true
   end
+end
+flush()
+local woke = false
+for eid in pairs(touched) do
+  rescore_active(eid, now)
+  woke = true
 end
 if woke then redis.call('PUBLISH', 'hp:wake', '1') end
 return out
