@@ -1,0 +1,77 @@
+"""The Starlette application: the route table, the lifespan that opens and closes the store, and
+the problem+json exception handlers. `create_app(settings)` is the only entry point.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from core.settings import Settings
+from core.store import create_store
+from service import api_keys, endpoints, health, messages, problems, validation
+from service.auth import Authenticator
+from service.context import Context
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+# Handlers that read (and check) their own query parameters; every other /v1 route takes none.
+QUERY_HANDLERS: frozenset[Handler] = frozenset({endpoints.list_endpoints, api_keys.list_api_keys})
+
+
+def resource(path: str, handlers: dict[str, Handler]) -> Route:
+    """One Route per path, whatever its methods: a 405 then lists every method the path supports
+    (with one Route per method, Starlette's 405 would name only the first route's methods)."""
+    table = dict(handlers)
+    if "GET" in table:
+        table["HEAD"] = table["GET"]
+
+    async def dispatch(request: Request) -> Response:
+        handler = table[request.method]
+        if request.scope["query_string"] and handler not in QUERY_HANDLERS:
+            validation.query_names(request.query_params, ())
+        return await handler(request)
+
+    return Route(path, dispatch, methods=list(handlers))
+
+
+def routes() -> list[Route]:
+    # Starlette tries routes in order; the ingest route comes first because it is the busiest.
+    return [
+        resource("/v1/messages", {"POST": messages.send_message}),
+        resource("/v1/messages/batch", {"POST": messages.send_batch}),
+        resource("/v1/messages/{id}", {"GET": messages.get_message}),
+        resource("/v1/endpoints", {"GET": endpoints.list_endpoints, "POST": endpoints.create_endpoint}),
+        resource("/v1/endpoints/{id}", {
+            "GET": endpoints.get_endpoint,
+            "PATCH": endpoints.update_endpoint,
+            "DELETE": endpoints.delete_endpoint,
+        }),
+        resource("/v1/endpoints/{id}/secret/rotate", {"POST": endpoints.rotate_secret}),
+        resource("/v1/api-keys", {"GET": api_keys.list_api_keys, "POST": api_keys.create_api_key}),
+        resource("/v1/api-keys/{id}", {"DELETE": api_keys.delete_api_key}),
+        # Unauthenticated and lenient: probes and doc tools may add query parameters of their own.
+        Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/openapi.yaml", health.openapi, methods=["GET"]),
+    ]
+
+
+def create_app(settings: Settings) -> Starlette:
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        store = await create_store(settings)
+        app.state.context = Context(settings, store, Authenticator(settings.api_key, store.api_keys))
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = Starlette(routes=routes(), exception_handlers=problems.exception_handlers(), lifespan=lifespan)
+    # An API has one spelling per route: "/v1/endpoints/" is a 404, not a redirect.
+    app.router.redirect_slashes = False
+    return app

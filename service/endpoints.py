@@ -1,0 +1,143 @@
+"""/v1/endpoints: create, list, read, update, delete, and rotate an endpoint's signing secret.
+
+Secrets leave the API twice only: in the create answer and in the rotate answer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.addresses import check_host, url_target, validate_url
+from core.errors import InvalidInput
+from core.models import iso
+from core.settings import Settings
+from delivery.request import validate_extra_headers
+from delivery.signing import decode_secret, generate_secret
+from service import validation
+from service.auth import ADMIN_ONLY, READING
+from service.body import read_json
+from service.context import context
+
+logger = logging.getLogger(__name__)
+
+DEFAULTS: dict[str, Any] = {
+    "rate_limit_per_minute": 60,
+    "max_in_flight": 10,
+    "event_types": None,
+    "headers": {},
+    "description": "",
+    "enabled": True,
+    "trace_propagation": True,
+}
+CREATE_FIELDS = frozenset({"url", "secret", *DEFAULTS})
+UPDATE_FIELDS = CREATE_FIELDS - {"secret"}
+MAX_DESCRIPTION = 1024
+
+
+async def create_endpoint(request: Request) -> Response:
+    ctx = context(request)
+    await ctx.auth.require(request, ADMIN_ONLY)
+    body = validation.json_object(await read_json(request, ctx.settings.max_payload_bytes))
+    validation.known_fields(body, CREATE_FIELDS)
+    validation.required(body, "url")
+    secret = checked_secret(body["secret"]) if "secret" in body else generate_secret()
+    fields = {**DEFAULTS, **await endpoint_fields(body, ctx.settings)}
+    endpoint = await ctx.store.endpoints.create(fields, secret)
+    logger.info("endpoint created", extra={"endpoint_id": endpoint.id})
+    return JSONResponse({**endpoint.to_json(), "secret": secret}, status_code=201,
+                        headers={"Location": f"/v1/endpoints/{endpoint.id}"})
+
+
+async def list_endpoints(request: Request) -> Response:
+    ctx = context(request)
+    await ctx.auth.require(request, READING)
+    limit, cursor = validation.page_params(request.query_params)
+    endpoints, next_cursor = await ctx.store.endpoints.list(limit=limit, cursor=cursor)
+    return JSONResponse({"data": [e.to_json() for e in endpoints], "next_cursor": next_cursor})
+
+
+async def get_endpoint(request: Request) -> Response:
+    ctx = context(request)
+    await ctx.auth.require(request, READING)
+    endpoint = await ctx.store.endpoints.get(_endpoint_id(request))
+    return JSONResponse(endpoint.to_json())
+
+
+async def update_endpoint(request: Request) -> Response:
+    ctx = context(request)
+    await ctx.auth.require(request, ADMIN_ONLY)
+    eid = _endpoint_id(request)
+    body = validation.json_object(await read_json(request, ctx.settings.max_payload_bytes))
+    if "secret" in body:
+        raise InvalidInput("secret", f"cannot be changed here; use POST /v1/endpoints/{eid}/secret/rotate")
+    validation.known_fields(body, UPDATE_FIELDS)
+    endpoint = await ctx.store.endpoints.update(eid, await endpoint_fields(body, ctx.settings))
+    logger.info("endpoint updated", extra={"endpoint_id": eid})
+    return JSONResponse(endpoint.to_json())
+
+
+async def delete_endpoint(request: Request) -> Response:
+    ctx = context(request)
+    await ctx.auth.require(request, ADMIN_ONLY)
+    eid = _endpoint_id(request)
+    await ctx.store.endpoints.delete(eid)
+    logger.info("endpoint deleted", extra={"endpoint_id": eid})
+    return Response(status_code=204)
+
+
+async def rotate_secret(request: Request) -> Response:
+    """The new secret signs from now on; older ones keep signing for settings.secret_grace seconds."""
+    ctx = context(request)
+    await ctx.auth.require(request, ADMIN_ONLY)
+    eid = _endpoint_id(request)
+    body = await read_json(request, ctx.settings.max_payload_bytes, optional=True)
+    secret = generate_secret()
+    if body is not None:
+        validation.known_fields(validation.json_object(body), {"secret"})
+        if "secret" in body:
+            secret = checked_secret(body["secret"])
+    endpoint = await ctx.store.endpoints.rotate_secret(eid, secret, ctx.settings.secret_grace)
+    valid_until = max(s.expires_at_ms for s in endpoint.secrets if s.expires_at_ms is not None)
+    logger.info("endpoint secret rotated", extra={"endpoint_id": eid})
+    return JSONResponse({"secret": secret, "previous_secrets_valid_until": iso(valid_until)})
+
+
+async def endpoint_fields(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The endpoint fields present in `body`, checked; the URL last, since it may need a DNS lookup."""
+    fields: dict[str, Any] = {}
+    for name, value in body.items():
+        if name == "rate_limit_per_minute":
+            fields[name] = validation.integer(value, name, 1, 60_000)
+        elif name == "max_in_flight":
+            fields[name] = validation.integer(value, name, 1, 1000)
+        elif name == "event_types":
+            fields[name] = validation.event_types(value)
+        elif name == "headers":
+            fields[name] = validate_extra_headers(value)
+        elif name == "description":
+            fields[name] = validation.text(value, name, max_length=MAX_DESCRIPTION)
+        elif name in ("enabled", "trace_propagation"):
+            fields[name] = validation.boolean(value, name)
+    if "url" in body:
+        url = validate_url(body["url"])
+        # A lone surrogate escape in the path passes validate_url but could not be stored as UTF-8.
+        validation.encodable(url, "url")
+        host, port = url_target(url)
+        await check_host(host, port, settings.allow_private_targets)
+        fields["url"] = url
+    return fields
+
+
+def checked_secret(value: Any) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput("secret", "must be a whsec_ string")
+    decode_secret(value)
+    return value
+
+
+def _endpoint_id(request: Request) -> str:
+    return validation.path_id(request.path_params["id"], validation.ENDPOINT_ID, "endpoint")

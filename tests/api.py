@@ -1,0 +1,62 @@
+"""Helpers for API tests: the app inside its lifespan behind an httpx client, auth headers, and a
+snapshot of every Redis key to prove that a refused request changed nothing."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+
+from core.settings import Settings
+from core.store import Store
+from service.app import create_app
+
+ADMIN_KEY = "test-admin-key"  # tests/conftest.py settings.api_key
+ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
+PROBLEM = "application/problem+json"
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+@contextlib.asynccontextmanager
+async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to a fresh app, with the app's lifespan (its store) running."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://hookpump.test") as client:
+            yield client
+
+
+async def snapshot(store: Store) -> dict[str, tuple[str, Any]]:
+    """Every key with its type and its DUMP (the serialized value), for before/after comparisons."""
+    result: dict[str, tuple[str, Any]] = {}
+    for key in sorted(await store.redis.keys("*")):
+        result[key] = (await store.redis.type(key), await store.redis.dump(key))
+    return result
+
+
+async def create_endpoint(client: httpx.AsyncClient, url: str = "https://receiver.test/hook",
+                          **fields: Any) -> dict[str, Any]:
+    response = await client.post("/v1/endpoints", json={"url": url, **fields}, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """The response is a problem+json document of `status` with an actionable detail."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["type"].startswith("https://hookpump.dev/problems/")
+    assert body["title"]
+    assert isinstance(body["detail"], str) and len(body["detail"]) > 10
+    if status == 422:
+        assert body["errors"] and all(e["field"] and e["message"] for e in body["errors"])
+    return body

@@ -1,0 +1,115 @@
+"""/v1/api-keys: keys made through the API work with exactly their scopes, are listed without the
+key itself, and stop working once deleted."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from starlette.requests import Request
+
+from core.settings import Settings
+from core.store import Store
+from service.auth import CACHE_SECONDS, Authenticator
+from service.problems import Problem
+from tests.api import ADMIN, api_client, assert_problem, bearer, create_endpoint
+
+
+@pytest.fixture
+async def client(store: Store, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(settings) as client:
+        yield client
+
+
+async def make_key(client: httpx.AsyncClient, name: str, scopes: list[str]) -> dict[str, object]:
+    response = await client.post("/v1/api-keys", json={"name": name, "scopes": scopes}, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+async def test_created_key_is_shown_once_and_listed_without_it(client: httpx.AsyncClient, store: Store) -> None:
+    created = await make_key(client, "monitoring", ["read"])
+    assert set(created) == {"id", "name", "scopes", "created_at", "key"}
+    assert created["scopes"] == ["read"] and created["name"] == "monitoring"
+    key = str(created["key"])
+    assert key.startswith("hp_")
+    listed = await client.get("/v1/api-keys", headers=ADMIN)
+    assert listed.status_code == 200
+    assert key not in listed.text
+    assert listed.json() == {"data": [{k: v for k, v in created.items() if k != "key"}], "next_cursor": None}
+    # Only the digest is stored.
+    stored = [await store.redis.dump(k) for k in await store.redis.keys("*")]
+    assert not any(key.encode() in (value or b"") for value in stored)
+
+
+async def test_read_key_reads_but_cannot_send_or_administer(client: httpx.AsyncClient) -> None:
+    eid = (await create_endpoint(client))["id"]
+    sent = await client.post("/v1/messages", json={"event_type": "a", "payload": 1}, headers=ADMIN)
+    reader = bearer(str((await make_key(client, "r", ["read"]))["key"]))
+    assert (await client.get("/v1/endpoints", headers=reader)).status_code == 200
+    assert (await client.get(f"/v1/endpoints/{eid}", headers=reader)).status_code == 200
+    assert (await client.get(f"/v1/messages/{sent.json()['id']}", headers=reader)).status_code == 200
+    assert_problem(await client.post("/v1/messages", json={"event_type": "a", "payload": 1}, headers=reader), 403)
+    assert_problem(await client.patch(f"/v1/endpoints/{eid}", json={"enabled": False}, headers=reader), 403)
+    assert_problem(await client.get("/v1/api-keys", headers=reader), 403)
+
+
+async def test_send_key_sends_and_reads_messages_only(client: httpx.AsyncClient) -> None:
+    eid = (await create_endpoint(client))["id"]
+    sender = bearer(str((await make_key(client, "s", ["send"]))["key"]))
+    sent = await client.post("/v1/messages", json={"event_type": "a", "payload": 1}, headers=sender)
+    assert sent.status_code == 202 and sent.json()["deliveries"][0]["endpoint_id"] == eid
+    batch = await client.post("/v1/messages/batch", json={"messages": [{"event_type": "a", "payload": 2}]},
+                              headers=sender)
+    assert batch.status_code == 202
+    assert (await client.get(f"/v1/messages/{sent.json()['id']}", headers=sender)).status_code == 200
+    assert_problem(await client.get("/v1/endpoints", headers=sender), 403)
+    assert_problem(await client.post("/v1/endpoints", json={"url": "https://x.test/"}, headers=sender), 403)
+    assert_problem(await client.post("/v1/api-keys", json={"name": "x", "scopes": ["admin"]}, headers=sender), 403)
+
+
+async def test_created_admin_key_can_do_everything(client: httpx.AsyncClient) -> None:
+    admin = bearer(str((await make_key(client, "ops", ["admin"]))["key"]))
+    assert (await client.post("/v1/endpoints", json={"url": "https://x.test/"}, headers=admin)).status_code == 201
+    assert (await client.post("/v1/messages", json={"event_type": "a", "payload": 1}, headers=admin)).status_code == 202
+    assert (await client.get("/v1/api-keys", headers=admin)).status_code == 200
+
+
+async def test_deleted_key_stops_working(client: httpx.AsyncClient) -> None:
+    created = await make_key(client, "temp", ["send", "read"])
+    key = bearer(str(created["key"]))
+    assert (await client.get("/v1/endpoints", headers=key)).status_code == 200  # now cached
+    response = await client.delete(f"/v1/api-keys/{created['id']}", headers=ADMIN)
+    assert response.status_code == 204
+    assert_problem(await client.get("/v1/endpoints", headers=key), 401)
+    assert (await client.get("/v1/api-keys", headers=ADMIN)).json()["data"] == []
+    assert_problem(await client.delete(f"/v1/api-keys/{created['id']}", headers=ADMIN), 404)
+
+
+async def test_key_deleted_elsewhere_works_until_the_cache_expires(store: Store) -> None:
+    now = [1000.0]
+    auth = Authenticator("bootstrap-key", store.api_keys, clock=lambda: now[0])
+    key, plaintext = await store.api_keys.create("k", frozenset())
+    request = _request_with(plaintext)
+    assert (await auth.principal(request)).id == key.id
+    await store.api_keys.delete(key.id)  # as another API process would
+    assert (await auth.principal(request)).id == key.id
+    now[0] += CACHE_SECONDS + 0.1
+    with pytest.raises(Problem, match="unknown or was deleted"):
+        await auth.principal(request)
+
+
+async def test_api_keys_page(client: httpx.AsyncClient) -> None:
+    made = [(await make_key(client, f"k{i}", ["read"]))["id"] for i in range(5)]
+    first = (await client.get("/v1/api-keys", params={"limit": 2}, headers=ADMIN)).json()
+    second = (await client.get("/v1/api-keys", params={"limit": 3, "cursor": first["next_cursor"]},
+                               headers=ADMIN)).json()
+    assert [k["id"] for k in first["data"] + second["data"]] == made
+    assert second["next_cursor"] is None
+
+
+def _request_with(key: str) -> Request:
+    headers = [(b"authorization", f"Bearer {key}".encode())]
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers})
