@@ -5,7 +5,7 @@ Frozen dataclasses; `to_json()` gives the wire shape that `openapi.yaml` documen
 
 from __future__ import annotations
 
-import datetime
+import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -138,9 +138,7 @@ class ApiKey:
 
 
 def iso(ms: int) -> str:
-    """Milliseconds since the epoch as RFC 3339 UTC with millisecond precision."""
-    return (
-        datetime.datetime.fromtimestamp(ms / 1000, tz=datetime.UTC)
-        .isoformat(timespec="milliseconds")
-        .replace("+00:00", "Z")
-    )
+    """Milliseconds since the epoch as RFC 3339 UTC with millisecond precision (on every attempt's hot
+    path: gmtime + strftime costs a third of a datetime round trip)."""
+    seconds, millis = divmod(ms, 1000)
+    return f"{time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(seconds))}.{millis:03d}Z"

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # Results are written in batches: one script call per FLUSH_SIZE results or FLUSH_DELAY seconds.
 FLUSH_SIZE = 256
 FLUSH_DELAY = 0.003
+# Endpoints paced at least this many ms apart (<= 100 requests/s) get strict slots: see _wait_for_slot.
+STRICT_INTERVAL_MS = 10.0
 
 
 class Sender:
@@ -45,10 +47,12 @@ class Sender:
         self._paused_until_ms: dict[str, int] = {}
         self._stopping = False
         self._closing = False
+        self._last_send: dict[str, float] = {}  # endpoint id -> when this worker last sent to it
         # Wakes the pump when capacity frees up or state changed.
         self.progress = asyncio.Event()
         self.sent = 0
         self.released = 0
+        self.late = 0
 
     @property
     def outstanding(self) -> int:
@@ -67,9 +71,9 @@ class Sender:
 
     async def _deliver(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> None:
         try:
-            wait = delivery.slot_ms / 1000 - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
+            send_at = await self._wait_for_slot(endpoint, delivery)
+            if send_at is None:
+                return
             paused_until = self._paused_until_ms.get(endpoint.id, 0)
             if self._stopping or paused_until > _now_ms():
                 self._release(delivery, max(paused_until, delivery.slot_ms))
@@ -107,6 +111,33 @@ class Sender:
                     error="internal error in hookpump while attempting",
                 )
             )
+
+    async def _wait_for_slot(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> float | None:
+        """Sleep until the delivery's paced slot; None if it was released instead of sent.
+
+        Slots are spaced in Redis across all workers, but a worker whose event loop stalled would
+        send several past-due slots at once. So a send that missed its slot by more than half an
+        interval goes back to the queue for a fresh slot; for fast endpoints (interval under
+        STRICT_INTERVAL_MS), where that would waste much work, late sends are re-spaced by this
+        worker instead.
+        """
+        interval = endpoint.interval_ms / 1000
+        slot = delivery.slot_ms / 1000
+        wait = slot - time.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        now = time.time()
+        if endpoint.interval_ms >= STRICT_INTERVAL_MS:
+            if now - slot > interval / 2:
+                self.late += 1
+                self._release(delivery, _now_ms())
+                return None
+            return now
+        send_at = max(now, self._last_send.get(endpoint.id, 0.0) + interval)
+        self._last_send[endpoint.id] = send_at
+        if send_at > now:
+            await asyncio.sleep(send_at - now)
+        return send_at
 
     def _next_state(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery, report: AttemptReport) -> Completion:
         """Turn an attempt's outcome into what happens next (the retry policy lives in delivery/)."""

@@ -24,6 +24,7 @@ class ClaimedEndpoint:
     trace_propagation: bool
     updated_at_ms: int
     backoff_level: int
+    interval_ms: float  # the pacing interval its slots were spaced by (60 s / effective rate)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +78,8 @@ class PumpStore:
             args=[now, worker_id, self.lease_ms, horizon_ms, max_endpoints, max_deliveries]
         )
         endpoints: dict[str, ClaimedEndpoint] = {}
-        for i in range(0, len(eps_raw), 7):
-            eid, url, headers, secrets_json, trace, updated, level = eps_raw[i : i + 7]
+        for i in range(0, len(eps_raw), 8):
+            eid, url, headers, secrets_json, trace, updated, level, interval = eps_raw[i : i + 8]
             endpoints[eid] = ClaimedEndpoint(
                 id=eid,
                 url=url,
@@ -87,6 +88,7 @@ class PumpStore:
                 trace_propagation=trace == "1",
                 updated_at_ms=int(updated),
                 backoff_level=int(level),
+                interval_ms=float(interval),
             )
         deliveries = [
             ClaimedDelivery(
@@ -111,18 +113,22 @@ class PumpStore:
         """Apply a batch of results in one script; returns how many changed a delivery's state."""
         if not completions:
             return 0
-        args: list[Any] = [now_ms(), self._retention_ms]
-        for c in completions:
-            args += [
+        # One JSON argument for the whole batch: redis-py writes each argument as its own buffer,
+        # and thousands of small writes cost the worker more than encoding one document.
+        batch = [
+            [
                 c.delivery_id,
                 c.attempt,
                 c.outcome,
                 c.due_ms,
-                "" if c.status_code is None else c.status_code,
+                "" if c.status_code is None else str(c.status_code),
                 c.error,
                 "" if c.record is None else json.dumps(c.record, separators=(",", ":")),
                 c.pause_reason,
             ]
+            for c in completions
+        ]
+        args = [now_ms(), self._retention_ms, json.dumps(batch, separators=(",", ":"))]
         return int(await self._complete(args=args))
 
     async def reap(self, limit: int = 200) -> list[str]:

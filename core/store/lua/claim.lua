@@ -4,8 +4,8 @@
 --   hp:leases, hp:dlv:{did}, hp:msg:{mid}, status indexes and counters (via _lib).
 -- ARGV: now_ms, worker_id, lease_ms, horizon_ms, max_endpoints, max_deliveries
 -- Returns {endpoints, deliveries, next_ms, skipped}:
---   endpoints: flat list, 7 per endpoint that got deliveries:
---     eid, url, headers JSON, secrets JSON, trace flag, updated_ms, backoff_level
+--   endpoints: flat list, 8 per endpoint that got deliveries:
+--     eid, url, headers JSON, secrets JSON, trace flag, updated_ms, backoff_level, pacing interval (ms)
 --   deliveries: flat list, 11 per delivery:
 --     did, eid, mid, attempt number, slot_ms, budget_ms, trigger, event_type, payload, msg created_ms, trace
 --   next_ms: the earliest score left in hp:active ("" if none); skipped: endpoints visited but held back.
@@ -110,6 +110,7 @@ for _, eid in ipairs(eids) do
         eps_out[base + 5] = ep[8] or '1'
         eps_out[base + 6] = ep[9] or '0'
         eps_out[base + 7] = flow[4] or '0'
+        eps_out[base + 8] = tostring(interval)
       else
         skipped = skipped + 1
       end

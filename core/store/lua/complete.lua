@@ -2,9 +2,9 @@
 -- Keys touched: hp:dlv:{did}, hp:dlv:{did}:attempts, hp:att:{aid}, hp:ep:{eid}:attempts,
 --   hp:ep:{eid}:inflight, hp:leases, hp:ep:{eid}:due, hp:ep:{eid}, hp:ep:{eid}:flow, hp:evt:*,
 --   hp:active, hp:terminal, hp:ep:{eid}:m:{minute}, status indexes and counters (via _lib).
--- ARGV[1]: now_ms, ARGV[2]: retention_ms, then 8 per result:
---   did, attempt number, outcome, due_ms, status code ("" if none), error ("" if none),
---   attempt record JSON ("" for a release), pause reason ("" unless overloaded)
+-- ARGV[1]: now_ms, ARGV[2]: retention_ms, ARGV[3]: JSON array of results, each
+--   [did, attempt number, outcome, due_ms, status code ("" if none), error ("" if none),
+--    attempt record JSON ("" for a release), pause reason ("" unless overloaded)]
 -- outcome: succeeded | retry | failed | overloaded | gone | released
 --   retry:      back to the due set at due_ms as retrying
 --   overloaded: the whole endpoint pauses until due_ms and its effective rate halves (once per
@@ -26,9 +26,9 @@ local function effects(eid)
   return t
 end
 
-for i = 3, #ARGV, 8 do
-  local did, number, outcome = ARGV[i], tonumber(ARGV[i + 1]), ARGV[i + 2]
-  local due_ms, code, err, record, reason = tonumber(ARGV[i + 3]), ARGV[i + 4], ARGV[i + 5], ARGV[i + 6], ARGV[i + 7]
+for _, r in ipairs(cjson.decode(ARGV[3])) do
+  local did, number, outcome = r[1], tonumber(r[2]), r[3]
+  local due_ms, code, err, record, reason = tonumber(r[4]), r[5], r[6], r[7], r[8]
   local dkey = 'hp:dlv:' .. did
   local d = redis.call('HMGET', dkey, 'eid', 'status', 'attempts')
   local eid, status = d[1], d[2]
