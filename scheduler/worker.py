@@ -24,8 +24,10 @@ from arq.worker import Worker
 from core.settings import Settings
 from core.store import Store, create_store
 from core.store.connection import reconnect_options
+from core.telemetry import Telemetry
 from delivery.client import DeliveryClient
 from scheduler.cadence import cron_fields
+from scheduler.instruments import WorkerTelemetry
 from scheduler.jobs import run_bulk_retry, run_retention_sweep
 from scheduler.pump import Pump
 from scheduler.sender import Sender
@@ -50,6 +52,23 @@ async def bulk_retry(ctx: dict[str, Any], job_id: str) -> dict[str, int]:
 
 async def retention_sweep(ctx: dict[str, Any]) -> int:
     return await run_retention_sweep(ctx["store"])
+
+
+class JobQueue:
+    """How the API hands work to the workers' shared arq queue (the one door to arq outside the worker)."""
+
+    def __init__(self, pool: ArqRedis) -> None:
+        self._pool = pool
+
+    @classmethod
+    async def connect(cls, settings: Settings) -> JobQueue:
+        return cls(await create_pool(redis_settings(settings), default_queue_name=JOBS_QUEUE))
+
+    async def enqueue_bulk_retry(self, job_id: str) -> None:
+        await self._pool.enqueue_job("bulk_retry", job_id, _job_id=f"bulk_retry:{job_id}", _queue_name=JOBS_QUEUE)
+
+    async def close(self) -> None:
+        await self._pool.aclose(close_connection_pool=True)
 
 
 def pump_queue(settings: Settings) -> str:
@@ -124,8 +143,9 @@ def create_jobs_worker(settings: Settings, store: Store, pool: ArqRedis) -> Work
     )
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
-    """Run until `stop` is set; then stop claiming, finish in-flight requests (bounded), and return."""
+async def run_worker(settings: Settings, stop: asyncio.Event, telemetry: Telemetry | None = None) -> None:
+    """Run until `stop` is set; then stop claiming, finish in-flight requests (bounded), and return.
+    `telemetry` is the process's (its owner shuts it down); None records nothing."""
     store = await create_store(settings)
     client = DeliveryClient(
         connect_timeout=settings.connect_timeout,
@@ -134,8 +154,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event) -> None:
         response_body_limit=settings.response_body_limit,
         max_connections=max(1000, settings.worker_concurrency),
     )
-    sender = Sender(store, client, settings)
-    pump = Pump(store, sender, settings)
+    instruments = WorkerTelemetry(telemetry or Telemetry.disabled(settings))
+    sender = Sender(store, client, settings, instruments)
+    pump = Pump(store, sender, settings, instruments)
+    instruments.watch_outstanding(lambda: sender.outstanding)
     sender.start()
     pump.start()
     runners = [

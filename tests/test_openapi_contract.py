@@ -28,7 +28,7 @@ CONTRACT = Path(__file__).resolve().parent.parent / "openapi.yaml"
 METHODS = {"get", "put", "post", "patch", "delete", "options", "head", "trace"}
 # Rules the schema cannot state (they need the server's state or a parser), so valid-looking data
 # may still get a 422 naming one of these fields. openapi.yaml lists them under the 422 response.
-SERVER_ONLY_FIELDS = ("url", "secret", "cursor", "endpoint_ids")
+SERVER_ONLY_FIELDS = ("url", "secret", "cursor", "endpoint_ids", "endpoint_id", "until")
 # Bounded so the file runs in well under two minutes on a 2-core machine (about 40 s).
 EXAMPLES = 60
 SCENARIOS = 60
@@ -150,25 +150,42 @@ def test_api_holds_its_contract_across_linked_calls(contract_app: Starlette) -> 
     """Stateful: follows the links (create an endpoint, then read, change, rotate, delete it; send a
     message, then read it), so answers about existing resources are checked too."""
 
+    # Violations are collected, not raised: Hypothesis replays a failing scenario to report it, and a
+    # replay against a server that mints fresh ids draws different link values, which it reports as
+    # a flaky strategy instead of the violation. Collected, the violation itself is what fails.
+    violations: list[str] = []
+    checked = 0
+
     class Scenario(schema.as_state_machine()):  # type: ignore[misc]
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             return {"headers": ADMIN}
 
         def validate_response(self, response: Any, case: Any, additional_checks: Any = None,
                               **kwargs: Any) -> None:
-            case.validate_response(
-                response,
-                headers=ADMIN,
-                excluded_checks=[positive_data_acceptance],
-                additional_checks=[valid_data_is_accepted],
-                transport_kwargs=kwargs or None,
-                recorder=getattr(self, "recorder", None),
-            )
+            nonlocal checked
+            checked += 1
+            try:
+                case.validate_response(
+                    response,
+                    headers=ADMIN,
+                    excluded_checks=[positive_data_acceptance],
+                    additional_checks=[valid_data_is_accepted],
+                    transport_kwargs=kwargs or None,
+                    recorder=getattr(self, "recorder", None),
+                )
+            except Exception as exc:  # every check failure, whatever schemathesis calls it
+                violations.append(f"{case.method} {case.formatted_path} -> {response.status_code}: {exc}")
 
-    # No shrinking: replaying a scenario against a server that mints fresh ids draws different link
-    # values, which Hypothesis reports as a flaky strategy instead of the failure it was shrinking.
-    Scenario.run(settings=hypothesis.settings(
-        max_examples=SCENARIOS, stateful_step_count=10, deadline=None, database=None,
-        phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
-        suppress_health_check=list(hypothesis.HealthCheck),
-    ))
+    try:
+        Scenario.run(settings=hypothesis.settings(
+            max_examples=SCENARIOS, stateful_step_count=10, deadline=None, database=None,
+            phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+            suppress_health_check=list(hypothesis.HealthCheck),
+        ))
+    except hypothesis.errors.FlakyStrategyDefinition:
+        # Which strategy a step draws depends on what earlier responses returned (ids the server
+        # minted), and Hypothesis stops a run when it notices. That is its bookkeeping, not a broken
+        # contract: every response up to there was checked and any violation collected above.
+        pass
+    assert not violations, "\n\n".join(violations[:5])
+    assert checked >= 20, f"only {checked} responses were checked: the scenario barely ran"
