@@ -33,14 +33,14 @@ async def wait_succeeded(store: Store, count: int, timeout: float) -> None:
 
 async def test_a_sigkilled_workers_deliveries_are_completed_by_another(store: Store, settings: Settings) -> None:
     """1,000 deliveries in flight to a slow receiver; SIGKILL; a second worker finishes everything."""
-    receiver = await Receiver(always(Reply(delay=1.5))).start()
+    receiver = await Receiver(always(Reply(delay=3.0))).start()
     try:
         eids = [await make_endpoint(store, receiver.url(f"/e{i}"), rate_limit_per_minute=60000, max_in_flight=100)
                 for i in range(10)]
         total = 0
         for eid in eids:
             total += len(await send(store, 100, endpoint_ids=[eid]))
-        slow = {"request_timeout": 3.0, "lease_seconds": 4.0, "worker_concurrency": 1000}
+        slow = {"request_timeout": 6.0, "lease_seconds": 7.0, "worker_concurrency": 1000}
         async with worker_process(settings, "victim", **slow) as victim:
             deadline = time.monotonic() + 30
             while receiver.in_flight < 900 and time.monotonic() < deadline:
