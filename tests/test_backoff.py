@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import itertools
 import math
 import time
 
@@ -126,3 +127,32 @@ def _assert_none_early(receiver: Receiver, *, statuses: tuple[int, ...], wait: f
         if status in statuses:
             early = [r.at - answered_at for r in receiver.received if answered_at < r.at < answered_at + wait]
             assert not early, f"requests {early} s after a {status} that asked for {wait} s"
+
+
+async def test_a_429_storm_never_gets_an_early_request(store: Store, settings: Settings) -> None:
+    """Five busy endpoints answer 429 (Retry-After: 1) to everything for 2 s, then recover: on every
+    endpoint, no request arrives before the Retry-After of the last 429 it sent has passed."""
+    storm_until = time.time() + 2.0
+
+    def script(_n: int, _request: web.Request) -> Reply:
+        return Reply(429, {"Retry-After": "1"}) if time.time() < storm_until else Reply()
+
+    receiver = await Receiver(script).start()
+    try:
+        paths = [f"/busy{i}" for i in range(5)]
+        for path in paths:
+            eid = await make_endpoint(store, receiver.url(path), rate_limit_per_minute=1200, max_in_flight=1)
+            await send(store, 10, endpoint_ids=[eid])
+        async with running_worker(settings):
+            await receiver.wait_for(50 + 5, timeout=30)  # all delivered, after at least one 429 each
+            while int(await store.redis.hget("hp:count", "succeeded") or 0) < 50:
+                await asyncio.sleep(0.05)
+        for path in paths:
+            arrivals = receiver.for_path(path)
+            refused = [r for r in arrivals if r.at < storm_until]
+            assert refused, f"{path} was never refused: the storm did not reach it"
+            for before, after in itertools.pairwise(arrivals):
+                if before.at < storm_until:  # `before` got a 429 asking for 1 s
+                    assert after.at - before.at >= 1.0, f"{path}: a request {after.at - before.at:.3f} s after a 429"
+    finally:
+        await receiver.stop()
