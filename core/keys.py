@@ -24,7 +24,8 @@ Messages and deliveries
                                     TTL: set to `retention` once every delivery of it is terminal... in
                                     practice the retention sweep removes it with its last delivery.
   hp:dlv:{did}                HASH  mid, eid, event_type, status, attempts, created_ms, updated_ms, due_ms,
-                                    last_code, last_error, manual (JSON list of operator actions)
+                                    last_code, last_error, trigger ("manual" from an operator's retry until
+                                    that attempt is recorded, else "scheduled"); actions: hp:dlv:{did}:actions
                                     no TTL while queued or delivering; terminal ones are removed by the
                                     retention sweep `retention` after they ended.
   hp:dlv:{did}:attempts       LIST  attempt ids of this delivery, oldest first (same lifetime as hp:dlv)

@@ -81,8 +81,10 @@ for _, eid in ipairs(eids) do
           'created_ms', 'event_type')
         local number = (tonumber(d[3]) or 0) + 1
         move_status(did, eid, d[2], 'delivering')
+        -- The trigger stays until complete.lua records an attempt: a claim released unsent (paused
+        -- endpoint, missed slot) must still go out as the operator's manual retry.
         redis.call('HSET', dkey, 'status', 'delivering', 'attempts', number, 'updated_ms', now,
-          'worker', worker, 'trigger', 'scheduled', 'lease_ms', expiry)
+          'worker', worker, 'lease_ms', expiry)
         local msg = redis.call('HMGET', 'hp:msg:' .. d[1], 'payload', 'created_ms', 'trace')
         local base = #dl_out
         dl_out[base + 1] = did

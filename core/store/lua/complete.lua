@@ -30,7 +30,7 @@ for _, r in ipairs(cjson.decode(ARGV[3])) do
   local did, number, outcome = r[1], tonumber(r[2]), r[3]
   local due_ms, code, err, record, reason = tonumber(r[4]), r[5], r[6], r[7], r[8]
   local dkey = 'hp:dlv:' .. did
-  local d = redis.call('HMGET', dkey, 'eid', 'status', 'attempts')
+  local d = redis.call('HMGET', dkey, 'eid', 'status', 'attempts', 'trigger')
   local eid, status = d[1], d[2]
   if eid then
     if record ~= '' then
@@ -48,6 +48,8 @@ for _, r in ipairs(cjson.decode(ARGV[3])) do
         -- Reaped back into the due set before this result came in: take it out again.
         redis.call('ZREM', 'hp:ep:' .. eid .. ':due', did)
       end
+      -- A manual retry's attempt has been made: later attempts are the pump's own.
+      if d[4] == 'manual' and outcome ~= 'released' then redis.call('HSET', dkey, 'trigger', 'scheduled') end
       if code ~= '' then redis.call('HSET', dkey, 'last_code', code, 'last_error', err)
       elseif err ~= '' then redis.call('HSET', dkey, 'last_error', err) end
       if outcome == 'succeeded' then

@@ -7,13 +7,13 @@ local now, retention, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARG
 local back, touched = {}, {}
 for _, did in ipairs(redis.call('ZRANGEBYSCORE', 'hp:leases', '-inf', now, 'LIMIT', 0, limit)) do
   local dkey = 'hp:dlv:' .. did
-  local d = redis.call('HMGET', dkey, 'eid', 'status', 'attempts', 'created_ms', 'worker')
+  local d = redis.call('HMGET', dkey, 'eid', 'status', 'attempts', 'created_ms', 'worker', 'trigger')
   if d[1] then
     release_lease(did, d[1])
     if d[2] == 'delivering' then
       local aid = did .. '.' .. d[3]
       local record = cjson.encode({
-        number = tonumber(d[3]), trigger = 'scheduled', outcome = 'lost', duration_ms = cjson.null,
+        number = tonumber(d[3]), trigger = d[6] or 'scheduled', outcome = 'lost', duration_ms = cjson.null,
         started_at = cjson.null, request = cjson.null, response = cjson.null,
         error = {kind = 'lease_expired', message = 'worker ' .. (d[5] or '?') ..
           ' held this delivery past its lease without reporting a result; it will be sent again'}})
@@ -21,6 +21,7 @@ for _, did in ipairs(redis.call('ZRANGEBYSCORE', 'hp:leases', '-inf', now, 'LIMI
       redis.call('RPUSH', dkey .. ':attempts', aid)
       redis.call('ZADD', 'hp:ep:' .. d[1] .. ':attempts', now, aid)
       enqueue(did, d[1], 'delivering', 'retrying', now, now)
+      if d[6] == 'manual' then redis.call('HSET', dkey, 'trigger', 'scheduled') end
       touched[d[1]] = true
       back[#back + 1] = did
     end
