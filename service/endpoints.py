@@ -15,6 +15,7 @@ from core.addresses import check_host, url_target, validate_url
 from core.errors import InvalidInput
 from core.models import iso
 from core.settings import Settings
+from core.store import Actor
 from delivery.request import validate_extra_headers
 from delivery.signing import decode_secret, generate_secret
 from service import validation
@@ -69,13 +70,22 @@ async def get_endpoint(request: Request) -> Response:
 
 async def update_endpoint(request: Request) -> Response:
     ctx = context(request)
-    await ctx.auth.require(request, ADMIN_ONLY)
+    key = await ctx.auth.require(request, ADMIN_ONLY)
     eid = _endpoint_id(request)
     body = validation.json_object(await read_json(request, ctx.settings.max_payload_bytes))
     if "secret" in body:
         raise InvalidInput("secret", f"cannot be changed here; use POST /v1/endpoints/{eid}/secret/rotate")
     validation.known_fields(body, UPDATE_FIELDS)
-    endpoint = await ctx.store.endpoints.update(eid, await endpoint_fields(body, ctx.settings))
+    fields = await endpoint_fields(body, ctx.settings)
+    before = await ctx.store.endpoints.get(eid) if "enabled" in fields else None
+    endpoint = await ctx.store.endpoints.update(eid, fields)
+    if before is not None and before.enabled != endpoint.enabled:
+        # Enabling is how an operator takes back an endpoint hookpump disabled (410): say who did, and why
+        # it had been disabled.
+        action = "enable" if endpoint.enabled else "disable"
+        await ctx.store.operations.record_endpoint_action(
+            eid, action, Actor(key.id, key.name), disabled_reason=before.disabled_reason
+        )
     logger.info("endpoint updated", extra={"endpoint_id": eid})
     return JSONResponse(endpoint.to_json())
 

@@ -6,16 +6,25 @@ from __future__ import annotations
 
 import re
 from collections.abc import Collection, Mapping
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from starlette.datastructures import QueryParams
+
 from core.errors import InvalidInput, NotFound
-from core.models import Scope
+from core.models import DeliveryStatus, Scope
 
 EVENT_TYPE = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 _ID_CORE = "[0-9a-hjkmnp-tv-z]{26}"  # core/ids.py: 10 chars of time, 16 of randomness, Crockford base32
 ENDPOINT_ID = re.compile(f"ep_{_ID_CORE}")
 MESSAGE_ID = re.compile(f"msg_{_ID_CORE}")
 API_KEY_ID = re.compile(f"key_{_ID_CORE}")
+DELIVERY_ID = re.compile(f"dlv_{_ID_CORE}_[1-9][0-9]{{0,5}}")  # ingest.lua: the message's core, then 1..n
+BULK_RETRY_ID = re.compile(f"blk_{_ID_CORE}")
+# RFC 3339 section 5.6 (with its note: "t", "z" and a space are allowed); the offset is required.
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d{1,9})?(?:[Zz]|[+-]\d{2}:\d{2})")
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MILLISECOND = timedelta(milliseconds=1)
 MAX_EVENT_TYPES = 100
 MAX_ENDPOINT_IDS = 100
 PAGE_DEFAULT = 50
@@ -128,9 +137,10 @@ def query_names(query: Mapping[str, str], allowed: Collection[str]) -> None:
             raise InvalidInput(name, f"is not a query parameter of this route {known}")
 
 
-def page_params(query: Mapping[str, str]) -> tuple[int, str | None]:
-    """`limit` (1..PAGE_MAX, default PAGE_DEFAULT) and `cursor` from a list request's query string."""
-    query_names(query, PAGE_PARAMS)
+def page_params(query: Mapping[str, str], filters: Collection[str] = ()) -> tuple[int, str | None]:
+    """`limit` (1..PAGE_MAX, default PAGE_DEFAULT) and `cursor` from a list request's query string;
+    `filters` names the route's other query parameters (anything else is refused)."""
+    query_names(query, (*PAGE_PARAMS, *filters))
     raw = query.get("limit")
     limit = PAGE_DEFAULT
     if raw is not None:
@@ -141,6 +151,40 @@ def page_params(query: Mapping[str, str]) -> tuple[int, str | None]:
     if cursor is not None and (not cursor or len(cursor) > 1024):
         raise InvalidInput("cursor", "is not a cursor this API returned")
     return limit, cursor
+
+
+def timestamp(value: Any, field: str) -> int:
+    """An RFC 3339 date-time with a UTC offset, as milliseconds since the epoch (negative before 1970)."""
+    if not isinstance(value, str) or not RFC3339.fullmatch(value):
+        hint = " (a '+' in a query string must be sent as %2B)" if isinstance(value, str) and " " in value else ""
+        raise InvalidInput(field, f"must be an RFC 3339 date-time with an offset, e.g. 2024-05-01T12:00:00Z{hint}")
+    try:
+        moment = datetime.fromisoformat(value.upper())
+    except ValueError as exc:  # a day or hour out of range, or a leap second
+        raise InvalidInput(field, f"is not a real moment: {exc}") from exc
+    # Subtracting aware datetimes never leaves datetime's range, unlike converting to UTC first
+    # (0001-01-01T00:00:00+01:00 is in year 0).
+    return (moment - _EPOCH) // _MILLISECOND
+
+
+def delivery_statuses(values: list[str], field: str, allowed: Collection[str] = ()) -> frozenset[DeliveryStatus]:
+    """Statuses given as repeated values and/or comma lists ("failed,cancelled"); `allowed` narrows them."""
+    names = allowed or [status.value for status in DeliveryStatus]
+    found: set[DeliveryStatus] = set()
+    for value in values:
+        for name in value.split(","):
+            if name not in names:
+                raise InvalidInput(field, f"{name[:40]!r} is not one of {', '.join(names)}")
+            found.add(DeliveryStatus(name))
+    return frozenset(found)
+
+
+def single(query: QueryParams, name: str) -> str | None:
+    """A query parameter that may be given at most once."""
+    values = query.getlist(name)
+    if len(values) > 1:
+        raise InvalidInput(name, "may be given only once")
+    return values[0] if values else None
 
 
 def path_id(value: str, pattern: re.Pattern[str], kind: str) -> str:

@@ -1,21 +1,27 @@
-"""Helpers for API tests: the app inside its lifespan behind an httpx client, auth headers, and a
-snapshot of every Redis key to prove that a refused request changed nothing."""
+"""Helpers for API tests: the app inside its lifespan behind an httpx client, auth headers, a
+snapshot of every Redis key to prove that a refused request changed nothing, and a check of an
+answer against its openapi.yaml schema."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema_rs
+import yaml
 
 from core.settings import Settings
 from core.store import Store
+from core.telemetry import Telemetry
 from service.app import create_app
 
 ADMIN_KEY = "test-admin-key"  # tests/conftest.py settings.api_key
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 PROBLEM = "application/problem+json"
+CONTRACT = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -23,9 +29,9 @@ def bearer(key: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def api_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+async def api_client(settings: Settings, telemetry: Telemetry | None = None) -> AsyncIterator[httpx.AsyncClient]:
     """An httpx client talking to a fresh app, with the app's lifespan (its store) running."""
-    app = create_app(settings)
+    app = create_app(settings, telemetry)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hookpump.test") as client:
@@ -60,3 +66,13 @@ def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
     if status == 422:
         assert body["errors"] and all(e["field"] and e["message"] for e in body["errors"])
     return body
+
+
+def assert_matches_contract(value: Any, schema_name: str) -> None:
+    """`value` is what openapi.yaml's `components/schemas/<schema_name>` describes. The contract test
+    cannot reach states that need a pump run (a delivery with attempts, a paused endpoint's stats)."""
+    document = yaml.safe_load(CONTRACT.read_text(encoding="utf-8"))
+    schema = {"$ref": f"#/components/schemas/{schema_name}", "components": document["components"]}
+    validator = jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
+    errors = [f"{list(e.instance_path)}: {e.message}" for e in validator.iter_errors(value)]
+    assert not errors, errors

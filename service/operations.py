@@ -1,0 +1,208 @@
+"""Operator actions (admin scope): retry or cancel one delivery, retry many by filter in the
+background, pause and resume an endpoint. Each is recorded with the acting API key's id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.clock import now_ms
+from core.errors import Conflict, InvalidInput, NotFound
+from core.ids import new_id
+from core.models import ApiKey, DeliveryStatus, Endpoint, iso
+from core.store import Actor, DeliveryFilter, EndpointFlow, EndpointStore
+from service import validation
+from service.auth import ADMIN_ONLY, READING
+from service.body import read_json
+from service.context import context
+from service.deliveries import delivery_id
+
+logger = logging.getLogger(__name__)
+
+BULK_FIELDS = frozenset({"endpoint_id", "status", "event_type", "since", "until"})
+# Queued and in-flight deliveries are already on their way; only ended ones can be retried.
+RETRYABLE = (DeliveryStatus.FAILED.value, DeliveryStatus.SUCCEEDED.value, DeliveryStatus.CANCELLED.value)
+# pause.lua stores an indefinite pause as 2^53 - 1; anything this far out means "until resumed".
+INDEFINITE_MS = 2**52
+
+
+def actor(key: ApiKey) -> Actor:
+    return Actor(key.id, key.name)
+
+
+async def retry_delivery(request: Request) -> Response:
+    """Back to pending, due now, with a fresh retry budget; it still goes through the pump's pacing."""
+    ctx = context(request)
+    key = await ctx.auth.require(request, ADMIN_ONLY)
+    did = delivery_id(request)
+    [result] = await ctx.store.operations.retry([did], actor(key))
+    if result == "missing":
+        raise NotFound("delivery", did)
+    if result == "already_queued":
+        current = await ctx.store.deliveries.get(did)
+        raise Conflict(f"delivery {did} is already queued (status {current.status}); it will be sent "
+                       "without a manual retry")
+    if result == "message_gone":
+        raise Conflict(f"the message of delivery {did} has expired (past the retention), so there is nothing "
+                       "to send again; send the message anew")
+    logger.info("delivery retried by %s", key.id, extra={"delivery_id": did})
+    return JSONResponse((await ctx.store.deliveries.get(did)).to_json(), status_code=202)
+
+
+async def cancel_delivery(request: Request) -> Response:
+    ctx = context(request)
+    key = await ctx.auth.require(request, ADMIN_ONLY)
+    did = delivery_id(request)
+    [result] = await ctx.store.operations.cancel([did], actor(key))
+    if result == "missing":
+        raise NotFound("delivery", did)
+    if result == "delivering":
+        raise Conflict(f"delivery {did} is being sent right now and cannot be cancelled; if it fails, cancel "
+                       "it while it waits for its next attempt")
+    if result == "terminal":
+        current = await ctx.store.deliveries.get(did)
+        raise Conflict(f"delivery {did} has already ended (status {current.status}); there is nothing to cancel")
+    logger.info("delivery cancelled by %s", key.id, extra={"delivery_id": did})
+    return JSONResponse((await ctx.store.deliveries.get(did)).to_json())
+
+
+async def start_bulk_retry(request: Request) -> Response:
+    """202 at once; a worker retries the matching deliveries a page at a time (scheduler/jobs.py)."""
+    ctx = context(request)
+    key = await ctx.auth.require(request, ADMIN_ONLY)
+    body = validation.json_object(await read_json(request, ctx.settings.max_payload_bytes))
+    validation.known_fields(body, BULK_FIELDS)
+    wanted = await bulk_filter(body, ctx.store.endpoints)
+    job_id = new_id("blk")
+    estimate = await ctx.store.monitoring.count_estimate(wanted)
+    await ctx.store.operations.start_bulk_retry(job_id, filter_to_json(wanted), actor(key))
+    await ctx.jobs.enqueue_bulk_retry(job_id)
+    logger.info("bulk retry %s started by %s (about %s deliveries)", job_id, key.id, estimate)
+    url = f"/v1/deliveries/retry/{job_id}"
+    return JSONResponse({"id": job_id, "state": "queued", "matched_estimate": estimate, "progress_url": url},
+                        status_code=202, headers={"Location": url})
+
+
+async def get_bulk_retry(request: Request) -> Response:
+    ctx = context(request)
+    await ctx.auth.require(request, READING)
+    job_id = validation.path_id(request.path_params["id"], validation.BULK_RETRY_ID, "bulk retry")
+    raw = await ctx.store.operations.bulk_progress(job_id)
+    stored = json.loads(raw["filter"])
+
+    def moment(name: str) -> str | None:
+        return iso(int(raw[name])) if raw.get(name) else None
+
+    return JSONResponse({
+        "id": job_id,
+        "state": raw["state"],
+        "filter": {
+            "endpoint_id": stored.get("endpoint_id"),
+            "status": stored.get("status"),
+            "event_type": stored.get("event_type"),
+            "since": iso(stored["since_ms"]) if stored.get("since_ms") is not None else None,
+            "until": iso(stored["until_ms"]) if stored.get("until_ms") is not None else None,
+        },
+        "matched": int(raw["matched"]),
+        "queued": int(raw["queued"]),
+        "skipped": int(raw["skipped"]),
+        "by": raw.get("by") or None,
+        "created_at": moment("created_ms"),
+        "started_at": moment("started_ms"),
+        "finished_at": moment("finished_ms"),
+    })
+
+
+async def pause_endpoint(request: Request) -> Response:
+    """Nothing is sent to the endpoint until it is resumed or `until` passes; messages still queue."""
+    ctx = context(request)
+    key = await ctx.auth.require(request, ADMIN_ONLY)
+    eid = _endpoint_id(request)
+    body = await read_json(request, ctx.settings.max_payload_bytes, optional=True)
+    until_ms: int | None = None
+    if body is not None:
+        validation.known_fields(validation.json_object(body), {"until"})
+        if "until" in body:
+            until_ms = validation.timestamp(body["until"], "until")
+            if until_ms <= now_ms():
+                raise InvalidInput("until", "must be in the future (leave it out to pause until resumed)")
+    await ctx.store.operations.pause_endpoint(eid, actor(key), until_ms)
+    logger.info("endpoint paused by %s", key.id, extra={"endpoint_id": eid})
+    return await _endpoint_with_flow(request, eid)
+
+
+async def resume_endpoint(request: Request) -> Response:
+    """Ends an operator pause or an overload pause at once (and resets the backoff)."""
+    ctx = context(request)
+    key = await ctx.auth.require(request, ADMIN_ONLY)
+    eid = _endpoint_id(request)
+    await ctx.store.operations.resume_endpoint(eid, actor(key))
+    logger.info("endpoint resumed by %s", key.id, extra={"endpoint_id": eid})
+    return await _endpoint_with_flow(request, eid)
+
+
+async def bulk_filter(body: dict[str, Any], endpoints: EndpointStore) -> DeliveryFilter:
+    """The bulk retry filter in `body`, checked; a named endpoint must exist (a typo would match nothing)."""
+    endpoint_id = body.get("endpoint_id")
+    if "endpoint_id" in body:
+        if not isinstance(endpoint_id, str) or not validation.ENDPOINT_ID.fullmatch(endpoint_id):
+            raise InvalidInput("endpoint_id", "must be an endpoint id (ep_...)")
+        try:
+            await endpoints.get(endpoint_id)
+        except NotFound as exc:
+            raise InvalidInput("endpoint_id", f"no endpoint with id {endpoint_id!r}") from exc
+    raw_status = body.get("status", [DeliveryStatus.FAILED.value])
+    if not isinstance(raw_status, list) or not raw_status or not all(isinstance(s, str) for s in raw_status):
+        raise InvalidInput("status", f"must be a non-empty list of statuses ({', '.join(RETRYABLE)})")
+    if len(set(raw_status)) < len(raw_status):
+        raise InvalidInput("status", "lists a status more than once")
+    event_type = validation.event_type(body["event_type"], "event_type") if "event_type" in body else None
+    since = validation.timestamp(body["since"], "since") if "since" in body else None
+    until = validation.timestamp(body["until"], "until") if "until" in body else None
+    return DeliveryFilter(
+        endpoint_id=endpoint_id,
+        statuses=validation.delivery_statuses(raw_status, "status", RETRYABLE),
+        event_type=event_type,
+        # Ids encode time from 1970 on (see service/deliveries.py).
+        since_ms=max(since, 0) if since is not None else None,
+        until_ms=max(until, -1) if until is not None else None,
+    )
+
+
+def filter_to_json(wanted: DeliveryFilter) -> dict[str, Any]:
+    """The shape scheduler/jobs.py:filter_from_json reads back."""
+    return {
+        "endpoint_id": wanted.endpoint_id,
+        "status": sorted(s.value for s in wanted.statuses),
+        "event_type": wanted.event_type,
+        "since_ms": wanted.since_ms,
+        "until_ms": wanted.until_ms,
+    }
+
+
+def flow_json(endpoint: Endpoint, flow: EndpointFlow, now: int) -> dict[str, Any]:
+    paused = flow.paused_until_ms > now
+    return {
+        "paused": paused,
+        "paused_until": iso(flow.paused_until_ms) if paused and flow.paused_until_ms < INDEFINITE_MS else None,
+        "pause_reason": flow.pause_reason.value if paused and flow.pause_reason else None,
+        "paused_at": iso(flow.paused_at_ms) if paused and flow.paused_at_ms else None,
+        "effective_rate_per_minute": flow.effective_rate_per_minute or float(endpoint.rate_limit_per_minute),
+        "backoff_level": flow.backoff_level,
+    }
+
+
+async def _endpoint_with_flow(request: Request, eid: str) -> Response:
+    store = context(request).store
+    endpoint = await store.endpoints.get(eid)
+    flow = await store.endpoints.flow(eid)
+    return JSONResponse({**endpoint.to_json(), "flow": flow_json(endpoint, flow, now_ms())})
+
+
+def _endpoint_id(request: Request) -> str:
+    return validation.path_id(request.path_params["id"], validation.ENDPOINT_ID, "endpoint")
