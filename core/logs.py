@@ -1,6 +1,7 @@
 """Logging set-up: one JSON object per line for machines, or a short text line for a laptop.
 
-Stdlib logging only. Ids travel as `extra=` fields (CONTEXT_FIELDS) and land in every format.
+Stdlib logging only. Ids travel as `extra=` fields (CONTEXT_FIELDS), the current span's trace and span
+ids are added by a filter, and all land in every format.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any, TextIO
 
 from core.errors import ConfigError
 from core.settings import Settings
+from core.telemetry import current_ids
 
 # The `extra=` keys a log line may carry; anything else passed as extra is left out of the output.
 CONTEXT_FIELDS = ("delivery_id", "endpoint_id", "message_id", "worker_id", "trace_id", "span_id")
@@ -25,6 +27,18 @@ def timestamp(created: float) -> str:
     """A LogRecord's `created` as RFC 3339 UTC with milliseconds: 2024-05-01T12:00:00.123Z."""
     moment = datetime.datetime.fromtimestamp(created, tz=datetime.UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class TraceContextFilter(logging.Filter):
+    """Adds the current span's trace_id and span_id to a record that does not carry its own, so a log
+    line can be found from its trace and the other way round. Outside a span (tracing off) it adds none."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "trace_id" not in record.__dict__:
+            ids = current_ids()
+            if ids is not None:
+                record.trace_id, record.span_id = ids
+        return True
 
 
 class JsonFormatter(logging.Formatter):
@@ -75,6 +89,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         )
     handler = logging.StreamHandler(sys.stderr if stream is None else stream)
     handler.setFormatter(JsonFormatter() if settings.log_format == "json" else TextFormatter())
+    handler.addFilter(TraceContextFilter())
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from typing import Any
 from core.errors import ConfigError
 
 PREFIX = "HOOKPUMP_"
+ENDPOINT_ID = re.compile(r"ep_[0-9a-hjkmnp-tv-z]{26}")  # core/ids.py: a prefix and 26 base32 characters
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,13 @@ class Settings:
     data_dir: str = ".hookpump"
     log_format: str = "json"
     log_level: str = "INFO"
+    # GET /metrics answers without an API key (for a scraper on a private port or network).
+    metrics_open: bool = False
+    # Endpoints whose metrics carry an endpoint_id label; every other endpoint is counted unlabelled,
+    # so the number of series stays bounded.
+    metrics_endpoints: tuple[str, ...] = ()
+    # `hookpump worker` serves its own /metrics on this port (0: not served).
+    worker_metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -99,6 +108,8 @@ class Settings:
                 raise ConfigError(PREFIX + field.upper(), "must be greater than 0")
         if not 1 <= self.port <= 65535:
             raise ConfigError("HOOKPUMP_PORT", "must be between 1 and 65535")
+        if not 0 <= self.worker_metrics_port <= 65535:
+            raise ConfigError("HOOKPUMP_WORKER_METRICS_PORT", "must be between 1 and 65535, or 0 for none")
         if self.lease_seconds <= self.request_timeout:
             raise ConfigError(
                 "HOOKPUMP_LEASE_SECONDS", "must exceed HOOKPUMP_REQUEST_TIMEOUT, or a slow request would be sent twice"
@@ -128,6 +139,14 @@ def _positive_int(raw: str) -> int:
     if value <= 0:
         raise ValueError("must be a whole number greater than 0")
     return value
+
+
+def _endpoint_ids(raw: str) -> tuple[str, ...]:
+    ids = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for eid in ids:
+        if not ENDPOINT_ID.fullmatch(eid):
+            raise ValueError(f"{eid!r} is not an endpoint id (ep_ followed by 26 characters); separate ids by commas")
+    return ids
 
 
 def _seconds(raw: str) -> float:
@@ -164,4 +183,7 @@ VARIABLES: dict[str, Callable[[str], Any]] = {
     "data_dir": str,
     "log_format": str,
     "log_level": str,
+    "metrics_open": _bool,
+    "metrics_endpoints": _endpoint_ids,
+    "worker_metrics_port": int,
 }

@@ -24,6 +24,7 @@ from core.errors import ConfigError, HookpumpError
 from core.logs import configure_logging
 from core.models import ApiKey, Scope
 from core.settings import Settings
+from core.telemetry import Telemetry, create_telemetry
 from hookpump import dev
 from hookpump.embedded_redis import EmbeddedRedis
 
@@ -77,35 +78,57 @@ class Shutdown:
             task.cancel()
 
 
-def api_server(settings: Settings) -> ApiServer:
+def api_server(settings: Settings, telemetry: Telemetry) -> ApiServer:
     # Imported here so a configuration error is reported before the app's dependencies load.
     from service.app import create_app
 
     config = uvicorn.Config(
-        create_app(settings), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
+        create_app(settings, telemetry), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
         lifespan="on", log_config=None,
     )  # fmt: skip
     return ApiServer(config)
 
 
-async def serve_api(server: uvicorn.Server, shutdown: Shutdown) -> None:
+def worker_metrics_server(settings: Settings, telemetry: Telemetry) -> ApiServer | None:
+    """The worker's own /metrics on HOOKPUMP_WORKER_METRICS_PORT, if set: its delivery metrics live in
+    its process, not the API's."""
+    if not settings.worker_metrics_port:
+        return None
+    from service.telemetry import worker_metrics_app
+
+    config = uvicorn.Config(
+        worker_metrics_app(telemetry), host=settings.host, port=settings.worker_metrics_port, loop="uvloop",
+        http="httptools", lifespan="off", log_config=None,
+    )  # fmt: skip
+    return ApiServer(config)
+
+
+async def serve_api(server: uvicorn.Server, shutdown: Shutdown, what: str = "the API") -> None:
     try:
         await server.serve()
     except SystemExit as exc:  # uvicorn calls sys.exit(1) when it cannot bind its port
-        raise HookpumpError(f"the API could not listen on {server.config.host}:{server.config.port}") from exc
+        raise HookpumpError(f"{what} could not listen on {server.config.host}:{server.config.port}") from exc
     if not server.started and not shutdown.stop.is_set():
-        raise HookpumpError("the API did not start (its start-up error is logged above)")
+        raise HookpumpError(f"{what} did not start (its start-up error is logged above)")
 
 
 async def run_parts(
-    shutdown: Shutdown, *, api: uvicorn.Server | None = None, worker: Coroutine[Any, Any, None] | None = None
+    shutdown: Shutdown,
+    *,
+    api: uvicorn.Server | None = None,
+    worker: Coroutine[Any, Any, None] | None = None,
+    metrics: uvicorn.Server | None = None,
 ) -> int:
-    """Run the API and/or the worker until a signal stops them or one of them ends; the exit status."""
+    """Run the API, the worker and/or the worker's metrics server until a signal stops them or one of
+    them ends; the exit status."""
     shutdown.install(asyncio.get_running_loop())
     tasks: list[asyncio.Task[None]] = []
     if api is not None:
         shutdown.servers.append(api)
         tasks.append(asyncio.create_task(serve_api(api, shutdown), name="api"))
+    if metrics is not None:
+        shutdown.servers.append(metrics)
+        tasks.append(asyncio.create_task(serve_api(metrics, shutdown, "the worker's metrics server"), name="metrics"))
     if worker is not None:
         tasks.append(asyncio.create_task(worker, name="worker"))
         shutdown.tasks.append(tasks[-1])
@@ -153,23 +176,35 @@ def require_redis_url(settings: Settings, command: str) -> None:
 def command_serve(settings: Settings) -> int:
     require_redis_url(settings, "serve")
     configure_logging(settings)
+    telemetry = create_telemetry(settings, "hookpump-api", prometheus=True)
 
     async def main() -> int:
-        return await run_parts(Shutdown(), api=api_server(settings))
+        return await run_parts(Shutdown(), api=api_server(settings, telemetry))
 
-    return run(main())
+    try:
+        return run(main())
+    finally:
+        telemetry.shutdown()
 
 
 def command_worker(settings: Settings) -> int:
     require_redis_url(settings, "worker")
     configure_logging(settings)
+    telemetry = create_telemetry(settings, "hookpump-worker", prometheus=bool(settings.worker_metrics_port))
     from scheduler.worker import run_worker
 
     async def main() -> int:
         shutdown = Shutdown()
-        return await run_parts(shutdown, worker=run_worker(settings, shutdown.stop))
+        return await run_parts(
+            shutdown,
+            worker=run_worker(settings, shutdown.stop, telemetry),
+            metrics=worker_metrics_server(settings, telemetry),
+        )
 
-    return run(main())
+    try:
+        return run(main())
+    finally:
+        telemetry.shutdown()
 
 
 def command_dev(environ: Mapping[str, str]) -> int:
@@ -185,14 +220,19 @@ def command_dev(environ: Mapping[str, str]) -> int:
         if settings.api_key is None:
             settings = settings.replace(api_key=dev.load_or_create_admin_key(settings.data_dir))
         print(dev.banner(settings, embedded if embedded.url else None), flush=True)
+        # One process: the API's /metrics serves the worker's metrics too.
+        telemetry = create_telemetry(settings, "hookpump", prometheus=True)
 
         async def main() -> int:
             shutdown = Shutdown()
             return await run_parts(
-                shutdown, api=api_server(settings), worker=run_worker(settings, shutdown.stop)
+                shutdown, api=api_server(settings, telemetry), worker=run_worker(settings, shutdown.stop, telemetry)
             )
 
-        return run(main())
+        try:
+            return run(main())
+        finally:
+            telemetry.shutdown()
 
 
 def command_api_key_create(settings: Settings, name: str, scopes: frozenset[Scope]) -> int:

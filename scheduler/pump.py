@@ -17,6 +17,8 @@ import backoff
 
 from core.settings import Settings
 from core.store import Store, translated_errors
+from core.telemetry import Telemetry
+from scheduler.instruments import WorkerTelemetry
 from scheduler.sender import Sender
 
 log = logging.getLogger(__name__)
@@ -50,10 +52,13 @@ class WindowReport:
 
 
 class Pump:
-    def __init__(self, store: Store, sender: Sender, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, sender: Sender, settings: Settings, telemetry: WorkerTelemetry | None = None
+    ) -> None:
         self._store = store
         self._sender = sender
         self._settings = settings
+        self._telemetry = telemetry or WorkerTelemetry(Telemetry.disabled(settings))
         self._worker_id = settings.worker_id
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
@@ -91,13 +96,17 @@ class Pump:
     async def run_window(self, scheduled_ms: int) -> WindowReport:
         """One cron tick's run: take the lease, drain until the window ends or the next run takes over."""
         report = WindowReport(scheduled_ms=scheduled_ms, started_ms=_now_ms())
-        interval = self._settings.pump_interval
-        ends_at = scheduled_ms / 1000 + interval
-        if time.time() >= ends_at:
-            # A tick arq caught up late (its loop was blocked): its window is already someone else's.
-            report.outcome = "stale"
-            return report
-        return await self._run(report, ends_at, interval)
+        span = self._telemetry.start_window(report)
+        try:
+            interval = self._settings.pump_interval
+            ends_at = scheduled_ms / 1000 + interval
+            if time.time() >= ends_at:
+                # A tick arq caught up late (its loop was blocked): its window is already someone else's.
+                report.outcome = "stale"
+                return report
+            return await self._run(report, ends_at, interval)
+        finally:
+            self._telemetry.end_window(span, report)
 
     async def _run(self, report: WindowReport, ends_at: float, interval: float) -> WindowReport:
         token = await self._take_lease()
@@ -188,6 +197,7 @@ class Pump:
                     report.claims += 1
                     report.claimed += len(claim.deliveries)
                     report.endpoints_held_back += claim.skipped
+                    self._telemetry.claimed_some(len(claim.deliveries), claim.skipped)
                     if len(claim.deliveries) >= capacity:
                         await asyncio.sleep(0)  # more is waiting: go again at once
                         continue

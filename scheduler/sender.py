@@ -19,10 +19,12 @@ import backoff
 
 from core.settings import Settings
 from core.store import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, Store, translated_errors
+from core.telemetry import Telemetry, scope, traceparent_of
 from delivery.attempt import AttemptReport, attempt_delivery
 from delivery.client import DeliveryClient
 from delivery.outcome import Outcome
 from delivery.retry_policy import overload_pause, retry_allowed, retry_delay
+from scheduler.instruments import WorkerTelemetry
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +36,13 @@ STRICT_INTERVAL_MS = 10.0
 
 
 class Sender:
-    def __init__(self, store: Store, client: DeliveryClient, settings: Settings) -> None:
+    def __init__(
+        self, store: Store, client: DeliveryClient, settings: Settings, telemetry: WorkerTelemetry | None = None
+    ) -> None:
         self._store = store
         self._client = client
         self._settings = settings
+        self._telemetry = telemetry or WorkerTelemetry(Telemetry.disabled(settings))
         self._tasks: set[asyncio.Task[None]] = set()
         self._results: list[Completion] = []
         self._results_ready = asyncio.Event()
@@ -78,20 +83,25 @@ class Sender:
             if self._stopping or paused_until > _now_ms():
                 self._release(delivery, max(paused_until, delivery.slot_ms))
                 return
-            report = await attempt_delivery(
-                self._client,
-                url=endpoint.url,
-                msg_id=delivery.message_id,
-                event_type=delivery.event_type,
-                payload_json=delivery.payload_json,
-                secrets=endpoint.secrets,
-                extra_headers=endpoint.headers,
-                traceparent=delivery.trace or None if endpoint.trace_propagation else None,
-                attempt_number=delivery.attempt,
-                trigger=delivery.trigger,
-            )
-            self.sent += 1
-            self._report(self._next_state(endpoint, delivery, report))
+            span = self._telemetry.start_attempt(endpoint, delivery)  # None when tracing is off
+            with scope(span):
+                report = await attempt_delivery(
+                    self._client,
+                    url=endpoint.url,
+                    msg_id=delivery.message_id,
+                    event_type=delivery.event_type,
+                    payload_json=delivery.payload_json,
+                    secrets=endpoint.secrets,
+                    extra_headers=endpoint.headers,
+                    # The receiver's span becomes a child of this attempt's, unless the endpoint opted out.
+                    traceparent=traceparent_of(span) if span is not None and endpoint.trace_propagation else None,
+                    attempt_number=delivery.attempt,
+                    trigger=delivery.trigger,
+                )
+                self.sent += 1
+                completion = self._next_state(endpoint, delivery, report)
+                self._telemetry.attempted(endpoint.id, completion, report, span)
+            self._report(completion)
         except asyncio.CancelledError:
             # Stopped while waiting or sending: give it back so another run sends it, not a lease expiry.
             self._release(delivery, delivery.slot_ms)
@@ -130,6 +140,7 @@ class Sender:
         if endpoint.interval_ms >= STRICT_INTERVAL_MS:
             if now - slot > interval / 2:
                 self.late += 1
+                self._telemetry.late_requeued(endpoint.id)
                 self._release(delivery, _now_ms())
                 return None
             return now

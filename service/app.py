@@ -1,5 +1,5 @@
-"""The Starlette application: the route table, the lifespan that opens and closes the store, and
-the problem+json exception handlers. `create_app(settings)` is the only entry point.
+"""The Starlette application: the route table, the lifespan that opens and closes the store and the job
+queue, and the problem+json exception handlers. `create_app(settings)` is the only entry point.
 """
 
 from __future__ import annotations
@@ -14,14 +14,22 @@ from starlette.routing import Route
 
 from core.settings import Settings
 from core.store import create_store
-from service import api_keys, endpoints, health, messages, problems, validation
+from core.telemetry import Telemetry, create_telemetry
+from scheduler.worker import JobQueue
+from service import api_keys, deliveries, endpoints, health, messages, monitoring, operations, problems, validation
 from service.auth import Authenticator
 from service.context import Context
+from service.telemetry import ApiTelemetry, metrics
 
 Handler = Callable[[Request], Awaitable[Response]]
 
 # Handlers that read (and check) their own query parameters; every other /v1 route takes none.
-QUERY_HANDLERS: frozenset[Handler] = frozenset({endpoints.list_endpoints, api_keys.list_api_keys})
+QUERY_HANDLERS: frozenset[Handler] = frozenset({
+    endpoints.list_endpoints,
+    api_keys.list_api_keys,
+    deliveries.list_deliveries,
+    deliveries.list_endpoint_attempts,
+})
 
 
 def resource(path: str, handlers: dict[str, Handler]) -> Route:
@@ -53,23 +61,54 @@ def routes() -> list[Route]:
             "DELETE": endpoints.delete_endpoint,
         }),
         resource("/v1/endpoints/{id}/secret/rotate", {"POST": endpoints.rotate_secret}),
+        resource("/v1/endpoints/{id}/attempts", {"GET": deliveries.list_endpoint_attempts}),
+        resource("/v1/endpoints/{id}/stats", {"GET": monitoring.endpoint_stats}),
+        resource("/v1/endpoints/{id}/pause", {"POST": operations.pause_endpoint}),
+        resource("/v1/endpoints/{id}/resume", {"POST": operations.resume_endpoint}),
+        resource("/v1/deliveries", {"GET": deliveries.list_deliveries}),
+        # Before /v1/deliveries/{id}, which would otherwise take "retry" for a delivery id.
+        resource("/v1/deliveries/retry", {"POST": operations.start_bulk_retry}),
+        resource("/v1/deliveries/retry/{id}", {"GET": operations.get_bulk_retry}),
+        resource("/v1/deliveries/{id}", {"GET": deliveries.get_delivery}),
+        resource("/v1/deliveries/{id}/retry", {"POST": operations.retry_delivery}),
+        resource("/v1/deliveries/{id}/cancel", {"POST": operations.cancel_delivery}),
+        resource("/v1/queue", {"GET": monitoring.queue_overview}),
         resource("/v1/api-keys", {"GET": api_keys.list_api_keys, "POST": api_keys.create_api_key}),
         resource("/v1/api-keys/{id}", {"DELETE": api_keys.delete_api_key}),
         # Unauthenticated and lenient: probes and doc tools may add query parameters of their own.
         Route("/healthz", health.healthz, methods=["GET"]),
+        Route("/readyz", health.readyz, methods=["GET"]),
         Route("/openapi.yaml", health.openapi, methods=["GET"]),
+        # Scrapers may add query parameters too; the read scope, or none with HOOKPUMP_METRICS_OPEN.
+        Route("/metrics", metrics, methods=["GET"]),
     ]
 
 
-def create_app(settings: Settings) -> Starlette:
+def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Starlette:
+    """`telemetry` is the process's, shut down by its owner; without one the app makes its own (metrics
+    for /metrics, tracing as the OTEL_* variables say) and shuts it down with its lifespan."""
+    process_telemetry = telemetry or create_telemetry(settings, "hookpump-api", prometheus=True)
+    api_telemetry = ApiTelemetry(process_telemetry, settings)
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = await create_store(settings)
-        app.state.context = Context(settings, store, Authenticator(settings.api_key, store.api_keys))
         try:
-            yield
-        finally:
+            jobs = await JobQueue.connect(settings)
+        except BaseException:
             await store.close()
+            raise
+        app.state.context = Context(
+            settings, store, Authenticator(settings.api_key, store.api_keys), jobs, api_telemetry
+        )
+        try:
+            async with api_telemetry.refreshing(store):
+                yield
+        finally:
+            await jobs.close()
+            await store.close()
+            if telemetry is None:
+                process_telemetry.shutdown()
 
     app = Starlette(routes=routes(), exception_handlers=problems.exception_handlers(), lifespan=lifespan)
     # An API has one spelling per route: "/v1/endpoints/" is a 404, not a redirect.

@@ -1,12 +1,19 @@
-"""Unauthenticated routes: the liveness probe and the API contract (openapi.yaml)."""
+"""Unauthenticated routes: the liveness and readiness probes and the API contract (openapi.yaml)."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from functools import cache
 from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+
+from core.errors import StoreUnavailable
+from core.store import translated_errors
+from service.context import context
+from service.problems import problem_response
 
 # In a wheel the contract is packaged beside this module; in a checkout it is at the repository root.
 CONTRACT_PLACES = (
@@ -15,10 +22,38 @@ CONTRACT_PLACES = (
 )
 
 
+PROBE_TIMEOUT_SECONDS = 2.0
+
+
 async def healthz(request: Request) -> Response:
     """Liveness only: the process answers. It does not ask Redis, so a Redis outage does not get
     every API process restarted; requests answer 503 meanwhile."""
     return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready: Redis answers and some worker's pump ran within two pump intervals (else messages would
+    be accepted and not delivered). A 503 problem says which check failed."""
+    ctx = context(request)
+    try:
+        # The store retries for ~30 s across a Redis restart; a probe wants its answer sooner.
+        async with translated_errors(), asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            last_run_ms = await ctx.store.pump.last_run_ms()
+    except (StoreUnavailable, TimeoutError) as exc:
+        reason = str(exc) or f"no answer within {PROBE_TIMEOUT_SECONDS:g} s"
+        return not_ready(f"Redis is unreachable ({reason}); check HOOKPUMP_REDIS_URL and that Redis is up.")
+    limit = 2 * ctx.settings.pump_interval
+    if last_run_ms is None:
+        return not_ready("No pump has ever run: start a `hookpump worker` on this Redis.")
+    age = max(0.0, time.time() - last_run_ms / 1000)
+    if age > limit:
+        return not_ready(f"The pump last ran {age:.0f} s ago, more than two pump intervals ({limit:g} s): "
+                         "are the workers running and reaching Redis?")
+    return JSONResponse({"status": "ready", "pump_last_run_age_seconds": round(age, 3)})
+
+
+def not_ready(detail: str) -> Response:
+    return problem_response(503, detail, slug="not-ready", title="Not ready")
 
 
 async def openapi(request: Request) -> Response:

@@ -17,11 +17,13 @@ from starlette.responses import JSONResponse, Response
 from core.errors import InvalidInput
 from core.models import ApiKey, iso
 from core.store import Accepted, Idempotency, NewMessage
+from core.telemetry import Span, traceparent_of
 from service import validation
 from service.auth import READING_MESSAGES, SENDING
 from service.body import read_json
-from service.context import context
+from service.context import Context, context
 from service.problems import Problem
+from service.telemetry import IngestScope
 
 MESSAGE_FIELDS = frozenset({"event_type", "payload", "endpoint_ids"})
 IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,255}")
@@ -31,17 +33,36 @@ MAX_BATCH_BODY = 32 * 1024 * 1024
 
 async def send_message(request: Request) -> Response:
     ctx = context(request)
+    if ctx.telemetry.tracer is None:  # tracing off: not even a no-op span on the hot path
+        return await _send_message(request, ctx, None)
+    span = ctx.telemetry.start_ingest(request, "POST /v1/messages")
+    with IngestScope(span):
+        return await _send_message(request, ctx, span)
+
+
+async def _send_message(request: Request, ctx: Context, span: Span | None) -> Response:
     key = await ctx.auth.require(request, SENDING)
     body = await read_json(request, ctx.settings.max_payload_bytes)
-    message = new_message(body, "", ctx.settings.max_payload_bytes)
+    # The ingest span's context is stored with the message: each attempt's span links back to it.
+    trace = "" if span is None else traceparent_of(span)
+    message = new_message(body, "", ctx.settings.max_payload_bytes, trace)
     accepted = await ctx.store.messages.ingest([message], idempotency(request, key, body))
     answer = accepted_json(accepted.messages[0])
+    _count(ctx, accepted, span)
     return _accepted(answer, accepted, location=f"/v1/messages/{answer['id']}")
 
 
 async def send_batch(request: Request) -> Response:
     """All messages are accepted in one atomic step, or none is."""
     ctx = context(request)
+    if ctx.telemetry.tracer is None:
+        return await _send_batch(request, ctx, None)
+    span = ctx.telemetry.start_ingest(request, "POST /v1/messages/batch")
+    with IngestScope(span):
+        return await _send_batch(request, ctx, span)
+
+
+async def _send_batch(request: Request, ctx: Context, span: Span | None) -> Response:
     key = await ctx.auth.require(request, SENDING)
     settings = ctx.settings
     limit = min(settings.max_batch_messages * settings.max_payload_bytes, MAX_BATCH_BODY)
@@ -50,10 +71,12 @@ async def send_batch(request: Request) -> Response:
     items = validation.required(body, "messages")
     if not isinstance(items, list) or not 1 <= len(items) <= settings.max_batch_messages:
         raise InvalidInput("messages", f"must be a list of 1 to {settings.max_batch_messages} messages")
+    trace = "" if span is None else traceparent_of(span)
     messages = [
-        new_message(item, f"messages[{i}].", settings.max_payload_bytes) for i, item in enumerate(items)
+        new_message(item, f"messages[{i}].", settings.max_payload_bytes, trace) for i, item in enumerate(items)
     ]
     accepted = await ctx.store.messages.ingest(messages, idempotency(request, key, body))
+    _count(ctx, accepted, span)
     return _accepted({"messages": [accepted_json(m) for m in accepted.messages]}, accepted)
 
 
@@ -75,8 +98,9 @@ async def get_message(request: Request) -> Response:
     })
 
 
-def new_message(item: Any, prefix: str, max_payload_bytes: int) -> NewMessage:
-    """One message of a request, checked. `prefix` locates it in a batch ("messages[3].")."""
+def new_message(item: Any, prefix: str, max_payload_bytes: int, trace: str = "") -> NewMessage:
+    """One message of a request, checked. `prefix` locates it in a batch ("messages[3]."); `trace` is
+    the ingest span's traceparent ("" when tracing is off)."""
     if not isinstance(item, dict):
         raise InvalidInput(prefix.rstrip(".") or "body", "must be a JSON object")
     validation.known_fields(item, MESSAGE_FIELDS, prefix)
@@ -93,7 +117,7 @@ def new_message(item: Any, prefix: str, max_payload_bytes: int) -> NewMessage:
     if size > max_payload_bytes:
         raise Problem(413, f"{prefix}payload is {size} bytes as compact JSON; the limit is "
                       f"{max_payload_bytes} bytes per message.")
-    return NewMessage(event_type=event_type, payload_json=payload_json, endpoint_ids=endpoint_ids)
+    return NewMessage(event_type=event_type, payload_json=payload_json, endpoint_ids=endpoint_ids, trace=trace)
 
 
 def idempotency(request: Request, key: ApiKey, body: Any) -> Idempotency | None:
@@ -115,6 +139,21 @@ def accepted_json(message: dict[str, Any]) -> dict[str, Any]:
         "created_at": iso(int(message["created_ms"])),
         "deliveries": message["deliveries"],
     }
+
+
+def _count(ctx: Context, accepted: Accepted, span: Span | None) -> None:
+    created = sum(len(m["deliveries"]) for m in accepted.messages)
+    if not accepted.replayed:
+        ctx.telemetry.accepted.add(amount=len(accepted.messages))
+        ctx.telemetry.created.add(amount=created)
+    if span is not None:
+        ids = [m["id"] for m in accepted.messages]
+        span.set_attributes({"hookpump.messages": len(ids), "hookpump.deliveries": created,
+                             "hookpump.idempotent_replay": accepted.replayed})  # fmt: skip
+        if len(ids) == 1:
+            span.set_attribute("hookpump.message.id", ids[0])
+        else:  # a batch: its first ids only (span attributes are not for bulk data)
+            span.set_attribute("hookpump.message.ids", ids[:100])
 
 
 def _accepted(answer: dict[str, Any], accepted: Accepted, location: str | None = None) -> Response:

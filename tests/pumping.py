@@ -10,15 +10,16 @@ from typing import Any
 
 from core.settings import Settings
 from core.store import NewMessage, Store
+from core.telemetry import Telemetry
 from delivery.signing import generate_secret
 from scheduler.worker import run_worker
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[asyncio.Event]:
+async def running_worker(settings: Settings, telemetry: Telemetry | None = None) -> AsyncIterator[asyncio.Event]:
     """A real `hookpump worker` (arq worker, cron pump, sender) as a task of this loop."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_worker(settings, stop))
+    task = asyncio.create_task(run_worker(settings, stop, telemetry))
     try:
         yield stop
     finally:

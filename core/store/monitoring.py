@@ -74,6 +74,19 @@ class MonitoringStore:
             high = f"({candidates[-1]}"
         return found, high[1:]  # scanned enough: continue from here next time
 
+    async def count_estimate(self, wanted: DeliveryFilter) -> int | None:
+        """How many deliveries match, when an index answers exactly (endpoint and/or statuses only:
+        the status sets are disjoint, so their sizes add up); None when only a scan could tell."""
+        if wanted.event_type is not None or wanted.message_id is not None:
+            return None
+        if wanted.since_ms is not None or wanted.until_ms is not None:
+            return None
+        sources, _residual = _choose_indexes(wanted)
+        pipe = self._redis.pipeline(transaction=False)
+        for key in sources:
+            pipe.zcard(key)
+        return sum(int(n) for n in await pipe.execute())
+
     async def _merge(self, sources: list[str], high: str, low: str, count: int) -> list[str]:
         """The `count` largest ids below `high` across several index sets (a k-way merge)."""
         pipe = self._redis.pipeline(transaction=False)
@@ -220,6 +233,15 @@ class MonitoringStore:
             },
             "workers": [{"id": wid, "last_heartbeat_ms": int(at)} for wid, at in workers],
         }
+
+    async def endpoint_loads(self, eids: list[str]) -> dict[str, tuple[int, int]]:
+        """Each endpoint's (backlog, in flight), from the counters: for the per-endpoint metrics gauges."""
+        pipe = self._redis.pipeline(transaction=False)
+        for eid in eids:
+            pipe.zscore(keys.BACKLOG, eid)
+            pipe.zcard(keys.inflight(eid))
+        raw = await pipe.execute()
+        return {eid: (int(raw[2 * i] or 0), int(raw[2 * i + 1])) for i, eid in enumerate(eids)}
 
 
 def _choose_indexes(wanted: DeliveryFilter) -> tuple[list[str], Any]:

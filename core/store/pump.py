@@ -12,7 +12,7 @@ from typing import Any
 
 from core import keys
 from core.clock import now_ms
-from core.store.connection import Redis, load_script
+from core.store.connection import Redis, load_script, typed
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +154,11 @@ class PumpStore:
 
     async def clear_handover(self, worker_id: str) -> None:
         await self._redis.delete(keys.pump_handover(worker_id))
+
+    async def last_run_ms(self) -> int | None:
+        """When any worker's pump last reported from a run (its heartbeat); None if none ever did."""
+        raw = await typed(self._redis.hget(keys.PUMP_STATS, "last_run_ms"))
+        return int(raw) if raw else None
 
     async def heartbeat(self, worker_id: str, stats: dict[str, Any]) -> None:
         now = now_ms()
