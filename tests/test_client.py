@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
-from delivery.attempt import attempt_delivery
+from delivery.attempt import AttemptReport, attempt_delivery
 from delivery.client import RESPONSE_HEADERS, DeliveryClient, HttpResult
 from delivery.outcome import Outcome
 from delivery.request import REDACTED
@@ -300,11 +300,26 @@ async def test_httpx_api_shares_the_guarded_pool(receiver: Receiver) -> None:
         assert response.headers["x-request-id"] == "req-7"
 
 
+async def attempt(client: DeliveryClient, url: str, **overrides: Any) -> AttemptReport:
+    """attempt_delivery with everything a test does not care about filled in."""
+    args: dict[str, Any] = {
+        "msg_id": "msg_1",
+        "event_type": "e",
+        "payload_json": "{}",
+        "secrets": [generate_secret()],
+        "extra_headers": {},
+        "traceparent": None,
+        "attempt_number": 1,
+        "trigger": "scheduled",
+    }
+    return await attempt_delivery(client, url=url, **{**args, **overrides})
+
+
 async def test_attempt_sends_exact_signed_payload_and_records_it(receiver: Receiver) -> None:
     secret = generate_secret()
     payload = '{"z":1,"a":[1,2],"name":"Zoë"}'  # key order and spacing must survive as-is
     async with make_client() as client:
-        report = await attempt_delivery(
+        report = await attempt(
             client,
             url=receiver.url + "/echo",
             msg_id="msg_abc",
@@ -336,30 +351,8 @@ async def test_attempt_sends_exact_signed_payload_and_records_it(receiver: Recei
 
 async def test_attempt_reports_overload_with_retry_after(receiver: Receiver) -> None:
     async with make_client() as client:
-        overloaded = await attempt_delivery(
-            client,
-            url=receiver.url + "/status/503",
-            msg_id="msg_1",
-            event_type="e",
-            payload_json="{}",
-            secrets=[generate_secret()],
-            extra_headers={},
-            traceparent=None,
-            attempt_number=1,
-            trigger="scheduled",
-        )
-        answered_ok = await attempt_delivery(
-            client,
-            url=receiver.url + "/ok",
-            msg_id="msg_1",
-            event_type="e",
-            payload_json="{}",
-            secrets=[generate_secret()],
-            extra_headers={},
-            traceparent=None,
-            attempt_number=1,
-            trigger="scheduled",
-        )
+        overloaded = await attempt(client, url=receiver.url + "/status/503")
+        answered_ok = await attempt(client, url=receiver.url + "/ok")
     assert overloaded.outcome is Outcome.OVERLOADED and overloaded.error == "HTTP 503"
     assert overloaded.retry_after is None
     assert answered_ok.retry_after == pytest.approx(3.0)
@@ -367,19 +360,7 @@ async def test_attempt_reports_overload_with_retry_after(receiver: Receiver) -> 
 
 async def test_attempt_on_transport_error_has_no_response(receiver: Receiver) -> None:
     async with make_client() as client:
-        report = await attempt_delivery(
-            client,
-            url=receiver.url + "/slow",
-            msg_id="msg_1",
-            event_type="e",
-            payload_json="{}",
-            secrets=[generate_secret()],
-            extra_headers={},
-            traceparent=None,
-            attempt_number=1,
-            trigger="scheduled",
-            now=1_700_000_000.0,
-        )
+        report = await attempt(client, url=receiver.url + "/slow", now=1_700_000_000.0)
     assert report.outcome is Outcome.RETRY and report.status_code is None
     assert report.error is not None and report.error.startswith("timeout: ")
     assert report.record["response"] is None
