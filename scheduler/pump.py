@@ -63,8 +63,6 @@ class Pump:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
-        self.windows_run = 0
-        self.last_report: WindowReport | None = None
 
     def start(self) -> None:
         self._listener = asyncio.create_task(self._listen_for_wake(), name="hookpump-wake")
@@ -124,8 +122,6 @@ class Pump:
             except Exception:
                 log.warning("could not release the pump lease; it expires in %d ms", RUN_LEASE_MS)
             report.ended_ms = _now_ms()
-            self.windows_run += 1
-            self.last_report = report
             log.info(
                 "pump window %d: claimed %d in %d claims, held back %d, reaped %d, %s",
                 report.scheduled_ms,
@@ -161,10 +157,11 @@ class Pump:
             try:
                 tick = time.monotonic()
                 if tick - last_refresh >= LEASE_REFRESH_S:
-                    if not await pump.refresh_run_lease(self._worker_id, token, RUN_LEASE_MS):
+                    held = await pump.refresh_run_lease(self._worker_id, token, RUN_LEASE_MS)
+                    if held is None:
                         report.outcome = "lease lost"
                         return
-                    if await pump.handover_requested(self._worker_id):
+                    if held == "handover":
                         report.outcome = "handed over"
                         return
                     last_refresh = tick

@@ -55,9 +55,6 @@ class Sender:
         self._last_send: dict[str, float] = {}  # endpoint id -> when this worker last sent to it
         # Wakes the pump when capacity frees up or state changed.
         self.progress = asyncio.Event()
-        self.sent = 0
-        self.released = 0
-        self.late = 0
 
     @property
     def outstanding(self) -> int:
@@ -76,8 +73,7 @@ class Sender:
 
     async def _deliver(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> None:
         try:
-            send_at = await self._wait_for_slot(endpoint, delivery)
-            if send_at is None:
+            if not await self._wait_for_slot(endpoint, delivery):
                 return
             paused_until = self._paused_until_ms.get(endpoint.id, 0)
             if self._stopping or paused_until > _now_ms():
@@ -98,7 +94,6 @@ class Sender:
                     attempt_number=delivery.attempt,
                     trigger=delivery.trigger,
                 )
-                self.sent += 1
                 completion = self._next_state(endpoint, delivery, report)
                 self._telemetry.attempted(endpoint.id, completion, report, span)
             self._report(completion)
@@ -122,8 +117,8 @@ class Sender:
                 )
             )
 
-    async def _wait_for_slot(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> float | None:
-        """Sleep until the delivery's paced slot; None if it was released instead of sent.
+    async def _wait_for_slot(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> bool:
+        """Sleep until the delivery's paced slot; False if it was released instead of sent.
 
         Slots are spaced in Redis across all workers, but a worker whose event loop stalled would
         send several past-due slots at once. So a send that missed its slot by more than half an
@@ -139,16 +134,15 @@ class Sender:
         now = time.time()
         if endpoint.interval_ms >= STRICT_INTERVAL_MS:
             if now - slot > interval / 2:
-                self.late += 1
                 self._telemetry.late_requeued(endpoint.id)
                 self._release(delivery, _now_ms())
-                return None
-            return now
+                return False
+            return True
         send_at = max(now, self._last_send.get(endpoint.id, 0.0) + interval)
         self._last_send[endpoint.id] = send_at
         if send_at > now:
             await asyncio.sleep(send_at - now)
-        return send_at
+        return True
 
     def _next_state(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery, report: AttemptReport) -> Completion:
         """Turn an attempt's outcome into what happens next (the retry policy lives in delivery/)."""
@@ -185,7 +179,6 @@ class Sender:
         return _with(base, outcome="retry", due_ms=now + math.ceil(delay * 1000))
 
     def _release(self, delivery: ClaimedDelivery, due_ms: int) -> None:
-        self.released += 1
         self._report(Completion(delivery.id, delivery.attempt, "released", due_ms=due_ms))
 
     def _report(self, completion: Completion) -> None:

@@ -140,17 +140,19 @@ class PumpStore:
         ok = await self._redis.set(keys.pump_lease(worker_id), token, nx=True, px=ttl_ms)
         return token if ok else None
 
-    async def refresh_run_lease(self, worker_id: str, token: str, ttl_ms: int) -> bool:
-        return bool(await self._lease(keys=[keys.pump_lease(worker_id)], args=[token, "refresh", ttl_ms]))
+    async def refresh_run_lease(self, worker_id: str, token: str, ttl_ms: int) -> str | None:
+        """Extend the run lease: None if this token no longer holds it, "handover" if the next run
+        asked to take over, else "held"."""
+        lease_keys = [keys.pump_lease(worker_id), keys.pump_handover(worker_id)]
+        held = int(await self._lease(keys=lease_keys, args=[token, "refresh", ttl_ms]))
+        return None if held == 0 else "handover" if held == 2 else "held"
 
     async def release_run_lease(self, worker_id: str, token: str) -> None:
-        await self._lease(keys=[keys.pump_lease(worker_id)], args=[token, "release", 0])
+        lease_keys = [keys.pump_lease(worker_id), keys.pump_handover(worker_id)]
+        await self._lease(keys=lease_keys, args=[token, "release", 0])
 
     async def request_handover(self, worker_id: str) -> None:
         await self._redis.set(keys.pump_handover(worker_id), "1", px=5000)
-
-    async def handover_requested(self, worker_id: str) -> bool:
-        return bool(await self._redis.exists(keys.pump_handover(worker_id)))
 
     async def clear_handover(self, worker_id: str) -> None:
         await self._redis.delete(keys.pump_handover(worker_id))
