@@ -56,8 +56,12 @@ async def test_no_request_arrives_before_a_retry_after_http_date(store: Store, s
         await receiver.stop()
 
 
-async def test_without_retry_after_the_endpoint_backs_off_exponentially(store: Store, settings: Settings) -> None:
-    """Three 503s in a row (no Retry-After): the pauses exist and do not shrink on average."""
+async def test_without_retry_after_each_503_pauses_the_endpoint_until_a_success(
+    store: Store, settings: Settings
+) -> None:
+    """Three 503s in a row (no Retry-After): each pauses the endpoint, and the success that follows
+    resets the backoff level. (That the pause grows with the level is the pure policy's job:
+    tests/test_retry_policy.py.)"""
 
     def script(n: int, _request: web.Request) -> Reply:
         return Reply(503) if n < 3 else Reply()
