@@ -133,9 +133,6 @@ class ApiKey:
     scopes: frozenset[Scope]
     created_at_ms: int
 
-    def allows(self, needed: Scope) -> bool:
-        return Scope.ADMIN in self.scopes or needed in self.scopes
-
 
 def iso(ms: int) -> str:
     """Milliseconds since the epoch as RFC 3339 UTC with millisecond precision (on every attempt's hot
