@@ -66,6 +66,8 @@ class Endpoint:
     created_at_ms: int
     updated_at_ms: int
     disabled_reason: str | None = None
+    # The pace the adaptive loop never goes below, however often the receiver refuses.
+    min_rate_per_minute: int = 1
     # Carry W3C `traceparent` on outgoing requests.
     trace_propagation: bool = True
     secrets: tuple[Secret, ...] = field(default=(), repr=False)  # never in to_json()
@@ -75,6 +77,7 @@ class Endpoint:
             "id": self.id,
             "url": self.url,
             "rate_limit_per_minute": self.rate_limit_per_minute,
+            "min_rate_per_minute": self.min_rate_per_minute,
             "max_in_flight": self.max_in_flight,
             "event_types": list(self.event_types) if self.event_types is not None else None,
             "headers": self.headers,

@@ -52,7 +52,9 @@ class Sender:
         self._paused_until_ms: dict[str, int] = {}
         self._stopping = False
         self._closing = False
-        self._last_send: dict[str, float] = {}  # endpoint id -> when this worker last sent to it
+        # Fast endpoints (see _gate_fast_send): one gate each, so this worker's sends to it go out in
+        # order and an interval apart.
+        self._gates: dict[str, _Gate] = {}
         # Wakes the pump when capacity frees up or state changed.
         self.progress = asyncio.Event()
 
@@ -73,10 +75,11 @@ class Sender:
 
     async def _deliver(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> None:
         try:
-            if not await self._wait_for_slot(endpoint, delivery):
+            sent_at = await self._wait_for_slot(endpoint, delivery)
+            if sent_at is None:
                 return
             paused_until = self._paused_until_ms.get(endpoint.id, 0)
-            if self._stopping or paused_until > _now_ms():
+            if self._stopping or paused_until > sent_at * 1000:
                 self._release(delivery, max(paused_until, delivery.slot_ms))
                 return
             span = self._telemetry.start_attempt(endpoint, delivery)  # None when tracing is off
@@ -93,6 +96,7 @@ class Sender:
                     traceparent=traceparent_of(span) if span is not None and endpoint.trace_propagation else None,
                     attempt_number=delivery.attempt,
                     trigger=delivery.trigger,
+                    now=sent_at,
                 )
                 completion = self._next_state(endpoint, delivery, report)
                 self._telemetry.attempted(endpoint.id, completion, report, span)
@@ -117,32 +121,50 @@ class Sender:
                 )
             )
 
-    async def _wait_for_slot(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> bool:
-        """Sleep until the delivery's paced slot; False if it was released instead of sent.
+    async def _wait_for_slot(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> float | None:
+        """Sleep until the delivery's paced slot; the moment it may be sent (unix seconds, which the
+        attempt records as its start), or None if it was released instead.
 
         Slots are spaced in Redis across all workers, but a worker whose event loop stalled would
         send several past-due slots at once. So a send that missed its slot by more than half an
-        interval goes back to the queue for a fresh slot; for fast endpoints (interval under
-        STRICT_INTERVAL_MS), where that would waste much work, late sends are re-spaced by this
-        worker instead.
+        interval goes back to the queue for a fresh slot. That keeps every 1-s window within
+        ceil(rate/60) + 1 sends. For fast endpoints (interval under STRICT_INTERVAL_MS), where it
+        would waste much work, sends go through _gate_fast_send instead.
         """
         interval = endpoint.interval_ms / 1000
         slot = delivery.slot_ms / 1000
         wait = slot - time.time()
         if wait > 0:
             await asyncio.sleep(wait)
+        if endpoint.interval_ms < STRICT_INTERVAL_MS:
+            return await self._gate_fast_send(endpoint, delivery)
         now = time.time()
-        if endpoint.interval_ms >= STRICT_INTERVAL_MS:
-            if now - slot > interval / 2:
-                self._telemetry.late_requeued(endpoint.id)
-                self._release(delivery, _now_ms())
-                return False
-            return True
-        send_at = max(now, self._last_send.get(endpoint.id, 0.0) + interval)
-        self._last_send[endpoint.id] = send_at
-        if send_at > now:
-            await asyncio.sleep(send_at - now)
-        return True
+        if now - slot > interval / 2:
+            self._telemetry.late_requeued(endpoint.id)
+            self._release(delivery, _now_ms())
+            return None
+        return now
+
+    async def _gate_fast_send(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> float:
+        """Space this worker's sends to a fast endpoint an interval apart, and take a send permit from
+        Redis: a sliding log of the endpoint's sends in the last second, shared by every worker, that
+        refuses one past ceil(rate/60) + 1. The permit's time (Redis's clock) is the send's recorded
+        moment, so the bound holds on recorded send times whatever the workers' event loops do."""
+        gate = self._gates.setdefault(endpoint.id, _Gate())
+        interval = endpoint.interval_ms / 1000
+        bound = math.ceil(1000 / endpoint.interval_ms) + 1
+        async with gate.lock:
+            while True:
+                wait = gate.last + interval - time.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                granted, at_ms = await self._store.pump.send_permit(
+                    endpoint.id, f"{delivery.id}.{delivery.attempt}", bound
+                )
+                if granted:
+                    gate.last = at_ms / 1000
+                    return gate.last
+                await asyncio.sleep(max(0.0, at_ms / 1000 - time.time()))
 
     def _next_state(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery, report: AttemptReport) -> Completion:
         """Turn an attempt's outcome into what happens next (the retry policy lives in delivery/)."""
@@ -155,6 +177,7 @@ class Sender:
             status_code=report.status_code,
             error=report.error or "",
             record=report.record,
+            started_ms=report.started_ms,
         )
         if report.outcome is Outcome.SUCCEEDED:
             return _with(base, outcome="succeeded", error="")
@@ -169,11 +192,16 @@ class Sender:
                 f"{(now - delivery.budget_start_ms) / 3_600_000:.1f} h: {report.error or ''}",
             )
         if report.outcome is Outcome.OVERLOADED:
+            # The endpoint's pace decides what a 429/503 means (scheduler/.. _flow.lua): a congestion
+            # cut while the receiver takes some, this pause only once it takes nothing (or it asked
+            # for one with Retry-After).
             pause = overload_pause(endpoint.backoff_level, report.retry_after, base=s.backoff_base, cap=s.backoff_cap)
             # Round up: a Retry-After must never be cut short by millisecond rounding.
             until = now + math.ceil(pause * 1000)
-            self._paused_until_ms[endpoint.id] = max(until, self._paused_until_ms.get(endpoint.id, 0))
-            reason = "retry_after" if report.retry_after is not None else "backoff"
+            reason = "backoff"
+            if report.retry_after is not None:
+                reason = "retry_after"
+                self._paused_until_ms[endpoint.id] = max(until, self._paused_until_ms.get(endpoint.id, 0))
             return _with(base, outcome="overloaded", due_ms=until, pause_reason=reason)
         delay = retry_delay(delivery.attempt, base=s.retry_base, cap=s.retry_cap)
         return _with(base, outcome="retry", due_ms=now + math.ceil(delay * 1000))
@@ -204,7 +232,9 @@ class Sender:
             while True:
                 try:
                     async with translated_errors():
-                        await self._store.pump.complete(batch)
+                        paused = await self._store.pump.complete(batch)
+                    for eid, until in paused.items():
+                        self._paused_until_ms[eid] = max(until, self._paused_until_ms.get(eid, 0))
                     break
                 except asyncio.CancelledError:
                     self._results = batch + self._results
@@ -236,6 +266,12 @@ class Sender:
             except TimeoutError:
                 log.error("could not record %d results before stopping; their deliveries will be sent "
                           "again when their leases expire", len(self._results))
+
+
+@dataclasses.dataclass
+class _Gate:
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    last: float = 0.0  # when this worker last sent to the endpoint (unix seconds)
 
 
 def _reconnect_delays() -> Iterator[float]:

@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULTS: dict[str, Any] = {
     "rate_limit_per_minute": 60,
+    "min_rate_per_minute": 1,
     "max_in_flight": 10,
     "event_types": None,
     "headers": {},
@@ -35,6 +36,7 @@ DEFAULTS: dict[str, Any] = {
     "trace_propagation": True,
 }
 CREATE_FIELDS = frozenset({"url", "secret", *DEFAULTS})
+RATE_FIELDS = frozenset({"rate_limit_per_minute", "min_rate_per_minute"})
 UPDATE_FIELDS = CREATE_FIELDS - {"secret"}
 MAX_DESCRIPTION = 1024
 
@@ -47,6 +49,7 @@ async def create_endpoint(request: Request) -> Response:
     validation.required(body, "url")
     secret = checked_secret(body["secret"]) if "secret" in body else generate_secret()
     fields = {**DEFAULTS, **await endpoint_fields(body, ctx.settings)}
+    check_rate_range(fields["rate_limit_per_minute"], fields["min_rate_per_minute"])
     endpoint = await ctx.store.endpoints.create(fields, secret)
     logger.info("endpoint created", extra={"endpoint_id": endpoint.id})
     return JSONResponse({**endpoint.to_json(), "secret": secret}, status_code=201,
@@ -77,7 +80,10 @@ async def update_endpoint(request: Request) -> Response:
         raise InvalidInput("secret", f"cannot be changed here; use POST /v1/endpoints/{eid}/secret/rotate")
     validation.known_fields(body, UPDATE_FIELDS)
     fields = await endpoint_fields(body, ctx.settings)
-    before = await ctx.store.endpoints.get(eid) if "enabled" in fields else None
+    before = await ctx.store.endpoints.get(eid) if fields.keys() & {"enabled", *RATE_FIELDS} else None
+    if before is not None and fields.keys() & RATE_FIELDS:
+        check_rate_range(fields.get("rate_limit_per_minute", before.rate_limit_per_minute),
+                         fields.get("min_rate_per_minute", before.min_rate_per_minute))
     endpoint = await ctx.store.endpoints.update(eid, fields)
     if before is not None and before.enabled != endpoint.enabled:
         # Enabling is how an operator takes back an endpoint hookpump disabled (410): say who did, and why
@@ -116,11 +122,17 @@ async def rotate_secret(request: Request) -> Response:
     return JSONResponse({"secret": secret, "previous_secrets_valid_until": iso(valid_until)})
 
 
+def check_rate_range(ceiling: int, floor: int) -> None:
+    """The adaptive pace moves between the floor and the ceiling, so the floor cannot be above it."""
+    if floor > ceiling:
+        raise InvalidInput("min_rate_per_minute", f"must not exceed rate_limit_per_minute ({ceiling})")
+
+
 async def endpoint_fields(body: dict[str, Any], settings: Settings) -> dict[str, Any]:
     """The endpoint fields present in `body`, checked; the URL last, since it may need a DNS lookup."""
     fields: dict[str, Any] = {}
     for name, value in body.items():
-        if name == "rate_limit_per_minute":
+        if name in RATE_FIELDS:
             fields[name] = validation.integer(value, name, 1, 60_000)
         elif name == "max_in_flight":
             fields[name] = validation.integer(value, name, 1, 1000)

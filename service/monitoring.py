@@ -41,6 +41,10 @@ async def endpoint_stats(request: Request) -> Response:
         "oldest_pending_at": _time(raw["oldest_pending_ms"]),
         "oldest_pending_age_seconds": raw["oldest_pending_age_seconds"],
         "estimated_drain_seconds": raw["estimated_drain_seconds"],
+        "pacing": {
+            **{k: v for k, v in raw["pacing"].items() if k != "last_cut_ms"},
+            "last_cut_at": _time(raw["pacing"]["last_cut_ms"]),
+        },
         "recent_actions": actions[:RECENT_ACTIONS],
     })
 

@@ -15,6 +15,7 @@ from core.clock import now_ms
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import new_id
 from core.models import ApiKey, DeliveryStatus, Endpoint, iso
+from core.pacing import INDEFINITE_MS
 from core.store import Actor, DeliveryFilter, EndpointFlow, EndpointStore
 from service import validation
 from service.auth import ADMIN_ONLY, READING
@@ -27,8 +28,6 @@ logger = logging.getLogger(__name__)
 BULK_FIELDS = frozenset({"endpoint_id", "status", "event_type", "since", "until"})
 # Queued and in-flight deliveries are already on their way; only ended ones can be retried.
 RETRYABLE = (DeliveryStatus.FAILED.value, DeliveryStatus.SUCCEEDED.value, DeliveryStatus.CANCELLED.value)
-# pause.lua stores an indefinite pause as 2^53 - 1; anything this far out means "until resumed".
-INDEFINITE_MS = 2**52
 
 
 def actor(key: ApiKey) -> Actor:

@@ -48,16 +48,16 @@ def create_redis(url: str, *, max_connections: int = 64) -> Redis:
     return client
 
 
-def load_script(client: Redis, name: str) -> Any:
-    """Register `core/store/lua/<name>.lua` behind the shared `_lib.lua` prelude.
+def load_script(client: Redis, name: str, *, preludes: tuple[str, ...] = ("_lib",)) -> Any:
+    """Register `core/store/lua/<name>.lua` behind its preludes (the shared `_lib.lua`, and `_flow.lua`
+    for the scripts that run the pacing control loop).
 
     redis-py's Script object runs EVALSHA and falls back to loading the script on NOSCRIPT (as after
     a Redis restart), so callers just call it.
     """
     lua = resources.files("core.store").joinpath("lua")
-    prelude = lua.joinpath("_lib.lua").read_text(encoding="utf-8")
-    source = lua.joinpath(f"{name}.lua").read_text(encoding="utf-8")
-    return client.register_script(prelude + "\n" + source)
+    parts = [lua.joinpath(f"{part}.lua").read_text(encoding="utf-8") for part in (*preludes, name)]
+    return client.register_script("\n".join(parts))
 
 
 T = TypeVar("T")

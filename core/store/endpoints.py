@@ -105,6 +105,7 @@ def _to_hash(fields: dict[str, Any]) -> dict[str, str]:
     names = {
         "url": "url",
         "rate_limit_per_minute": "rate",
+        "min_rate_per_minute": "min_rate",
         "max_in_flight": "max_in_flight",
         "description": "description",
         "_secrets": "secrets",
@@ -144,6 +145,7 @@ def _from_hash(eid: str, raw: dict[str, str]) -> Endpoint:
         created_at_ms=int(raw["created_ms"]),
         updated_at_ms=int(raw["updated_ms"]),
         disabled_reason=raw.get("disabled_reason") or None,
+        min_rate_per_minute=int(raw.get("min_rate") or 1),
         trace_propagation=raw.get("trace", "1") == "1",
         secrets=tuple(Secret(v, c, e) for v, c, e in json.loads(raw.get("secrets") or "[]")),
     )

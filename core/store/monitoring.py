@@ -16,6 +16,7 @@ from core.clock import now_ms
 from core.errors import NotFound
 from core.ids import created_ms, lower_bound
 from core.models import QUEUED, Delivery, DeliveryStatus
+from core.pacing import pace_from_flow
 from core.store.connection import Redis, typed
 from core.store.deliveries import DeliveryStore
 from core.store.paging import page
@@ -152,7 +153,7 @@ class MonitoringStore:
         now = now_ms()
         minute = now // 60000
         pipe = self._redis.pipeline(transaction=False)
-        pipe.hmget(keys.endpoint(eid), ["url", "rate", "deleted", "enabled", "disabled_reason"])
+        pipe.hmget(keys.endpoint(eid), ["url", "rate", "deleted", "enabled", "disabled_reason", "min_rate"])
         pipe.hgetall(keys.endpoint_counts(eid))
         pipe.zcount(keys.due(eid), "-inf", now)
         pipe.zcard(keys.inflight(eid))
@@ -162,7 +163,7 @@ class MonitoringStore:
         for m in range(minute - 59, minute + 1):
             pipe.hmget(keys.endpoint_minute(eid, m), list(OUTCOMES))
         results = await pipe.execute()
-        (url, rate, deleted, enabled, disabled_reason), counts, due_now, in_flight, flow = results[:5]
+        (url, rate, deleted, enabled, disabled_reason, min_rate), counts, due_now, in_flight, flow = results[:5]
         if url is None or deleted == "1":
             raise NotFound("endpoint", eid)
         oldest = [ids[0] for ids in results[5:7] if ids]
@@ -172,13 +173,13 @@ class MonitoringStore:
         last_minute = [round(cur + prev * (1 - elapsed)) for prev, cur in zip(buckets[-2], buckets[-1], strict=True)]
         last_hour = [sum(col) for col in zip(*buckets, strict=True)]
         backlog = int(counts.get("pending", 0)) + int(counts.get("retrying", 0))
-        effective = float(flow.get("eff_rate") or rate)
-        paused_until = int(float(flow.get("paused_until") or 0))
+        pace = pace_from_flow(flow, ceiling=int(rate), enabled=enabled == "1")
+        effective = pace.effective_per_minute
+        paused_until = pace.paused_until_ms
         paused = paused_until > now or enabled != "1"
         hour = dict(zip(OUTCOMES, last_hour, strict=True))
         attempts_hour = sum(hour.values())
         oldest_ms = min((created_ms(d) for d in oldest), default=None)
-        wait_ms = max(0, paused_until - now) if paused_until < 2**52 else None
         return {
             "endpoint_id": eid,
             "backlog": backlog,
@@ -197,9 +198,15 @@ class MonitoringStore:
             else ((flow.get("pause_reason") or None) if paused_until > now else None),
             "oldest_pending_ms": oldest_ms,
             "oldest_pending_age_seconds": round((now - oldest_ms) / 1000, 3) if oldest_ms else None,
-            "estimated_drain_seconds": None
-            if (enabled != "1" or wait_ms is None)
-            else round(wait_ms / 1000 + backlog / max(effective, 1e-9) * 60, 1),
+            "estimated_drain_seconds": pace.drain_seconds(backlog, now),
+            "pacing": {
+                "state": pace.state(now).value,
+                "effective_rate_per_minute": effective,
+                "min_rate_per_minute": int(min_rate or 1),
+                "last_failed_rate_per_minute": pace.last_failed_per_minute,
+                "last_cut_ms": pace.last_cut_ms,
+                "overloads_since_success": pace.overloads_since_success,
+            },
         }
 
     async def queue_overview(self, *, pump_interval: float, top: int = 10) -> dict[str, Any]:

@@ -59,16 +59,18 @@ class Completion:
     status_code: int | None = None
     error: str = ""
     record: dict[str, Any] | None = None  # the attempt record; None for a release
-    pause_reason: str = ""
+    pause_reason: str = ""  # overloaded: "retry_after" (due_ms is the receiver's) or "backoff"
+    started_ms: int = 0  # when the attempt was sent: tells one congestion event from the next
 
 
 class PumpStore:
     def __init__(self, client: Redis, *, lease_seconds: float, retention: float) -> None:
         self._redis = client
         self._claim = load_script(client, "claim")
-        self._complete = load_script(client, "complete")
+        self._complete = load_script(client, "complete", preludes=("_lib", "_flow"))
         self._reap = load_script(client, "reap")
         self._lease = load_script(client, "lease")
+        self._permit = load_script(client, "permit", preludes=())
         self.lease_ms = int(lease_seconds * 1000)
         self._retention_ms = int(retention * 1000)
 
@@ -109,10 +111,10 @@ class PumpStore:
         next_ms = int(float(next_raw)) if next_raw else None
         return Claim(endpoints, deliveries, next_ms, int(skipped))
 
-    async def complete(self, completions: list[Completion]) -> int:
-        """Apply a batch of results in one script; returns how many changed a delivery's state."""
+    async def complete(self, completions: list[Completion]) -> dict[str, int]:
+        """Apply a batch of results in one script; returns the endpoints it paused, with the pause's end."""
         if not completions:
-            return 0
+            return {}
         # One JSON argument for the whole batch: redis-py writes each argument as its own buffer,
         # and thousands of small writes cost the worker more than encoding one document.
         batch = [
@@ -125,11 +127,19 @@ class PumpStore:
                 c.error,
                 "" if c.record is None else json.dumps(c.record, separators=(",", ":")),
                 c.pause_reason,
+                c.started_ms,
             ]
             for c in completions
         ]
         args = [now_ms(), self._retention_ms, json.dumps(batch, separators=(",", ":"))]
-        return int(await self._complete(args=args))
+        _applied, paused = await self._complete(args=args)
+        return {paused[i]: int(paused[i + 1]) for i in range(0, len(paused), 2)}
+
+    async def send_permit(self, eid: str, send_id: str, bound: int) -> tuple[bool, int]:
+        """May `send_id` go to endpoint `eid` now without a 1-s window over `bound`? (granted, ms):
+        granted, ms is the send's moment by Redis's clock; refused, the earliest moment to ask again."""
+        granted, at_ms = await self._permit(args=[eid, send_id, bound])
+        return granted == 1, int(at_ms)
 
     async def reap(self, limit: int = 200) -> list[str]:
         """Put deliveries whose lease expired back in their due sets; returns their ids."""

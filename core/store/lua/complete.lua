@@ -1,34 +1,38 @@
 -- Record finished attempts and move each delivery on, atomically, in one batch.
 -- Keys touched: hp:dlv:{did}, hp:dlv:{did}:attempts, hp:att:{aid}, hp:ep:{eid}:attempts,
---   hp:ep:{eid}:inflight, hp:leases, hp:ep:{eid}:due, hp:ep:{eid}, hp:ep:{eid}:flow, hp:evt:*,
---   hp:active, hp:terminal, hp:ep:{eid}:m:{minute}, status indexes and counters (via _lib).
+--   hp:ep:{eid}:inflight, hp:leases, hp:ep:{eid}:due, hp:ep:{eid}, hp:ep:{eid}:flow,
+--   hp:ep:{eid}:pauses, hp:evt:*, hp:active, hp:terminal, hp:ep:{eid}:m:{minute}, status indexes
+--   and counters (via _lib).
 -- ARGV[1]: now_ms, ARGV[2]: retention_ms, ARGV[3]: JSON array of results, each
 --   [did, attempt number, outcome, due_ms, status code ("" if none), error ("" if none),
---    attempt record JSON ("" for a release), pause reason ("" unless overloaded)]
+--    attempt record JSON ("" for a release), pause reason ("" unless overloaded), started_ms]
 -- outcome: succeeded | retry | failed | overloaded | gone | released
 --   retry:      back to the due set at due_ms as retrying
---   overloaded: the whole endpoint pauses until due_ms and its effective rate halves (once per
---               batch, however many of its requests were refused together); the delivery waits
+--   overloaded: 429/503; the endpoint's pace reacts (see _flow.lua). pause reason "retry_after":
+--               due_ms is the receiver's Retry-After, a hard floor for the whole endpoint; else
+--               due_ms is the exponential pause to apply should this turn out to be an outage.
+--               The delivery waits in the due set for the endpoint's next slot or pause end.
 --   gone:       the endpoint is disabled (410); the delivery is kept, queued for when it is re-enabled
 --   released:   never sent (the worker saw the endpoint paused or was stopping): un-claimed, no attempt
 -- A result whose attempt number is not the delivery's current one, or whose delivery has been
 -- claimed again since (lease expired and reclaimed), only records its attempt: the newer claim owns
 -- the delivery's state.
--- Returns the number of results applied to state.
+-- Returns {applied, paused}: how many results changed a delivery's state, and a flat list
+-- eid, paused_until_ms of the endpoints this batch paused (so the worker stops their booked slots).
 local now, retention = tonumber(ARGV[1]), tonumber(ARGV[2])
 local applied = 0
--- Per endpoint: {succeeded = n, pause_until = ms, pause_reason = s, gone = bool}
-local touched = {}
+-- Per endpoint: {gone = bool}; deliveries held by this batch's pauses: {did, eid, status}
+local touched, overloaded = {}, {}
 
 local function effects(eid)
   local t = touched[eid]
-  if not t then t = {succeeded = 0}; touched[eid] = t end
+  if not t then t = {}; touched[eid] = t end
   return t
 end
 
 for _, r in ipairs(cjson.decode(ARGV[3])) do
   local did, number, outcome = r[1], tonumber(r[2]), r[3]
-  local due_ms, code, err, record, reason = tonumber(r[4]), r[5], r[6], r[7], r[8]
+  local due_ms, code, err, record, reason, started = tonumber(r[4]), r[5], r[6], r[7], r[8], tonumber(r[9]) or now
   local dkey = 'hp:dlv:' .. did
   local d = redis.call('HMGET', dkey, 'eid', 'status', 'attempts', 'trigger')
   local eid, status = d[1], d[2]
@@ -55,7 +59,7 @@ for _, r in ipairs(cjson.decode(ARGV[3])) do
       if outcome == 'succeeded' then
         finish(did, eid, status, 'succeeded', now)
         count_minute(eid, now, 'succeeded')
-        t.succeeded = t.succeeded + 1
+        flow_success(flow_load(eid), now)
       elseif outcome == 'failed' then
         finish(did, eid, status, 'failed', now)
         count_minute(eid, now, 'failed')
@@ -63,12 +67,12 @@ for _, r in ipairs(cjson.decode(ARGV[3])) do
         enqueue(did, eid, status, 'retrying', due_ms, now)
         count_minute(eid, now, 'retrying')
       elseif outcome == 'overloaded' then
-        enqueue(did, eid, status, 'retrying', due_ms, now)
+        local f = flow_load(eid)
+        flow_overload(f, now, started, tonumber(code), due_ms, reason == 'retry_after' and due_ms or 0)
+        -- Due at once: the endpoint's pace (or pause, set below) decides when it goes again.
+        enqueue(did, eid, status, 'retrying', now, now)
+        overloaded[#overloaded + 1] = {did, eid}
         count_minute(eid, now, 'overloaded')
-        if not t.pause_until or due_ms > t.pause_until then
-          t.pause_until = due_ms
-          t.pause_reason = reason
-        end
       elseif outcome == 'gone' then
         enqueue(did, eid, status, 'retrying', now, now)
         count_minute(eid, now, 'failed')
@@ -84,6 +88,16 @@ for _, r in ipairs(cjson.decode(ARGV[3])) do
 end
 
 flush()
+local paused = flow_save(now)
+-- A paused endpoint's refused deliveries wait for the pause's end, not in front of it.
+for _, held in ipairs(overloaded) do
+  local f = F[held[2]]
+  if f.pause_until then
+    local until_ms = math.max(f.pause_until, tonumber(redis.call('HGET', 'hp:ep:' .. held[2] .. ':flow', 'paused_until')) or 0)
+    redis.call('ZADD', 'hp:ep:' .. held[2] .. ':due', 'XX', until_ms, held[1])
+    redis.call('HSET', 'hp:dlv:' .. held[1], 'due_ms', until_ms)
+  end
+end
 
 for eid, t in pairs(touched) do
   local ekey, fkey = 'hp:ep:' .. eid, 'hp:ep:' .. eid .. ':flow'
@@ -99,27 +113,8 @@ for eid, t in pairs(touched) do
       redis.call('HSET', fkey, 'pause_reason', 'gone', 'paused_at', now)
     end
     redis.call('ZREM', 'hp:active', eid)
-  elseif t.pause_until then
-    local f = redis.call('HMGET', fkey, 'eff_rate', 'paused_until', 'backoff_level')
-    local rate = tonumber(redis.call('HGET', ekey, 'rate')) or 60
-    local until_ms = math.max(tonumber(f[2]) or 0, t.pause_until)
-    -- Nothing goes out before the pause ends: the pacing clock restarts there too.
-    redis.call('HSET', fkey, 'paused_until', until_ms, 'pause_reason', t.pause_reason, 'paused_at', now,
-      'backoff_level', (tonumber(f[3]) or 0) + 1, 'eff_rate', math.max(1, math.floor((tonumber(f[1]) or rate) / 2)),
-      'tat', until_ms)
-    redis.call('ZADD', 'hp:active', until_ms, eid)
   else
-    if t.succeeded > 0 then
-      -- Slow start: after a pause the effective rate climbs back by a tenth of the limit per success.
-      local f = redis.call('HMGET', fkey, 'eff_rate', 'backoff_level')
-      local rate = tonumber(redis.call('HGET', ekey, 'rate')) or 60
-      local eff = tonumber(f[1]) or rate
-      if eff < rate then
-        redis.call('HSET', fkey, 'eff_rate', math.min(rate, eff + t.succeeded * math.max(1, math.ceil(rate / 10))))
-      end
-      if f[2] and f[2] ~= '0' then redis.call('HSET', fkey, 'backoff_level', 0) end
-    end
     rescore_active(eid, now)
   end
 end
-return applied
+return {applied, paused}

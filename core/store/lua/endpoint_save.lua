@@ -31,8 +31,9 @@ if mode == 'create' then
   redis.call('ZADD', 'hp:eps', now, eid)
   redis.call('HSET', key .. ':flow', 'eff_rate', new[3], 'tat', 0, 'paused_until', 0, 'backoff_level', 0)
 elseif old[5] ~= new[3] then
-  -- A changed limit takes effect at once (a lowered one immediately; a raised one without slow start).
+  -- A changed limit takes effect at once and starts the adaptive loop afresh (see _flow.lua).
   redis.call('HSET', key .. ':flow', 'eff_rate', new[3])
+  redis.call('HDEL', key .. ':flow', 'w_max', 'epoch_ms', 'cut_ms', 'streak_rate', 'streak_wmax')
 end
 
 if new[1] == '1' then
