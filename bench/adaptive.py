@@ -195,10 +195,11 @@ def figures(s: Scenario, answers: list[tuple[float, int]], started: float, secon
             low += 1
         busiest = max(busiest, high - low + 1)
     drained = None
-    if s.outage:
-        end = s.outage[1]
-        ok = sum(1 for t, st in rel if end + 5 <= t < end + 25 and st == 200)
-        drained = ok / 20 / s.configured_per_s
+    if s.outage:  # the rate in the 20 s from the first success after it
+        first = min((t for t, st in rel if t >= s.outage[1] and st == 200), default=None)
+        if first is not None:
+            ok = sum(1 for t, st in rel if first <= t < first + 20 and st == 200)
+            drained = ok / 20 / s.configured_per_s
     return Figures(
         goodput=ok_after / possible if possible else math.nan,
         overload_after=over(after),
@@ -264,7 +265,7 @@ def _cell(f: Figures) -> str:
     text = (f"goodput {f.goodput:.2f}, overload {f.overload_after:.1%} ({f.overload_all:.1%} overall), "
             f"converged {_converge(f.converge)}, busiest 1 s {f.busiest}/{f.bound}")
     if f.drained is not None:
-        text += f", after the outage {f.drained:.2f} of the configured rate"
+        text += f", from the first success after the outage {f.drained:.2f} of the configured rate for 20 s"
     return text
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -59,3 +60,25 @@ async def statuses(store: Store, dids: list[str]) -> dict[str, int]:
     for status in await pipe.execute():
         counts[status] = counts.get(status, 0) + 1
     return counts
+
+
+async def recorded_send_times(client: Any, eid: str, expected: int, timeout: float = 10.0) -> list[float]:
+    """The send moments hookpump recorded for the endpoint's attempts (unix seconds), read through the
+    API's attempt log (`client`: tests.api.api_client), once at least `expected` are there."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        times: list[float] = []
+        cursor: str | None = None
+        while True:
+            params = {"limit": 250, **({"cursor": cursor} if cursor else {})}
+            response = await client.get(f"/v1/endpoints/{eid}/attempts", params=params,
+                                        headers={"Authorization": "Bearer test-admin-key"})
+            assert response.status_code == 200, response.text
+            body = response.json()
+            times += [datetime.datetime.fromisoformat(a["started_at"]).timestamp() for a in body["data"]]
+            cursor = body["next_cursor"]
+            if not cursor:
+                break
+        if len(times) >= expected or asyncio.get_running_loop().time() > deadline:
+            return sorted(times)
+        await asyncio.sleep(0.1)

@@ -117,3 +117,21 @@ def max_in_window(times: list[float], window: float = 1.0) -> int:
             j += 1
         best = max(best, i - j + 1)
     return best
+
+
+def capacity(per_second: float, burst: float = 1.0, refusal: Reply | None = None) -> Script:
+    """A receiver that takes `per_second` requests (a token bucket holding `burst`) and refuses the rest,
+    with 429 and no Retry-After unless told otherwise: a receiver above its capacity."""
+    refused = refusal or Reply(429, body="slow down")
+    state = {"tokens": burst, "at": time.time()}
+
+    def script(_n: int, _request: web.Request) -> Reply:
+        now = time.time()
+        state["tokens"] = min(burst, state["tokens"] + (now - state["at"]) * per_second)
+        state["at"] = now
+        if state["tokens"] >= 1.0:
+            state["tokens"] -= 1.0
+            return Reply()
+        return refused
+
+    return script

@@ -12,19 +12,22 @@
 --   backoff_level consecutive whole-endpoint backoff pauses (an outage), as before
 --
 -- The law (429/503 without Retry-After, or with it: its pause is applied on top):
---   * congestion (the receiver still accepts some): once per event, w_max = the rate that failed
---     (or, if it failed below the previous w_max, a little less: CUBIC's fast convergence),
+--   * congestion (the receiver still accepts some): once per event, w_max = the rate that failed,
 --     eff_rate = BETA * eff_rate, and the pacing clock holds one new pacing interval.
 --   * growth, on successes: eff_rate follows the CUBIC curve from BETA * w_max back up to w_max,
---     slowly near it, then probes beyond it, faster the longer it holds; K (the time to get back
---     to w_max) spans K_REQUESTS requests at w_max, at least K_MIN_S seconds.
+--     slowly near it, then probes beyond it, faster the longer it holds (at PROBE times the pace of
+--     the approach, so a receiver whose capacity came back is found again within seconds). K, the
+--     time to get back to w_max, spans K_REQUESTS requests at w_max, within [K_MIN_S, K_MAX_S]:
+--     about one refusal per K_REQUESTS requests in the steady state (measured: bench/adaptive.py).
 --   * outage (nothing accepted for OUTAGE_MIN_MS and OUTAGE_MIN_FAILS answers in a row): the
 --     whole endpoint pauses on the exponential schedule the sender computed, and the cuts made
 --     during the streak are undone, so the pace after the outage is the pace before it.
 
-local BETA = 0.8
-local K_REQUESTS = 40
-local K_MIN_S = 5
+local BETA = 0.85
+local K_REQUESTS = 35
+local K_MIN_S = 4
+local K_MAX_S = 12
+local PROBE = 4
 local HOLD_MS = 200        -- = the pump's booking horizon: slots booked before a cut go out after it
 local OUTAGE_MIN_MS = 2000
 local OUTAGE_MIN_FAILS = 3
@@ -57,9 +60,9 @@ end
 
 -- The CUBIC curve: the rate `t` ms after the last cut, for a loop that last failed at w_max.
 local function cubic(w_max, t)
-  local k = math.max(K_MIN_S * 1000, K_REQUESTS * 60000 / w_max)
+  local k = math.min(K_MAX_S * 1000, math.max(K_MIN_S * 1000, K_REQUESTS * 60000 / w_max))
   local x = (t - k) / k
-  if x > 0 then x = x * 2 end  -- beyond w_max, probe at twice the pace of the approach
+  if x > 0 then x = x * PROBE end
   return w_max * (1 + (1 - BETA) * x * x * x)
 end
 
@@ -102,11 +105,7 @@ local function flow_overload(f, now, started, code, backoff_until, retry_after_u
     return
   end
   if started < f.cut + HOLD_MS then return end  -- the same congestion event as the last cut
-  if f.w_max and f.eff < f.w_max then
-    f.w_max = f.eff * (1 + BETA) / 2  -- failed below the last peak: the capacity shrank, let go sooner
-  else
-    f.w_max = f.eff
-  end
+  f.w_max = f.eff
   f.eff = clamp(f, f.eff * BETA)
   f.cut, f.epoch = now, now
   f.tat = math.max(f.tat, now + 60000 / f.eff)  -- hold one (new) pacing interval
@@ -121,7 +120,11 @@ local function flow_save(now)
       local fkey = 'hp:ep:' .. eid .. ':flow'
       local fields = {'eff_rate', tostring(f.eff), 'epoch_ms', f.epoch, 'cut_ms', f.cut, 'last_ok_ms', f.last_ok,
         'streak_fails', f.streak, 'tat', tostring(f.tat), 'backoff_level', f.level}
-      if f.w_max then fields[#fields + 1] = 'w_max'; fields[#fields + 1] = tostring(f.w_max) end
+      if f.w_max then
+        fields[#fields + 1] = 'w_max'; fields[#fields + 1] = tostring(f.w_max)
+      else
+        redis.call('HDEL', fkey, 'w_max')  -- an outage undid what the streak's first refusals taught
+      end
       if f.streak_rate then
         fields[#fields + 1] = 'streak_rate'; fields[#fields + 1] = tostring(f.streak_rate)
       end
