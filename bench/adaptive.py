@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import json
 import math
 import socket
@@ -31,12 +32,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from aiohttp import web
 
 from bench.processes import PYTHON, Result, Row, free_port, hookpump_env, machine_facts, start_redis, stop
 from core.settings import Settings
 from core.store import NewMessage, create_store
 from delivery.signing import generate_secret
+from service.app import create_app
 
 PAYLOAD = json.dumps({"type": "order.paid", "id": "ord_0123456789", "amount": 4200})
 WARM_UP = 30.0
@@ -137,8 +140,10 @@ class Receivers:
         return web.Response(status=status, text="ok" if status == 200 else "slow down")
 
 
-async def load(redis_url: str, receiver: str, strategy: str, plan: list[Scenario], seconds: float) -> None:
+async def load(redis_url: str, receiver: str, strategy: str, plan: list[Scenario], seconds: float) -> list[str]:
+    """Create each scenario's endpoint with its backlog; their ids, in plan order."""
     store = await create_store(Settings(redis_url=redis_url))
+    eids: list[str] = []
     try:
         for i, s in enumerate(plan):
             peak = s.configured_per_s if any(math.isinf(s.capacity(t)) for t in (0, seconds)) else s.capacity(0)
@@ -148,11 +153,32 @@ async def load(redis_url: str, receiver: str, strategy: str, plan: list[Scenario
                 "enabled": True, "trace_propagation": True,
             }
             eid = (await store.endpoints.create(fields, generate_secret())).id
+            eids.append(eid)
             backlog = int(peak * seconds * 1.2) + 50
             for start in range(0, backlog, 1000):
                 await store.messages.ingest([NewMessage("order.paid", PAYLOAD, [eid])] * min(1000, backlog - start))
     finally:
         await store.close()
+    return eids
+
+
+async def recorded_starts(redis_url: str, eid: str) -> list[float]:
+    """The send moments hookpump recorded for the endpoint's attempts, through the monitoring API."""
+    settings = Settings(redis_url=redis_url, api_key="bench-admin-key")
+    app = create_app(settings)
+    starts: list[float] = []
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://hookpump.bench",
+        headers={"Authorization": "Bearer bench-admin-key"},
+    ) as client:
+        cursor: str | None = None
+        while True:
+            params: dict[str, str | int] = {"limit": 250, **({"cursor": cursor} if cursor else {})}
+            page = (await client.get(f"/v1/endpoints/{eid}/attempts", params=params)).json()
+            starts += [datetime.datetime.fromisoformat(a["started_at"]).timestamp() for a in page["data"]]
+            cursor = page["next_cursor"]
+            if not cursor:
+                return starts
 
 
 @dataclass(frozen=True)
@@ -161,12 +187,25 @@ class Figures:
     overload_after: float
     overload_all: float
     converge: list[float | None]  # seconds from the start (and from each change) to 0.9 of capacity
-    busiest: int
+    busiest: int  # most sends in any 1-s window, by the send moments hookpump recorded
+    busiest_arrivals: int  # the same by the receiver's clock
     bound: int
     drained: float | None = None  # outage: requests/s in the 30 s after it, as a share of configured
 
 
-def figures(s: Scenario, answers: list[tuple[float, int]], started: float, seconds: float) -> Figures:
+def busiest_second(times: list[float]) -> int:
+    times = sorted(times)
+    busiest, low = 0, 0
+    for high, t in enumerate(times):
+        while times[low] <= t - 1.0:
+            low += 1
+        busiest = max(busiest, high - low + 1)
+    return busiest
+
+
+def figures(
+    s: Scenario, answers: list[tuple[float, int]], sends: list[float], started: float, seconds: float
+) -> Figures:
     rel = [(at - started, status) for at, status in answers]
     after = [(t, st) for t, st in rel if WARM_UP <= t < seconds]
     ok_after = sum(1 for _t, st in after if st == 200)
@@ -188,12 +227,6 @@ def figures(s: Scenario, answers: list[tuple[float, int]], started: float, secon
                 break
             t += 0.5
         converge.append(found)
-    times = sorted(t for t, _st in rel)
-    busiest, low = 0, 0
-    for high, t in enumerate(times):
-        while times[low] <= t - 1.0:
-            low += 1
-        busiest = max(busiest, high - low + 1)
     drained = None
     if s.outage:  # the rate in the 20 s from the first success after it
         first = min((t for t, st in rel if t >= s.outage[1] and st == 200), default=None)
@@ -205,7 +238,8 @@ def figures(s: Scenario, answers: list[tuple[float, int]], started: float, secon
         overload_after=over(after),
         overload_all=over(rel),
         converge=converge,
-        busiest=busiest,
+        busiest=busiest_second(sends),
+        busiest_arrivals=busiest_second([t for t, _st in rel]),
         bound=math.ceil(s.configured_per_s) + 1,
         drained=drained,
     )
@@ -224,6 +258,8 @@ async def measure(seconds: float) -> tuple[list[Scenario], dict[str, list[Figure
     await receivers.start()
     url = f"http://127.0.0.1:{receivers.port}"
     results: dict[str, list[Figures]] = {}
+    eids: dict[str, list[str]] = {}
+    sends: dict[str, list[list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="hookpump-adaptive-") as tmp:
         servers, workers = [], []
         try:
@@ -233,7 +269,7 @@ async def measure(seconds: float) -> tuple[list[Scenario], dict[str, list[Figure
                 directory.mkdir()
                 servers.append(start_redis(directory, port, appendonly=False))
                 redis_url = f"redis://127.0.0.1:{port}/0"
-                await load(redis_url, url, strategy, plan, seconds)
+                eids[strategy] = await load(redis_url, url, strategy, plan, seconds)
                 for i, s in enumerate(plan):
                     receivers.paths[f"{strategy}-{i}"] = Path_(s)
                 workers.append((strategy, redis_url))
@@ -245,13 +281,15 @@ async def measure(seconds: float) -> tuple[list[Scenario], dict[str, list[Figure
             finally:
                 for process in processes:
                     stop(process)
+            for strategy, redis_url in workers:
+                sends[strategy] = [await recorded_starts(redis_url, eid) for eid in eids[strategy]]
         finally:
             for server in servers:
                 stop(server)
             await receivers.stop()
     for strategy in ("adaptive", "baseline"):
         results[strategy] = [
-            figures(s, receivers.paths[f"{strategy}-{i}"].answers, receivers.started, seconds)
+            figures(s, receivers.paths[f"{strategy}-{i}"].answers, sends[strategy][i], receivers.started, seconds)
             for i, s in enumerate(plan)
         ]
     return plan, results
@@ -263,7 +301,8 @@ def _converge(values: list[float | None]) -> str:
 
 def _cell(f: Figures) -> str:
     text = (f"goodput {f.goodput:.2f}, overload {f.overload_after:.1%} ({f.overload_all:.1%} overall), "
-            f"converged {_converge(f.converge)}, busiest 1 s {f.busiest}/{f.bound}")
+            f"converged {_converge(f.converge)}, busiest 1 s {f.busiest}/{f.bound} "
+            f"({f.busiest_arrivals} at the receiver)")
     if f.drained is not None:
         text += f", from the first success after the outage {f.drained:.2f} of the configured rate for 20 s"
     return text
@@ -286,7 +325,10 @@ def run(seconds: float = 150.0) -> Result:
         "5 s of goodput first reach 0.9 of capacity",
         "receiver: a token bucket of `capacity`/s holding half a second's worth, 429 without Retry-After when "
         "empty; every scenario on its own endpoint (max_in_flight 10), all at once, one worker per strategy",
-        "busiest 1 s: arrivals at the receiver in any 1-s window / ceil(rate/60) + 1 for the configured rate",
+        "busiest 1 s: the most sends in any 1-s window by the send moments hookpump recorded (attempt "
+        "starts, read through GET /v1/endpoints/{id}/attempts) / ceil(rate/60) + 1 for the configured rate; "
+        "in brackets the same by the receiver's clock, which also carries the scheduling jitter of a receiver "
+        "process answering every scenario at once",
     ]
     result.seconds = time.monotonic() - started
     return result

@@ -6,14 +6,22 @@ here is a change there: each script lists the patterns it touches in its header.
 same limit); use a single primary, with Sentinel for failover.
 
 Endpoints
-  hp:ep:{eid}                 HASH  endpoint config: url, rate, max_in_flight, event_types (JSON or ""),
+  hp:ep:{eid}                 HASH  endpoint config: url, rate, min_rate, max_in_flight, event_types (JSON or ""),
                                     headers (JSON), secrets (JSON list), description, enabled ("1"/"0"),
                                     disabled_reason, trace, created_ms, updated_ms, deleted ("1" once deleted)
                                     no TTL; a deleted endpoint's hash stays until its queued deliveries are
                                     cancelled by the pump, then is removed.
   hp:ep:{eid}:flow            HASH  pacing state owned by the pump: tat (ms, GCRA theoretical arrival time),
-                                    eff_rate (current effective rate/min), paused_until (ms), pause_reason,
-                                    backoff_level (consecutive overload answers). no TTL
+                                    paused_until (ms), pause_reason, paused_at, backoff_level (consecutive
+                                    whole-endpoint backoffs), and the adaptive loop's state (see
+                                    store/lua/_flow.lua): eff_rate (the pace now, per minute), w_max (the
+                                    pace at the last congestion event), epoch_ms, cut_ms, last_ok_ms,
+                                    streak_fails, streak_rate, streak_wmax. no TTL
+  hp:ep:{eid}:pauses          LIST  JSON {start_ms, end_ms, reason, status_code}: the pace's cuts
+                                    ("congestion") and pauses ("retry_after", "backoff"), newest first, the
+                                    last 100
+  hp:ep:{eid}:sent            ZSET  send id (did.attempt) -> ms by Redis's clock: a fast endpoint's sends in
+                                    the last second (store/lua/permit.lua), shared by every worker. PX 2 s
   hp:eps                      ZSET  eid -> created_ms; every live (not deleted) endpoint, for listing
   hp:evt:{event_type}         SET   eids of *enabled* endpoints whose filter names event_type
   hp:evt-all                  SET   eids of *enabled* endpoints with no filter (they get every event)

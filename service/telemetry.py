@@ -15,10 +15,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from core.clock import now_ms
 from core.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from core.settings import Settings
 from core.store import Store, translated_errors
 from core.store.connection import TRANSIENT_ERRORS
+from core.store.monitoring import EndpointLoad
 from core.telemetry import (
     PROMETHEUS_TEXT,
     ROOT_CONTEXT,
@@ -55,7 +57,8 @@ class QueueSnapshot:
     pump_lag: float | None
     pump_last_run_age: float | None
     workers_alive: int
-    endpoints: dict[str, tuple[int, int]] = field(default_factory=dict)  # eid -> (backlog, in flight)
+    endpoints: dict[str, EndpointLoad] = field(default_factory=dict)
+    read_at_ms: int = 0
 
 
 class ApiTelemetry:
@@ -80,6 +83,12 @@ class ApiTelemetry:
             ("hookpump.queue.workers_alive", "{worker}", "Workers that reported within three pump intervals"),
             ("hookpump.endpoint.backlog", "{delivery}", "Waiting deliveries of the largest and the marked endpoints"),
             ("hookpump.endpoint.in_flight", "{delivery}", "In-flight deliveries of the same endpoints"),
+            ("hookpump.endpoint.effective_rate_per_minute", "{request}", "The adaptive pace of the same endpoints now"),
+            ("hookpump.endpoint.last_failed_rate_per_minute", "{request}",
+             "The pace at the same endpoints' last congestion event (429/503 while the receiver took some)"),
+            ("hookpump.endpoint.pace_state", "1",
+             "1 for the state the same endpoints' pace is in: steady, probing, backing_off, retry_after, paused, "
+             "disabled"),
         ]
         for name, unit, description in gauges:
             observe_gauge(meter, name, self._reader(name), unit=unit, description=description)
@@ -118,6 +127,7 @@ class ApiTelemetry:
             pump_last_run_age=pump["seconds_since_last_run"],
             workers_alive=len(overview["workers"]),
             endpoints=loads,
+            read_at_ms=now_ms(),
         )
 
     @contextlib.asynccontextmanager
@@ -154,8 +164,7 @@ class ApiTelemetry:
         if name == "hookpump.queue.in_flight":
             return [(counts.get("delivering", 0), {})]
         if name.startswith("hookpump.endpoint."):
-            index = 0 if name == "hookpump.endpoint.backlog" else 1
-            return [(load[index], {"endpoint_id": eid}) for eid, load in queue.endpoints.items()]
+            return _endpoint_readings(name, queue)
         value = {
             "hookpump.queue.oldest_pending_age": queue.oldest_pending_age,
             "hookpump.queue.endpoints_ready": queue.endpoints_ready,
@@ -164,6 +173,23 @@ class ApiTelemetry:
             "hookpump.queue.workers_alive": queue.workers_alive,
         }[name]
         return [] if value is None else [(value, {})]
+
+
+def _endpoint_readings(name: str, queue: QueueSnapshot) -> Reading:
+    readings: list[tuple[float, dict[str, str]]] = []
+    for eid, load in queue.endpoints.items():
+        labels = {"endpoint_id": eid}
+        if name == "hookpump.endpoint.backlog":
+            readings.append((load.backlog, labels))
+        elif name == "hookpump.endpoint.in_flight":
+            readings.append((load.in_flight, labels))
+        elif name == "hookpump.endpoint.effective_rate_per_minute":
+            readings.append((load.pace.effective_per_minute, labels))
+        elif name == "hookpump.endpoint.last_failed_rate_per_minute" and load.pace.last_failed_per_minute is not None:
+            readings.append((load.pace.last_failed_per_minute, labels))
+        elif name == "hookpump.endpoint.pace_state":
+            readings.append((1, {**labels, "state": load.pace.state(queue.read_at_ms).value}))
+    return readings
 
 
 class IngestScope(SpanScope):

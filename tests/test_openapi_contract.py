@@ -28,7 +28,8 @@ CONTRACT = Path(__file__).resolve().parent.parent / "openapi.yaml"
 METHODS = {"get", "put", "post", "patch", "delete", "options", "head", "trace"}
 # Rules the schema cannot state (they need the server's state or a parser), so valid-looking data
 # may still get a 422 naming one of these fields. openapi.yaml lists them under the 422 response.
-SERVER_ONLY_FIELDS = ("url", "secret", "cursor", "endpoint_ids", "endpoint_id", "until")
+# min_rate_per_minute and until are checked against another field (the ceiling, since).
+SERVER_ONLY_FIELDS = ("url", "secret", "cursor", "endpoint_ids", "endpoint_id", "until", "min_rate_per_minute")
 # Bounded so the file runs in well under two minutes on a 2-core machine (about 65 s for 31 operations).
 EXAMPLES = 60
 SCENARIOS = 60

@@ -275,6 +275,23 @@ async def test_metrics_route_serves_prometheus_text_with_queue_gauges(
         telemetry.shutdown()
 
 
+async def test_metrics_show_what_each_marked_endpoints_pace_has_learnt(store: Store, settings: Settings) -> None:
+    cut, steady = await make_endpoint(store, "http://127.0.0.1:9/a"), await make_endpoint(store, "http://127.0.0.1:9/b")
+    await store.redis.hset(f"hp:ep:{cut}:flow", mapping={"eff_rate": "3000", "w_max": "4000", "cut_ms": "1"})
+    settings = settings.replace(metrics_endpoints=(cut, steady), metrics_open=True)
+    telemetry = create_telemetry(settings, "hookpump", prometheus=True)
+    try:
+        async with api_client(settings, telemetry) as client:
+            samples = await scrape(client, {})
+        assert samples["hookpump_endpoint_effective_rate_per_minute"] == {(("endpoint_id", cut),): 3000,
+                                                               (("endpoint_id", steady),): 6000}
+        assert samples["hookpump_endpoint_last_failed_rate_per_minute"] == {(("endpoint_id", cut),): 4000}
+        assert samples["hookpump_endpoint_pace_state"] == {(("endpoint_id", cut), ("state", "probing")): 1,
+                                                           (("endpoint_id", steady), ("state", "steady")): 1}
+    finally:
+        telemetry.shutdown()
+
+
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 
 

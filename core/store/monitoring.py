@@ -16,7 +16,7 @@ from core.clock import now_ms
 from core.errors import NotFound
 from core.ids import created_ms, lower_bound
 from core.models import QUEUED, Delivery, DeliveryStatus
-from core.pacing import pace_from_flow
+from core.pacing import Pace, pace_from_flow
 from core.store.connection import Redis, typed
 from core.store.deliveries import DeliveryStore
 from core.store.paging import page
@@ -25,6 +25,13 @@ from core.store.paging import page
 # endpoint together): the page may come back short, with a cursor to continue.
 MAX_SCANNED = 5000
 OUTCOMES = ("succeeded", "failed", "retrying", "overloaded")
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointLoad:
+    backlog: int
+    in_flight: int
+    pace: Pace
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,14 +248,23 @@ class MonitoringStore:
             "workers": [{"id": wid, "last_heartbeat_ms": int(at)} for wid, at in workers],
         }
 
-    async def endpoint_loads(self, eids: list[str]) -> dict[str, tuple[int, int]]:
-        """Each endpoint's (backlog, in flight), from the counters: for the per-endpoint metrics gauges."""
+    async def endpoint_loads(self, eids: list[str]) -> dict[str, EndpointLoad]:
+        """Each endpoint's backlog, in flight and pace, from the counters: for the per-endpoint gauges."""
         pipe = self._redis.pipeline(transaction=False)
         for eid in eids:
             pipe.zscore(keys.BACKLOG, eid)
             pipe.zcard(keys.inflight(eid))
+            pipe.hmget(keys.endpoint(eid), ["rate", "enabled"])
+            pipe.hgetall(keys.endpoint_flow(eid))
         raw = await pipe.execute()
-        return {eid: (int(raw[2 * i] or 0), int(raw[2 * i + 1])) for i, eid in enumerate(eids)}
+        loads: dict[str, EndpointLoad] = {}
+        for i, eid in enumerate(eids):
+            backlog, in_flight, (rate, enabled), flow = raw[4 * i : 4 * i + 4]
+            if rate is None:
+                continue  # deleted since it was listed
+            pace = pace_from_flow(flow, ceiling=int(rate), enabled=enabled == "1")
+            loads[eid] = EndpointLoad(int(backlog or 0), int(in_flight), pace)
+        return loads
 
 
 def _choose_indexes(wanted: DeliveryFilter) -> tuple[list[str], Any]:

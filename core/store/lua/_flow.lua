@@ -12,22 +12,25 @@
 --   backoff_level consecutive whole-endpoint backoff pauses (an outage), as before
 --
 -- The law (429/503 without Retry-After, or with it: its pause is applied on top):
---   * congestion (the receiver still accepts some): once per event, w_max = the rate that failed,
---     eff_rate = BETA * eff_rate, and the pacing clock holds one new pacing interval.
+--   * congestion (the receiver still accepts some): once per event, w_max = the rate that failed
+--     (a little less if it failed below the previous w_max: CUBIC's fast convergence, so a receiver
+--     whose capacity shrank is let go of sooner), eff_rate = BETA * eff_rate, and the pacing clock
+--     holds one new pacing interval.
 --   * growth, on successes: eff_rate follows the CUBIC curve from BETA * w_max back up to w_max,
---     slowly near it, then probes beyond it, faster the longer it holds (at PROBE times the pace of
---     the approach, so a receiver whose capacity came back is found again within seconds). K, the
---     time to get back to w_max, spans K_REQUESTS requests at w_max, within [K_MIN_S, K_MAX_S]:
---     about one refusal per K_REQUESTS requests in the steady state (measured: bench/adaptive.py).
+--     slowly near it, then probes beyond it, faster the longer it holds. K, the time to get back to
+--     w_max, spans K_REQUESTS requests at w_max, within [K_MIN_S, K_MAX_S]: about one refusal per
+--     K_REQUESTS requests in the steady state (measured: bench/adaptive.py). The probe beyond w_max
+--     runs on a fixed time scale (PROBE_S), so a receiver whose capacity came back is found again in
+--     seconds even when the rate, and so K, is low.
 --   * outage (nothing accepted for OUTAGE_MIN_MS and OUTAGE_MIN_FAILS answers in a row): the
 --     whole endpoint pauses on the exponential schedule the sender computed, and the cuts made
 --     during the streak are undone, so the pace after the outage is the pace before it.
 
-local BETA = 0.85
-local K_REQUESTS = 35
-local K_MIN_S = 4
-local K_MAX_S = 12
-local PROBE = 4
+local BETA = 0.8
+local K_REQUESTS = 40
+local K_MIN_S = 5
+local K_MAX_S = 15
+local PROBE_S = 4
 local HOLD_MS = 200        -- = the pump's booking horizon: slots booked before a cut go out after it
 local OUTAGE_MIN_MS = 2000
 local OUTAGE_MIN_FAILS = 3
@@ -62,7 +65,7 @@ end
 local function cubic(w_max, t)
   local k = math.min(K_MAX_S * 1000, math.max(K_MIN_S * 1000, K_REQUESTS * 60000 / w_max))
   local x = (t - k) / k
-  if x > 0 then x = x * PROBE end
+  if x > 0 then x = (t - k) / (PROBE_S * 1000) end
   return w_max * (1 + (1 - BETA) * x * x * x)
 end
 
@@ -105,7 +108,11 @@ local function flow_overload(f, now, started, code, backoff_until, retry_after_u
     return
   end
   if started < f.cut + HOLD_MS then return end  -- the same congestion event as the last cut
-  f.w_max = f.eff
+  if f.w_max and f.eff < f.w_max then
+    f.w_max = f.eff * (1 + BETA) / 2  -- failed below the last peak: the capacity shrank, let go sooner
+  else
+    f.w_max = f.eff
+  end
   f.eff = clamp(f, f.eff * BETA)
   f.cut, f.epoch = now, now
   f.tat = math.max(f.tat, now + 60000 / f.eff)  -- hold one (new) pacing interval
