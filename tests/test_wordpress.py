@@ -301,6 +301,64 @@ def test_with_hookpump_down_posts_wait_in_the_outbox_and_each_goes_out_once_when
     assert health["health"]["status"] == "good"
 
 
+def test_the_next_successful_send_also_sends_what_waits(world: World) -> None:
+    world.hookpump.stop()
+    waiting = world.site.php("publish_post", title="Waiting").result
+    world.hookpump.start()
+    before = len(world.receiver.on("/hook"))
+    arriving = world.site.php("publish_post", title="Arriving").result
+    assert waiting["outbox"][0]["event_type"] == "post.published"
+    # The harness reads the table while the request runs; the waiting row goes at its end (shutdown).
+    assert arriving["outbox"] == waiting["outbox"]
+    assert world.site.php("outbox").result["outbox"] == []
+    eventually(lambda: len(world.receiver.on("/hook")) >= before + 2, what="both posts at the receiver")
+    time.sleep(2)
+    ids = [json.loads(hit.body)["data"]["id"] for hit in world.receiver.on("/hook")[before:]]
+    assert sorted(ids) == sorted([waiting["post_id"], arriving["post_id"]])
+
+
+GETTEXT = re.compile(r"\b(?:__|_e|_x|_n|esc_html__|esc_html_e|esc_attr__|esc_attr_e|esc_html_x|esc_attr_x)\(")
+
+
+def last_argument(source: str, open_paren: int) -> str:
+    """The last argument of the PHP call whose '(' is at `open_paren` (quotes and nesting respected)."""
+    depth, quote, argument_start = 0, "", open_paren + 1
+    for index in range(open_paren, len(source)):
+        char = source[index]
+        if quote:
+            if char == "\\":
+                continue
+            if char == quote and source[index - 1] != "\\":
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth -= 1
+            if depth == 0:
+                return source[argument_start:index].strip()
+        elif char == "," and depth == 1:
+            argument_start = index + 1
+    raise AssertionError("unbalanced call")
+
+
+def test_plugin_sources_follow_wordpress_conventions() -> None:
+    """What WordPress's coding standard would check first (WPCS itself is not installable here):
+    no file runs outside WordPress, and every translatable string has the plugin's text domain."""
+    checked = 0
+    for path in sorted(PLUGIN.rglob("*.php")):
+        source = path.read_text(encoding="utf-8")
+        guard = "WP_UNINSTALL_PLUGIN" if path.name == "uninstall.php" else "ABSPATH"
+        assert f"defined( '{guard}' ) || exit;" in source, f"{path.name} runs outside WordPress"
+        for call in GETTEXT.finditer(source):
+            assert last_argument(source, call.end() - 1) == "'hookpump'", (
+                f"{path.name}: {call.group(0)} at {call.start()}"
+            )
+            checked += 1
+    assert checked > 50
+
+
 # --- the admin pages -------------------------------------------------------------------------------
 
 
