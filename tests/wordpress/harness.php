@@ -87,6 +87,14 @@ switch ( $harness_action ) {
 		harness_result( true );
 		break;
 
+	case 'options':
+		$harness_options = array();
+		foreach ( $harness_input['names'] as $harness_name ) {
+			$harness_options[ $harness_name ] = get_option( $harness_name );
+		}
+		harness_result( $harness_options );
+		break;
+
 	case 'login':
 		// An administrator's session, as wp-login.php would set its cookies.
 		$user       = get_user_by( 'login', 'admin' );
