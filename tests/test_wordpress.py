@@ -12,14 +12,12 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -138,9 +136,9 @@ def require_the_parts() -> None:
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[World]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     require_the_parts()
-    directory = Path(tempfile.mkdtemp(prefix="hookpump-wp-"))
+    directory = tmp_path_factory.mktemp("wordpress")
     receiver = Receiver()
     receiver.start()
     hookpump = HookpumpDev(directory / "hookpump")

@@ -75,6 +75,15 @@ class WordPressSite:
         """A site root and an empty database; `install()` puts WordPress in it."""
         database = "hookpump_wp_" + secrets.token_hex(6)
         mysql(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+        try:
+            return cls(cls._lay_out(directory, database), database)
+        except BaseException:
+            mysql(f"DROP DATABASE IF EXISTS {database}")
+            raise
+
+    @staticmethod
+    def _lay_out(directory: Path, database: str) -> Path:
+        """The site root: symlinks to WordPress, the plugin and the harness's mu-plugin, and wp-config.php."""
         root = directory / "site"
         root.mkdir()
         for entry in WORDPRESS.iterdir():
@@ -106,7 +115,7 @@ class WordPressSite:
             "require_once ABSPATH . 'wp-settings.php';\n",
             encoding="utf-8",
         )
-        return cls(root, database)
+        return root
 
     @property
     def debug_log(self) -> Path:
