@@ -10,7 +10,6 @@
  * License:           MIT
  * License URI:       https://opensource.org/licenses/MIT
  * Text Domain:       hookpump
- * Domain Path:       /languages
  *
  * @package Hookpump
  */

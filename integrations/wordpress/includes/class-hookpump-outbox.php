@@ -185,6 +185,13 @@ final class Hookpump_Outbox {
 		return $counts;
 	}
 
+	/** Whether any row waits to be sent (one indexed lookup: it runs after every successful send). */
+	public static function has_pending(): bool {
+		global $wpdb;
+		$table = self::table();
+		return (bool) $wpdb->get_var( $wpdb->prepare( "SELECT 1 FROM {$table} WHERE status = %s LIMIT 1", self::PENDING ) ); // phpcs:ignore WordPress.DB.PreparedSQL.InterpolatedNotPrepared
+	}
+
 	/** Age in seconds of the oldest pending row, or null when none is pending. */
 	public static function oldest_pending_age(): ?int {
 		global $wpdb;

@@ -17,7 +17,6 @@ final class Hookpump_Plugin {
 
 	/** Adds the hooks; called once when the plugin file loads. */
 	public static function boot(): void {
-		add_action( 'init', array( self::class, 'load_textdomain' ) );
 		// Rules hook in once every plugin is loaded, so `hookpump_events` sees everyone's rules.
 		add_action( 'plugins_loaded', array( 'Hookpump_Event_Rules', 'register' ), 20 );
 		add_filter( 'cron_schedules', array( self::class, 'add_cron_schedule' ) ); // phpcs:ignore WordPress.WP.CronInterval.ChangeDetected -- five minutes.
@@ -47,11 +46,6 @@ final class Hookpump_Plugin {
 		if ( get_option( Hookpump_Options::DB_VERSION ) !== Hookpump_Outbox::SCHEMA_VERSION ) {
 			self::activate();
 		}
-	}
-
-	/** Loads translations. */
-	public static function load_textdomain(): void {
-		load_plugin_textdomain( 'hookpump', false, dirname( plugin_basename( HOOKPUMP_PLUGIN_FILE ) ) . '/languages' );
 	}
 
 	/**

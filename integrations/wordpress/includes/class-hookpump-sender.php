@@ -25,11 +25,15 @@ final class Hookpump_Sender {
 	/** Seconds one flush may spend before leaving the rest for the next one. */
 	const FLUSH_BUDGET_SECONDS = 20;
 
+	/** At the end of a page request a flush sends at most this many, within this many seconds. */
+	const SHUTDOWN_ROWS    = 10;
+	const SHUTDOWN_SECONDS = 5;
+
 	/** Event types hookpump accepts (openapi.yaml, EventType). */
 	const EVENT_TYPE_PATTERN = '/^[A-Za-z0-9_.:-]{1,128}$/';
 
 	/** Whether a flush is already registered for the end of this request. */
-	private static bool $flush_at_shutdown = false;
+	private static bool $shutdown_flush_registered = false;
 
 	/**
 	 * See hookpump_send().
@@ -108,12 +112,14 @@ final class Hookpump_Sender {
 	}
 
 	/**
-	 * Sends what the outbox holds, oldest first, until it is empty, hookpump fails, or the time
-	 * budget is spent.
+	 * Sends what the outbox holds, oldest first, until it is empty, hookpump fails, or a limit is
+	 * reached.
 	 *
+	 * @param int $max_rows Most rows to send.
+	 * @param int $budget   Seconds to spend at most (a batch under way is finished).
 	 * @return array{sent: int, rejected: int, failed: int}
 	 */
-	public static function flush(): array {
+	public static function flush( int $max_rows = PHP_INT_MAX, int $budget = self::FLUSH_BUDGET_SECONDS ): array {
 		$result = array(
 			'sent'     => 0,
 			'rejected' => 0,
@@ -123,9 +129,10 @@ final class Hookpump_Sender {
 		if ( ! $client->is_configured() ) {
 			return $result;
 		}
-		$deadline = microtime( true ) + self::FLUSH_BUDGET_SECONDS;
-		while ( microtime( true ) < $deadline ) {
-			$rows = Hookpump_Outbox::claim( self::BATCH );
+		$deadline = microtime( true ) + $budget;
+		while ( microtime( true ) < $deadline && $max_rows > 0 ) {
+			$rows      = Hookpump_Outbox::claim( min( self::BATCH, $max_rows ) );
+			$max_rows -= count( $rows );
 			if ( ! $rows ) {
 				break;
 			}
@@ -152,9 +159,14 @@ final class Hookpump_Sender {
 		return $result;
 	}
 
-	/** WP-Cron's and the shutdown hook's entry point. */
+	/** WP-Cron's entry point. */
 	public static function flush_quietly(): void {
 		self::flush();
+	}
+
+	/** The end of a page request: a small flush, so the page is not held up; WP-Cron does the rest. */
+	public static function flush_at_shutdown(): void {
+		self::flush( self::SHUTDOWN_ROWS, self::SHUTDOWN_SECONDS );
 	}
 
 	/**
@@ -173,13 +185,12 @@ final class Hookpump_Sender {
 
 	/** After a successful send, hookpump is up: send what waits in the outbox once the page is done. */
 	private static function flush_at_shutdown_if_pending(): void {
-		if ( self::$flush_at_shutdown ) {
+		if ( self::$shutdown_flush_registered ) {
 			return;
 		}
-		$counts = Hookpump_Outbox::counts();
-		if ( $counts[ Hookpump_Outbox::PENDING ] > 0 ) {
-			self::$flush_at_shutdown = true;
-			add_action( 'shutdown', array( self::class, 'flush_quietly' ) );
+		if ( Hookpump_Outbox::has_pending() ) {
+			self::$shutdown_flush_registered = true;
+			add_action( 'shutdown', array( self::class, 'flush_at_shutdown' ) );
 		}
 	}
 }

@@ -33,7 +33,6 @@ final class Hookpump_Settings_Page {
 
 	/** Registers the options with their sanitisers. */
 	public static function register_settings(): void {
-		Hookpump_Options::create_missing();
 		register_setting( self::GROUP, Hookpump_Options::URL, array( 'type' => 'string', 'sanitize_callback' => array( self::class, 'sanitize_url' ) ) );
 		register_setting( self::GROUP, Hookpump_Options::SEND_KEY, array( 'type' => 'string', 'sanitize_callback' => array( self::class, 'sanitize_send_key' ) ) );
 		register_setting( self::GROUP, Hookpump_Options::READ_KEY, array( 'type' => 'string', 'sanitize_callback' => array( self::class, 'sanitize_read_key' ) ) );
@@ -165,7 +164,6 @@ final class Hookpump_Settings_Page {
 			<?php foreach ( is_array( $results ) ? $results : array() as $result ) : ?>
 				<div class="notice <?php echo $result['ok'] ? 'notice-success' : 'notice-error'; ?>"><p><?php echo esc_html( $result['message'] ); ?></p></div>
 			<?php endforeach; ?>
-			<?php settings_errors(); ?>
 			<form method="post" action="<?php echo esc_url( admin_url( 'options.php' ) ); ?>">
 				<?php settings_fields( self::GROUP ); ?>
 				<table class="form-table" role="presentation">
