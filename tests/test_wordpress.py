@@ -316,6 +316,31 @@ def test_the_next_successful_send_also_sends_what_waits(world: World) -> None:
     assert sorted(ids) == sorted([waiting["post_id"], arriving["post_id"]])
 
 
+def test_the_wp_cli_commands_send_report_and_flush(world: World) -> None:
+    """The command methods with a stand-in for WP-CLI's output functions (WP-CLI is not installable here)."""
+
+    def cli(command: str, *args: str) -> dict[str, Any]:
+        result: dict[str, Any] = world.site.php("cli", command=command, args=list(args)).result
+        return result
+
+    world.hookpump.stop()
+    queued = cli("send", "order.refunded", '{"id": 8}')
+    assert queued["exit"] == 0 and queued["lines"][0].startswith("Warning: The event is kept and will be sent later")
+    status = cli("status")["lines"]
+    assert "pending: 1" in status and "rejected: 0" in status
+    failed = cli("flush")
+    assert failed["exit"] == 1 and failed["lines"][0].startswith("Error: sent 0, refused 0, failed 1")
+    assert cli("send", "order.refunded", "not json")["lines"] == ["Error: The payload must be a JSON object or array."]
+
+    world.hookpump.start()
+    assert cli("flush")["lines"] == ["Success: sent 1, refused 0, failed 0"]
+    assert "pending: 0" in cli("status")["lines"]
+    sent = cli("send", "order.refunded", '{"id": 9}')
+    assert sent["exit"] == 0 and sent["lines"][0].startswith("Success: msg_")
+    message = world.api("GET", "/v1/messages/" + sent["lines"][0].removeprefix("Success: ")).json()
+    assert (message["event_type"], message["payload"]) == ("order.refunded", {"id": 9})
+
+
 def test_plugin_passes_phpcs_with_the_built_in_parts_of_the_wordpress_standard() -> None:
     """integrations/wordpress/phpcs.xml.dist: WPCS itself comes from Packagist, which is not reachable
     here, so this runs the sniffs of WordPress's standard that ship with Debian's PHP_CodeSniffer."""

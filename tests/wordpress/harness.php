@@ -170,6 +170,28 @@ switch ( $harness_action ) {
 		require ABSPATH . 'wp-cron.php';
 		break;
 
+	case 'cli':
+		// WP-CLI itself is not installable here (it is not in Debian, PyPI or npm): a stand-in for its
+		// output functions runs the plugin's command methods, which do the real work.
+		if ( ! class_exists( 'WP_CLI' ) ) {
+			final class WP_CLI {
+				public static array $lines = array();
+				public static function line( $text ) { self::$lines[] = $text; }
+				public static function success( $text ) { self::$lines[] = 'Success: ' . $text; }
+				public static function warning( $text ) { self::$lines[] = 'Warning: ' . $text; }
+				public static function error( $text ) { self::$lines[] = 'Error: ' . $text; throw new RuntimeException( $text ); }
+			}
+		}
+		require_once WP_PLUGIN_DIR . '/hookpump/includes/class-hookpump-cli-command.php';
+		$harness_exit = 0;
+		try {
+			( new Hookpump_CLI_Command() )->{$harness_input['command']}( $harness_input['args'] ?? array(), $harness_input['assoc_args'] ?? array() );
+		} catch ( RuntimeException $harness_error ) {
+			$harness_exit = 1;
+		}
+		harness_result( array( 'exit' => $harness_exit, 'lines' => WP_CLI::$lines ) );
+		break;
+
 	case 'uninstall':
 		require_once ABSPATH . 'wp-admin/includes/plugin.php';
 		deactivate_plugins( 'hookpump/hookpump.php' );
