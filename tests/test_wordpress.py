@@ -555,6 +555,23 @@ def test_without_a_monitoring_key_the_deliveries_page_says_what_to_configure(wor
     assert "data-delivery=" not in page
 
 
+def test_woocommerce_order_status_changes_are_sent_when_woocommerce_is_active(world: World) -> None:
+    endpoint = {"url": world.receiver.url("/orders"), "event_types": ["order.status_changed"]}
+    response = world.api("POST", "/v1/endpoints", json=endpoint)
+    assert response.status_code == 201, response.text
+    world.site.php("configure", hookpump_enabled_rules=["post_published", "comment_posted", "woocommerce_order_status"])
+    # Without WooCommerce the rule is not on offer, so nothing is sent.
+    world.site.php("order_status_changed", order_id=31, **{"from": "pending", "to": "processing"})
+    world.site.php("order_status_changed", order_id=31, woocommerce=True, **{"from": "pending", "to": "processing"})
+    hit = eventually(lambda: world.receiver.on("/orders"), what="the order event")[0]
+    assert json.loads(hit.body) == {
+        "type": "order.status_changed", "site": "http://wp.test",
+        "data": {"id": 31, "from": "pending", "to": "processing"},
+    }  # fmt: skip
+    time.sleep(2)
+    assert len(world.receiver.on("/orders")) == 1
+
+
 def test_the_plugin_raised_no_php_warnings(world: World) -> None:
     log = world.site.debug_log.read_text(errors="replace") if world.site.debug_log.exists() else ""
     ours = [line for line in log.splitlines() if "integrations/wordpress" in line or "hookpump" in line.lower()]
