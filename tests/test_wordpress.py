@@ -572,6 +572,24 @@ def test_woocommerce_order_status_changes_are_sent_when_woocommerce_is_active(wo
     assert len(world.receiver.on("/orders")) == 1
 
 
+def test_another_plugin_adds_an_event_rule_through_the_hookpump_events_filter(world: World) -> None:
+    endpoint = {"url": world.receiver.url("/custom"), "event_types": ["harness.ping"]}
+    assert world.api("POST", "/v1/endpoints", json=endpoint).status_code == 201
+    offered = world.site.php("request", file="wp-admin/options-general.php", get={"page": "hookpump"},
+                             cookies=world.site.cookies, extra_rule=True).output  # fmt: skip
+    assert 'value="harness_ping"' in offered and "A harness ping (harness.ping)" in offered
+    assert (
+        'value="harness_ping"'
+        not in world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+    )
+
+    world.site.php("configure", hookpump_enabled_rules=["harness_ping"])
+    world.site.php("ping", n=5, extra_rule=True)
+    hit = eventually(lambda: world.receiver.on("/custom"), what="the other plugin's event")[0]
+    assert json.loads(hit.body) == {"type": "harness.ping", "site": "http://wp.test", "data": {"n": 5}}
+    world.site.php("configure", hookpump_enabled_rules=["post_published", "comment_posted"])
+
+
 def test_the_plugin_raised_no_php_warnings(world: World) -> None:
     log = world.site.debug_log.read_text(errors="replace") if world.site.debug_log.exists() else ""
     ours = [line for line in log.splitlines() if "integrations/wordpress" in line or "hookpump" in line.lower()]

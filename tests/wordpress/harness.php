@@ -36,6 +36,14 @@ function harness_outbox() {
 	return $wpdb->get_results( 'SELECT id, idempotency_key, event_type, message, status, attempts FROM ' . Hookpump_Outbox::table() . ' ORDER BY id', ARRAY_A );
 }
 
+if ( ! empty( $harness_input['woocommerce'] ) ) {
+	// WooCommerce is not installable here; the plugin only asks whether its main class exists.
+	final class WooCommerce {}
+}
+if ( ! empty( $harness_input['extra_rule'] ) ) {
+	define( 'HOOKPUMP_HARNESS_EXTRA_RULE', true ); // mu-harness.php adds a rule through `hookpump_events`
+}
+
 if ( 'request' === $harness_action ) {
 	// One HTTP request to a wp-admin file, as a browser with the given cookies would make it.
 	$harness_file                       = $harness_input['file'];
@@ -55,10 +63,6 @@ if ( 'request' === $harness_action ) {
 
 if ( 'install' === $harness_action ) {
 	define( 'WP_INSTALLING', true );
-}
-if ( ! empty( $harness_input['woocommerce'] ) ) {
-	// WooCommerce is not installable here; the plugin only asks whether its main class exists.
-	final class WooCommerce {}
 }
 require ABSPATH . 'wp-load.php';
 
@@ -199,6 +203,11 @@ switch ( $harness_action ) {
 	case 'order_status_changed':
 		// What WooCommerce fires when an order moves from one status to another.
 		do_action( 'woocommerce_order_status_changed', (int) $harness_input['order_id'], $harness_input['from'], $harness_input['to'], null );
+		harness_result( array( 'outbox' => harness_outbox() ) );
+		break;
+
+	case 'ping':
+		do_action( 'harness_ping', (int) $harness_input['n'] );
 		harness_result( array( 'outbox' => harness_outbox() ) );
 		break;
 
