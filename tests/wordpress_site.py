@@ -1,4 +1,4 @@
-"""A real WordPress site and a real `hookpump dev` for the plugin's end-to-end test.
+"""A real WordPress site, a real `hookpump dev` and a loopback receiver for the plugin's end-to-end test.
 
 The site is Debian's /usr/share/wordpress, run by php-cli against its own MariaDB database: a
 temporary site root holds symlinks to WordPress's files plus the test's wp-config.php, and
@@ -14,12 +14,16 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.conftest import free_port
 
@@ -44,6 +48,34 @@ def missing_parts() -> list[str]:
     if not (WORDPRESS / "wp-settings.php").exists():
         missing.append(f"WordPress in {WORDPRESS} (apt-get install wordpress)")
     return missing
+
+
+def require_the_parts() -> None:
+    missing = missing_parts()
+    if not missing:
+        try:
+            mysql("SELECT 1")
+        except (subprocess.CalledProcessError, OSError) as exc:
+            stderr = getattr(exc, "stderr", "") or ""
+            missing.append(f"MariaDB/MySQL on 127.0.0.1:3306 as root ({stderr.strip() or exc})")
+    if missing:
+        message = "WordPress plugin test needs: " + "; ".join(missing)
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        print("\n*** SKIPPING " + message + " ***")
+        pytest.skip(message)
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of a command the static checks need; skipped loudly without it, failed under CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (apt-get install {package})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        print("\n*** SKIPPING " + message + " ***")
+        pytest.skip(message)
+    return path
 
 
 def mysql(sql: str) -> None:
@@ -197,3 +229,64 @@ class HookpumpDev:
                 self.process.kill()
                 self.process.wait()
         self.process = None
+
+
+@dataclass
+class Hit:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Answers 200 on /hook; on /fail the first request gets 400, later ones 200."""
+
+    hits: list[Hit] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    server: ThreadingHTTPServer | None = None
+
+    def start(self) -> None:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", "0")))
+                with receiver.lock:
+                    receiver.hits.append(Hit(self.path, {k.lower(): v for k, v in self.headers.items()}, body))
+                    seen = len(receiver.on(self.path))
+                status = 400 if self.path == "/fail" and seen == 1 else 200
+                self.send_response(status)
+                self.send_header("content-length", "2")
+                self.end_headers()
+                self.wfile.write(b"no" if status == 400 else b"ok")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}{path}"
+
+    def on(self, path: str) -> list[Hit]:
+        return [hit for hit in self.hits if hit.path == path]
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:
+    """Polls `check` until it returns something truthy; fails with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.2)
