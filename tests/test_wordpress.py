@@ -446,4 +446,4 @@ def test_the_plugin_raised_no_php_warnings(world: World) -> None:
 
 def test_uninstall_removes_the_options_and_the_table(world: World) -> None:
     result = world.site.php("uninstall").result
-    assert result == {"options": [], "table": None}
+    assert result == {"options": [], "table": None, "cron": False}

@@ -220,6 +220,7 @@ switch ( $harness_action ) {
 			array(
 				'options' => $wpdb->get_col( "SELECT option_name FROM {$wpdb->options} WHERE option_name LIKE 'hookpump%'" ),
 				'table'   => $wpdb->get_var( $wpdb->prepare( 'SHOW TABLES LIKE %s', $wpdb->prefix . 'hookpump_outbox' ) ),
+				'cron'    => wp_next_scheduled( 'hookpump_flush' ),
 			)
 		);
 		break;
