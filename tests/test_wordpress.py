@@ -1,0 +1,449 @@
+"""The WordPress plugin end to end: a real WordPress (Debian's package, php-cli, MariaDB) with the
+plugin active, a real `hookpump dev`, and a real receiver on loopback.
+
+The tests run in file order and share one site: each step builds on what the one before sent.
+Without php, WordPress or MariaDB they are skipped, loudly; under CI=true that is a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook
+
+from tests.wordpress_site import HookpumpDev, Receiver, WordPressSite, eventually, require_the_parts
+
+pytestmark = pytest.mark.slow
+
+
+# --- the world: site, hookpump, receiver ------------------------------------------------------------
+
+
+@dataclass
+class World:
+    site: WordPressSite
+    hookpump: HookpumpDev
+    receiver: Receiver
+    activation: dict[str, Any]
+    send_key: str
+    monitor_key: str
+    posts_endpoint: dict[str, Any]
+    comments_endpoint: dict[str, Any]
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def api(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.hookpump.admin_key}"}
+        return httpx.request(method, self.hookpump.url + path, headers=headers, timeout=10, **kwargs)
+
+    def deliveries(self, **filters: str) -> list[dict[str, Any]]:
+        response = self.api("GET", "/v1/deliveries", params={"limit": 250, **filters})
+        assert response.status_code == 200, response.text
+        data: list[dict[str, Any]] = response.json()["data"]
+        return data
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    require_the_parts()
+    directory = tmp_path_factory.mktemp("wordpress")
+    receiver = Receiver()
+    receiver.start()
+    hookpump = HookpumpDev(directory / "hookpump")
+    site: WordPressSite | None = None
+    try:
+        hookpump.start()
+        admin = {"Authorization": f"Bearer {hookpump.admin_key}"}
+
+        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+            response = httpx.post(hookpump.url + path, json=body, headers=admin, timeout=10)
+            assert response.status_code == 201, response.text
+            created: dict[str, Any] = response.json()
+            return created
+
+        send_key = post("/v1/api-keys", {"name": "wordpress send", "scopes": ["send"]})["key"]
+        monitor_key = post("/v1/api-keys", {"name": "wordpress monitor", "scopes": ["read", "admin"]})["key"]
+        posts_endpoint = post("/v1/endpoints", {
+            "url": receiver.url("/hook"), "rate_limit_per_minute": 600,
+            "event_types": ["post.published", "post.trashed"],
+        })  # fmt: skip
+        comments_endpoint = post("/v1/endpoints", {
+            "url": receiver.url("/fail"), "rate_limit_per_minute": 600, "event_types": ["comment.posted"],
+        })  # fmt: skip
+
+        site = WordPressSite.create(directory)
+        site.php("install")
+        activation = site.php("activate").result
+        assert isinstance(activation, dict)
+        site.php(
+            "configure",
+            hookpump_url=hookpump.url,
+            hookpump_send_key=send_key,
+            hookpump_read_key=monitor_key,
+            hookpump_enabled_rules=["post_published", "comment_posted"],
+            hookpump_endpoint_ids=[posts_endpoint["id"], comments_endpoint["id"]],
+        )
+        cookies = site.php("login").result
+        assert isinstance(cookies, dict)
+        site.cookies = cookies
+        yield World(site, hookpump, receiver, activation, send_key, monitor_key, posts_endpoint, comments_endpoint)
+    finally:
+        hookpump.stop()
+        receiver.stop()
+        if site is not None:
+            site.drop()
+
+
+# --- static checks ----------------------------------------------------------------------------------
+
+
+# --- activation -------------------------------------------------------------------------------------
+
+
+def test_activation_creates_the_outbox_table_a_flush_schedule_and_keeps_keys_out_of_autoload(
+    world: World,
+) -> None:
+    assert world.activation["error"] is None
+    assert world.activation["table"] == "wp_hookpump_outbox"
+    assert world.activation["send_key_autoload"] == "no"
+    assert world.activation["cron"]
+
+
+# --- sending ----------------------------------------------------------------------------------------
+
+
+def test_a_published_post_reaches_hookpump_and_the_receiver_signed(world: World) -> None:
+    run = world.site.php("publish_post", title="Hello hookpump")
+    assert isinstance(run.result, dict)
+    post_id = run.result["post_id"]
+    assert run.result["outbox"] == []
+    world.state["first_post"] = post_id
+
+    hit = eventually(lambda: world.receiver.on("/hook"), what="the webhook at the receiver")[0]
+    Webhook(world.posts_endpoint["secret"]).verify(hit.body, hit.headers)  # raises if the signature is wrong
+    body = json.loads(hit.body)
+    assert body["type"] == "post.published"
+    assert body["site"] == "http://wp.test"
+    assert body["data"]["id"] == post_id
+    assert body["data"]["title"] == "Hello hookpump"
+    assert body["data"]["status"] == "publish"
+    assert body["data"]["type"] == "post"
+    assert body["data"]["url"].startswith("http://wp.test/")
+
+    [delivery] = eventually(
+        lambda: [d for d in world.deliveries(endpoint_id=world.posts_endpoint["id"]) if d["status"] == "succeeded"],
+        what="a succeeded delivery",
+    )
+    assert delivery["event_type"] == "post.published"
+    message = world.api("GET", f"/v1/messages/{delivery['message_id']}").json()
+    assert message["payload"] == body
+    # Nothing else was sent: the comment endpoint is not subscribed to posts.
+    assert world.deliveries(endpoint_id=world.comments_endpoint["id"]) == []
+
+
+def test_the_same_hook_fired_twice_sends_once(world: World) -> None:
+    post_id = world.state["first_post"]
+    for _ in range(2):
+        run = world.site.php("republish", post_id=post_id)
+        assert isinstance(run.result, dict)
+        assert run.result["outbox"] == []  # hookpump answered (a replay): nothing kept for later
+    time.sleep(3)  # three pump windows: a second message would have been delivered by now
+    assert len(world.receiver.on("/hook")) == 1
+    assert len(world.deliveries(endpoint_id=world.posts_endpoint["id"])) == 1
+
+
+def test_hookpump_send_returns_the_same_message_id_for_a_repeat_and_a_new_one_for_a_change(world: World) -> None:
+    args = {"object": "order:7"}
+    first = world.site.php("send", event_type="order.paid", payload={"id": 7, "total": "9.50"}, args=args).result
+    again = world.site.php("send", event_type="order.paid", payload={"id": 7, "total": "9.50"}, args=args).result
+    changed = world.site.php("send", event_type="order.paid", payload={"id": 7, "total": "12.00"}, args=args).result
+    assert isinstance(first, dict) and isinstance(again, dict) and isinstance(changed, dict)
+    assert first["id"].startswith("msg_")
+    assert again["id"] == first["id"]
+    assert changed["id"] != first["id"]
+    bad = world.site.php("send", event_type="order paid!", payload={}).result
+    assert bad["error"] == "hookpump_invalid_event_type" and "order paid!" in bad["message"]
+
+
+def test_with_hookpump_down_posts_wait_in_the_outbox_and_each_goes_out_once_when_it_returns(world: World) -> None:
+    world.hookpump.stop()
+    titles = ["Down one", "Down two", "Down three"]
+    post_ids = []
+    for title in titles:
+        started = time.monotonic()
+        run = world.site.php("publish_post", title=title)
+        assert time.monotonic() - started < 15  # a refused connection does not hold the page up
+        assert isinstance(run.result, dict)
+        post_ids.append(run.result["post_id"])
+    outbox = world.site.php("outbox").result
+    assert isinstance(outbox, dict)
+    assert [row["status"] for row in outbox["outbox"]] == ["pending"] * 3
+    assert [json.loads(row["message"])["payload"]["data"]["id"] for row in outbox["outbox"]] == post_ids
+    assert outbox["health"]["status"] == "recommended"
+    assert "3 events are waiting" in outbox["health"]["description"]
+    assert "could not be reached" in outbox["last_error"]["message"]
+    assert world.hookpump.admin_key not in json.dumps(outbox) and world.send_key not in json.dumps(outbox)
+
+    world.hookpump.start()
+    flushed = world.site.php("run_cron").result
+    assert isinstance(flushed, dict)
+    assert flushed["outbox"] == []
+    eventually(lambda: len(world.receiver.on("/hook")) >= 4, what="the three kept posts at the receiver")
+    # A second flush finds nothing; give any duplicate time to arrive before counting.
+    world.site.php("run_cron")
+    time.sleep(3)
+    delivered = [json.loads(hit.body)["data"]["id"] for hit in world.receiver.on("/hook")]
+    assert sorted(delivered) == sorted([world.state["first_post"], *post_ids])
+    health = world.site.php("outbox").result
+    assert isinstance(health, dict)
+    assert health["health"]["status"] == "good"
+
+
+def test_the_next_successful_send_also_sends_what_waits(world: World) -> None:
+    world.hookpump.stop()
+    waiting = world.site.php("publish_post", title="Waiting").result
+    world.hookpump.start()
+    before = len(world.receiver.on("/hook"))
+    arriving = world.site.php("publish_post", title="Arriving").result
+    assert waiting["outbox"][0]["event_type"] == "post.published"
+    # The harness reads the table while the request runs; the waiting row goes at its end (shutdown).
+    assert arriving["outbox"] == waiting["outbox"]
+    assert world.site.php("outbox").result["outbox"] == []
+    eventually(lambda: len(world.receiver.on("/hook")) >= before + 2, what="both posts at the receiver")
+    time.sleep(2)
+    ids = [json.loads(hit.body)["data"]["id"] for hit in world.receiver.on("/hook")[before:]]
+    assert sorted(ids) == sorted([waiting["post_id"], arriving["post_id"]])
+
+
+def test_the_wp_cli_commands_send_report_and_flush(world: World) -> None:
+    """The command methods with a stand-in for WP-CLI's output functions (WP-CLI is not installable here)."""
+
+    def cli(command: str, *args: str) -> dict[str, Any]:
+        result: dict[str, Any] = world.site.php("cli", command=command, args=list(args)).result
+        return result
+
+    world.hookpump.stop()
+    queued = cli("send", "order.refunded", '{"id": 8}')
+    assert queued["exit"] == 0 and queued["lines"][0].startswith("Warning: The event is kept and will be sent later")
+    status = cli("status")["lines"]
+    assert "pending: 1" in status and "rejected: 0" in status
+    failed = cli("flush")
+    assert failed["exit"] == 1 and failed["lines"][0].startswith("Error: sent 0, refused 0, failed 1")
+    assert cli("send", "order.refunded", "not json")["lines"] == ["Error: The payload must be a JSON object or array."]
+
+    world.hookpump.start()
+    assert cli("flush")["lines"] == ["Success: sent 1, refused 0, failed 0"]
+    assert "pending: 0" in cli("status")["lines"]
+    sent = cli("send", "order.refunded", '{"id": 9}')
+    assert sent["exit"] == 0 and sent["lines"][0].startswith("Success: msg_")
+    message = world.api("GET", "/v1/messages/" + sent["lines"][0].removeprefix("Success: ")).json()
+    assert (message["event_type"], message["payload"]) == ("order.refunded", {"id": 9})
+
+
+# --- the admin pages -------------------------------------------------------------------------------
+
+
+class Forms(HTMLParser):
+    """The forms of a page: each one's action and its inputs' names and values."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[dict[str, Any]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self.forms.append(
+                {"action": attributes.get("action", ""), "class": attributes.get("class", ""), "fields": {}}
+            )
+        elif tag == "input" and self.forms and attributes.get("name"):
+            self.forms[-1]["fields"][attributes["name"]] = attributes.get("value", "")
+
+
+def forms_of(html: str) -> list[dict[str, Any]]:
+    parser = Forms()
+    parser.feed(html)
+    return parser.forms
+
+
+def retry_form(html: str, delivery_id: str) -> dict[str, str]:
+    for form in forms_of(html):
+        if "hookpump-retry" in form["class"] and form["fields"].get("delivery") == delivery_id:
+            fields: dict[str, str] = form["fields"]
+            return fields
+    raise AssertionError(f"no Retry button for {delivery_id}")
+
+
+def test_the_deliveries_page_lists_deliveries_and_its_retry_button_retries_a_failed_one(world: World) -> None:
+    world.site.php("comment", post_id=world.state["first_post"], content="Nice post")
+    [failed] = eventually(
+        lambda: world.deliveries(endpoint_id=world.comments_endpoint["id"], status="failed"),
+        what="the comment's delivery to fail (the receiver answers 400 once)",
+    )
+    page = world.site.request("wp-admin/tools.php", get={"page": "hookpump-deliveries"}).output
+    listed = dict(re.findall(r'data-delivery="([^"]+)" data-status="([^"]+)"', page))
+    expected = [*world.deliveries(endpoint_id=world.posts_endpoint["id"]), failed]
+    assert listed == {d["id"]: d["status"] for d in expected}
+    assert "Webhook deliveries" in page
+
+    form = retry_form(page, failed["id"])
+    answer = world.site.request("wp-admin/admin-post.php", post=form)
+    assert answer.redirects and "page=hookpump-deliveries" in answer.redirects[-1]
+    eventually(lambda: len(world.receiver.on("/fail")) == 2, what="the retried delivery at the receiver")
+    detail = eventually(
+        lambda: (
+            (d := world.api("GET", f"/v1/deliveries/{failed['id']}").json())["delivery"]["status"] == "succeeded" and d
+        ),
+        what="the retried delivery to succeed",
+    )
+    assert [a["trigger"] for a in detail["attempts"]] == ["scheduled", "manual"]
+    assert [a["action"] for a in detail["actions"]] == ["retry"]
+    world.state["retried"] = failed["id"]
+
+    # The delivery's own page shows both attempts.
+    page = world.site.request(
+        "wp-admin/tools.php", get={"page": "hookpump-deliveries", "delivery": failed["id"]}
+    ).output
+    assert re.findall(r'data-outcome="([^"]+)"', page) == ["failed", "succeeded"]
+    assert "Delivery " + failed["id"] + " is queued again." in page  # the notice after the redirect
+
+
+def test_a_retry_without_a_valid_nonce_or_login_is_refused_and_changes_nothing(world: World) -> None:
+    delivery_id = world.state["retried"]
+    page = world.site.request("wp-admin/tools.php", get={"page": "hookpump-deliveries"}).output
+    form = retry_form(page, delivery_id)
+
+    forged = {**form, "_wpnonce": "0123456789"}
+    refused = world.site.request("wp-admin/admin-post.php", post=forged)
+    assert "The link you followed has expired." in refused.output
+    assert not refused.redirects
+
+    cookies, world.site.cookies = world.site.cookies, {}
+    try:
+        anonymous = world.site.request("wp-admin/admin-post.php", post=form)
+    finally:
+        world.site.cookies = cookies
+    assert "queued again" not in anonymous.output
+
+    detail = world.api("GET", f"/v1/deliveries/{delivery_id}").json()
+    assert [a["action"] for a in detail["actions"]] == ["retry"]  # still only the one real retry
+    assert detail["delivery"]["status"] == "succeeded"
+
+
+def test_the_settings_page_tests_the_connection_and_never_shows_a_key(world: World) -> None:
+    page = world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+    assert world.send_key not in page and world.monitor_key not in page
+    assert world.send_key[-4:] in page
+    test_form = next(f["fields"] for f in forms_of(page) if f["fields"].get("action") == "hookpump_test_connection")
+    tested = world.site.request("wp-admin/admin-post.php", post=test_form)
+    assert tested.redirects == ["http://wp.test/wp-admin/options-general.php?page=hookpump"]
+    page = world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+    assert "Send key: hookpump accepts it." in page
+    assert "Monitoring key: hookpump lets it read the delivery log." in page
+
+    # A wrong key is reported, not shown.
+    world.site.php("configure", hookpump_send_key="hp_wrong_key_for_test")
+    world.site.request("wp-admin/admin-post.php", post=test_form)
+    page = world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+    assert "Send key: hookpump answered 401." in page
+    assert "hp_wrong_key_for_test" not in page
+    world.site.php("configure", hookpump_send_key=world.send_key)
+
+
+def test_the_settings_form_saves_through_the_settings_api_and_keeps_keys_left_empty(world: World) -> None:
+    page = world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+    form = next(f["fields"] for f in forms_of(page) if f["fields"].get("option_page") == "hookpump")
+    names = [
+        "hookpump_url",
+        "hookpump_send_key",
+        "hookpump_read_key",
+        "hookpump_enabled_rules",
+        "hookpump_endpoint_ids",
+    ]
+    before = world.site.php("options", names=names).result
+    ids = [world.posts_endpoint["id"], world.comments_endpoint["id"]]
+    submitted = {
+        "option_page": form["option_page"], "action": form["action"], "_wpnonce": form["_wpnonce"],
+        "_wp_http_referer": form["_wp_http_referer"], "hookpump_url": world.hookpump.url + "/",
+        "hookpump_send_key": "", "hookpump_read_key": "",
+        "hookpump_enabled_rules": ["post_published", "comment_posted", "post_updated", "no_such_rule"],
+        "hookpump_endpoint_ids": f"{ids[0]}\nnot-an-endpoint, {ids[1]}",
+    }  # fmt: skip
+
+    forged = world.site.request("wp-admin/options.php", post={**submitted, "_wpnonce": "0123456789"})
+    assert "The link you followed has expired." in forged.output
+    assert world.site.php("options", names=names).result == before
+
+    saved = world.site.request("wp-admin/options.php", post=submitted)
+    assert saved.redirects and "settings-updated=true" in saved.redirects[-1]
+    assert world.site.php("options", names=names).result == {
+        "hookpump_url": world.hookpump.url,
+        "hookpump_send_key": world.send_key,  # left empty: kept
+        "hookpump_read_key": world.monitor_key,
+        "hookpump_enabled_rules": ["post_published", "post_updated", "comment_posted"],
+        "hookpump_endpoint_ids": ids,
+    }
+    world.site.php("configure", hookpump_enabled_rules=["post_published", "comment_posted"])
+
+
+def test_without_a_monitoring_key_the_deliveries_page_says_what_to_configure(world: World) -> None:
+    world.site.php("configure", hookpump_read_key="")
+    try:
+        page = world.site.request("wp-admin/tools.php", get={"page": "hookpump-deliveries"}).output
+    finally:
+        world.site.php("configure", hookpump_read_key=world.monitor_key)
+    assert "To see deliveries here, set hookpump" in page
+    assert "data-delivery=" not in page
+
+
+def test_woocommerce_order_status_changes_are_sent_when_woocommerce_is_active(world: World) -> None:
+    endpoint = {"url": world.receiver.url("/orders"), "event_types": ["order.status_changed"]}
+    response = world.api("POST", "/v1/endpoints", json=endpoint)
+    assert response.status_code == 201, response.text
+    world.site.php("configure", hookpump_enabled_rules=["post_published", "comment_posted", "woocommerce_order_status"])
+    # Without WooCommerce the rule is not on offer, so nothing is sent.
+    world.site.php("order_status_changed", order_id=31, **{"from": "pending", "to": "processing"})
+    world.site.php("order_status_changed", order_id=31, woocommerce=True, **{"from": "pending", "to": "processing"})
+    hit = eventually(lambda: world.receiver.on("/orders"), what="the order event")[0]
+    assert json.loads(hit.body) == {
+        "type": "order.status_changed", "site": "http://wp.test",
+        "data": {"id": 31, "from": "pending", "to": "processing"},
+    }  # fmt: skip
+    time.sleep(2)
+    assert len(world.receiver.on("/orders")) == 1
+
+
+def test_another_plugin_adds_an_event_rule_through_the_hookpump_events_filter(world: World) -> None:
+    endpoint = {"url": world.receiver.url("/custom"), "event_types": ["harness.ping"]}
+    assert world.api("POST", "/v1/endpoints", json=endpoint).status_code == 201
+    offered = world.site.php("request", file="wp-admin/options-general.php", get={"page": "hookpump"},
+                             cookies=world.site.cookies, extra_rule=True).output  # fmt: skip
+    assert 'value="harness_ping"' in offered and "A harness ping (harness.ping)" in offered
+    assert (
+        'value="harness_ping"'
+        not in world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+    )
+
+    world.site.php("configure", hookpump_enabled_rules=["harness_ping"])
+    world.site.php("ping", n=5, extra_rule=True)
+    hit = eventually(lambda: world.receiver.on("/custom"), what="the other plugin's event")[0]
+    assert json.loads(hit.body) == {"type": "harness.ping", "site": "http://wp.test", "data": {"n": 5}}
+    world.site.php("configure", hookpump_enabled_rules=["post_published", "comment_posted"])
+
+
+def test_the_plugin_raised_no_php_warnings(world: World) -> None:
+    log = world.site.debug_log.read_text(errors="replace") if world.site.debug_log.exists() else ""
+    ours = [line for line in log.splitlines() if "integrations/wordpress" in line or "hookpump" in line.lower()]
+    assert ours == []
+
+
+def test_uninstall_removes_the_options_and_the_table(world: World) -> None:
+    result = world.site.php("uninstall").result
+    assert result == {"options": [], "table": None, "cron": False}
