@@ -32,9 +32,10 @@ class ApiProblem(ClientError):
     @property
     def detail(self) -> str:
         detail = self.document.get("detail") or self.document.get("title") or f"HTTP {self.status}"
-        errors = self.document.get("errors") or []
-        fields = "; ".join(f"{e.get('field')}: {e.get('message')}" for e in errors if isinstance(e, dict))
-        return f"{detail} ({fields})" if fields and fields not in detail else str(detail)
+        errors = [e for e in self.document.get("errors") or [] if isinstance(e, dict)]
+        # The detail usually tells of the first field already; name the others.
+        untold = [f"{e.get('field')}: {e.get('message')}" for e in errors if str(e.get("message")) not in str(detail)]
+        return f"{detail} ({'; '.join(untold)})" if untold else str(detail)
 
     def problem(self) -> dict[str, Any]:
         return self.document
@@ -45,7 +46,7 @@ class ServerUnreachable(ClientError):
         self.url = url
         super().__init__(
             f"cannot reach hookpump at {url} ({reason}); start it (`hookpump dev`) or point "
-            "--url / HOOKPUMP_URL at it"
+            "--api-url / HOOKPUMP_URL at it"
         )
 
     def problem(self) -> dict[str, Any]:
