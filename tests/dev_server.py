@@ -4,15 +4,18 @@ the dev data directory)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -24,7 +27,7 @@ DEV_SETTINGS = {
     "HOOKPUMP_PUMP_INTERVAL": "1",
     "HOOKPUMP_RETRY_BASE": "0.3",
     "HOOKPUMP_RETRY_CAP": "1",
-    "HOOKPUMP_RETRY_HORIZON": "3",
+    "HOOKPUMP_RETRY_HORIZON": "120",
     "HOOKPUMP_BACKOFF_BASE": "0.3",
     "HOOKPUMP_BACKOFF_CAP": "2",
     "HOOKPUMP_REQUEST_TIMEOUT": "3",
@@ -111,3 +114,47 @@ def wait_until_ready(server: DevServer, process: subprocess.Popen[bytes]) -> Non
             pass
         time.sleep(0.1)
     raise RuntimeError("hookpump dev did not become ready within 30 s")
+
+
+class Listening:
+    """A running `hookpump listen --json`; `received` fills as deliveries arrive (read in a thread)."""
+
+    def __init__(self, server: DevServer, *options: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/hook"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "hookpump", "listen", "--port", str(self.port), "--json", *options],
+            env=server.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        assert self.process.stderr is not None
+        banner = self.process.stderr.readline()
+        assert "listening on" in banner, banner + self.process.stderr.read()
+        self.received: list[dict[str, Any]] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.received.append(json.loads(line))
+
+    def wait_for(self, count: int, timeout: float = 30, accepted_only: bool = False) -> list[dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [r for r in self.received if not accepted_only or r["status"] < 300]
+            if len(got) >= count:
+                return got
+            time.sleep(0.05)
+        raise AssertionError(f"the listener got {len(self.received)} deliveries, not {count}: {self.received}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.communicate(timeout=10)  # drains and closes the pipes
+        self.reader.join(5)
+
+    def __enter__(self) -> Listening:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()

@@ -134,10 +134,13 @@ class Listener:
             status, extra, text = 401, {}, f"invalid signature: {signature}"
         elif self.capacity is not None and (wait := self.capacity.admit(time.monotonic())) is not None:
             status, extra, text = 429, {"Retry-After": str(max(1, math.ceil(wait)))}, "over capacity"
-        self.report(arrived, msg_id, attempt, signature, status, body)
+        self.report(arrived, headers, attempt, signature, status, body)
         return status, extra, text
 
-    def report(self, arrived: float, msg_id: str, attempt: int, signature: str, status: int, body: bytes) -> None:
+    def report(
+        self, arrived: float, headers: dict[str, str], attempt: int, signature: str, status: int, body: bytes
+    ) -> None:
+        msg_id = headers.get("webhook-id", "")
         event_type = self.event_types.of(msg_id)
         text = body.decode("utf-8", errors="replace")
         with self.lock:
@@ -145,6 +148,7 @@ class Listener:
                 self.output.json_line({
                     "at": arrived, "event_type": event_type, "webhook_id": msg_id, "attempt": attempt,
                     "signature": signature, "status": status, "body": text,
+                    "headers": {name: value for name, value in headers.items() if name.startswith("webhook-")},
                 })  # fmt: skip
             else:
                 clock = datetime.fromtimestamp(arrived).strftime("%H:%M:%S.%f")[:-3]

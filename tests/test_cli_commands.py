@@ -1,0 +1,268 @@
+"""Every `hookpump` client command run as a subprocess against a real `hookpump dev` (real Redis, real
+worker), with `hookpump listen` as the receiver: sending, the delivery log and its filters, retries
+one by one and in bulk, endpoint management, signatures, capacity and pacing, and bad input."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import Webhook
+
+from tests.conftest import RedisServer, free_port
+from tests.dev_server import DevServer, Listening, dev_server
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def dev(redis_server: RedisServer) -> Iterator[DevServer]:
+    with dev_server(redis_server.url.rsplit("/", 1)[0] + "/4") as server:
+        yield server
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    assert "Traceback" not in result.stderr
+    return result.stdout
+
+
+def as_json(result: subprocess.CompletedProcess[str]) -> Any:
+    return json.loads(ok(result))
+
+
+def create_endpoint(dev: DevServer, url: str, *options: str) -> tuple[str, str]:
+    """The new endpoint's id and (from stderr, shown once) its secret."""
+    result = dev.hookpump("endpoints", "create", url, "-q", *options)
+    endpoint_id = ok(result).strip()
+    secret = result.stderr.split("secret: ", 1)[1].split()[0]
+    return endpoint_id, secret
+
+
+def wait_for_statuses(dev: DevServer, endpoint_id: str, status: str, count: int, timeout: float = 30) -> list[Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = as_json(dev.hookpump("deliveries", "list", "--endpoint", endpoint_id, "--status", status, "--json"))
+        if len(found) >= count:
+            return list(found)
+        assert time.monotonic() < deadline, f"{len(found)} {status} deliveries, not {count}"
+        time.sleep(0.3)
+
+
+def test_send_in_every_form_then_find_the_deliveries_by_each_filter(dev: DevServer, tmp_path: Path) -> None:
+    with Listening(dev) as listener:
+        endpoint_id, _ = create_endpoint(dev, listener.url, "--rate-limit", "600", "--event-type", "order.paid",
+                                         "--event-type", "order.refunded")  # fmt: skip
+        sent = as_json(dev.hookpump("send", "order.paid", '{"id": 1}', "--json"))
+        assert [d["endpoint_id"] for d in sent["deliveries"]] == [endpoint_id]
+        ok(dev.hookpump("send", "order.refunded", "-", "--endpoint", endpoint_id, input='{"id": 2}'))
+        batch = tmp_path / "events.jsonl"
+        batch.write_text('{"event_type": "order.paid", "payload": {"id": 3}}\n\n{"event_type": "order.paid", '
+                         '"payload": {"id": 4}}\n')  # fmt: skip
+        assert len(ok(dev.hookpump("send", "--batch", str(batch), "-q")).split()) == 2
+        ok(dev.hookpump("send", "order.paid", "--batch", "-", input='{"id": 5}\n'))
+        bodies = sorted(json.loads(r["body"])["id"] for r in listener.wait_for(5))
+        assert bodies == [1, 2, 3, 4, 5]
+        assert {r["event_type"] for r in listener.received} == {"order.paid", "order.refunded"}
+
+        delivered = wait_for_statuses(dev, endpoint_id, "succeeded", 5)
+        assert len(delivered) == 5
+        by_type = as_json(dev.hookpump("deliveries", "list", "--endpoint", endpoint_id, "--event-type",
+                                       "order.refunded", "--json"))  # fmt: skip
+        assert [d["event_type"] for d in by_type] == ["order.refunded"]
+        by_message = as_json(dev.hookpump("deliveries", "list", "--message", sent["id"], "--json"))
+        assert [d["id"] for d in by_message] == [sent["deliveries"][0]["id"]]
+        def listed(*filters: str) -> list[Any]:
+            return list(as_json(dev.hookpump("deliveries", "list", "--endpoint", endpoint_id, *filters, "--json")))
+
+        assert listed("--status", "failed") == []
+        assert len(listed("--since", "10m")) == 5
+        assert listed("--until", "1h") == []
+        assert len(listed("--limit", "2")) == 2
+
+        table = ok(dev.hookpump("deliveries", "list", "--endpoint", endpoint_id)).splitlines()
+        assert table[0].split() == ["ID", "STATUS", "EVENT", "TYPE", "ENDPOINT", "ATTEMPTS", "LAST", "ANSWER",
+                                    "CREATED", "NEXT"]  # fmt: skip
+        assert table[1].index("succeeded") == table[0].index("STATUS")  # aligned columns
+        assert "\x1b[" not in "\n".join(table)  # no colours off a terminal
+
+        detail = as_json(dev.hookpump("deliveries", "show", sent["deliveries"][0]["id"], "--json"))
+        assert detail["attempts"][0]["response"]["status"] == 200
+        shown = ok(dev.hookpump("deliveries", "show", sent["deliveries"][0]["id"]))
+        assert "succeeded" in shown and "scheduled" in shown
+
+
+def test_follow_prints_new_deliveries_as_they_arrive(dev: DevServer) -> None:
+    endpoint_id, _ = create_endpoint(dev, "http://127.0.0.1:9/unused", "--event-type", "follow.me")
+    ok(dev.hookpump("endpoints", "pause", endpoint_id))
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "hookpump", "deliveries", "list", "--endpoint", endpoint_id, "--follow", "-q"],
+        env=dev.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        time.sleep(1.5)
+        sent = as_json(dev.hookpump("send", "follow.me", "{}", "--json"))
+        assert follower.stdout is not None
+        assert follower.stdout.readline().strip() == sent["deliveries"][0]["id"]
+    finally:
+        follower.send_signal(signal.SIGINT)
+        follower.communicate(timeout=10)
+    assert follower.returncode == 0
+
+
+def test_listen_verifies_a_real_signature_and_refuses_a_forged_one(dev: DevServer) -> None:
+    with Listening(dev, "--secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=") as listener:
+        create_endpoint(dev, listener.url, "--event-type", "sig.check", "--secret",
+                        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=")  # fmt: skip
+        sent = as_json(dev.hookpump("send", "sig.check", '{"n": 1}', "--json"))
+        (real,) = listener.wait_for(1)
+        assert (real["signature"], real["status"], real["attempt"]) == ("ok", 200, 1)
+        assert (real["event_type"], real["webhook_id"]) == ("sig.check", sent["id"])
+        # The independent check: the Standard Webhooks library accepts what the listener accepted.
+        Webhook("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSwMfKQ9r8GKYo=").verify(real["body"], real["headers"])
+
+        forged_headers = {**real["headers"], "webhook-signature": "v1,bm90IHRoZSByaWdodCBzaWduYXR1cmUgYXQgYWxs"}
+        answer = httpx.post(listener.url, content=real["body"], headers=forged_headers)
+        assert answer.status_code == 401
+        tampered = httpx.post(listener.url, content=b'{"n": 2}', headers=real["headers"])
+        assert tampered.status_code == 401
+        _, forged, changed = listener.wait_for(3)
+        assert forged["signature"] == changed["signature"] == "signature does not match the secret"
+        assert forged["attempt"] == 2  # the same webhook-id seen again
+
+
+def test_retry_one_then_the_rest_in_bulk_until_the_receiver_has_them(dev: DevServer) -> None:
+    refusing = Listening(dev, "--status", "400")
+    endpoint_id, _ = create_endpoint(dev, refusing.url, "--rate-limit", "600", "--event-type", "retry.me")
+    try:
+        for n in range(3):
+            ok(dev.hookpump("send", "retry.me", json.dumps({"n": n})))
+        failed = wait_for_statuses(dev, endpoint_id, "failed", 3)
+    finally:
+        refusing.stop()
+    # On the same port: the endpoint's URL now reaches a receiver that accepts.
+    accepting = subprocess.Popen(
+        [sys.executable, "-m", "hookpump", "listen", "--port", str(refusing.port), "--json"],
+        env=dev.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert accepting.stderr is not None and "listening on" in accepting.stderr.readline()
+        first = failed[-1]["id"]
+        assert f"{first} queued again" in ok(dev.hookpump("retry", first))
+        assert accepting.stdout is not None
+        got = [json.loads(accepting.stdout.readline())]
+        assert got[0]["webhook_id"] == first.rsplit("_", 1)[0].replace("dlv_", "msg_")
+        done = ok(dev.hookpump("retry", "--status", "failed", "--endpoint", endpoint_id))
+        assert "done: 2 matched, 2 queued again, 0 skipped" in done
+        got += [json.loads(accepting.stdout.readline()) for _ in range(2)]
+        assert sorted(json.loads(r["body"])["n"] for r in got) == [0, 1, 2]
+        wait_for_statuses(dev, endpoint_id, "succeeded", 3)
+    finally:
+        accepting.terminate()
+        accepting.communicate(timeout=10)
+
+
+def test_listen_capacity_answers_429_and_hookpump_paces_to_it(dev: DevServer) -> None:
+    with Listening(dev, "--capacity", "2/s") as listener:
+        endpoint_id, _ = create_endpoint(dev, listener.url, "--rate-limit", "600", "--event-type", "cap.test")
+        lines = "".join(json.dumps({"n": n}) + "\n" for n in range(12))
+        ok(dev.hookpump("send", "cap.test", "--batch", "-", input=lines))
+        accepted = listener.wait_for(12, timeout=60, accepted_only=True)
+        refused = [r for r in listener.received if r["status"] == 429]
+        stats = as_json(dev.hookpump("endpoints", "show", endpoint_id, "--json"))["stats"]
+    assert sorted(json.loads(r["body"])["n"] for r in accepted) == list(range(12))
+    assert refused, "the listener never answered 429 above its capacity"
+    assert stats["last_hour"]["overloaded"] == len(refused)
+    # hookpump slowed down instead of hammering: fewer refusals than deliveries, and a pace now
+    # below the 10/s limit (it halves on each 429 and climbs back slowly).
+    assert len(refused) < 12
+    assert stats["effective_rate_per_minute"] < 600
+
+
+def test_endpoint_commands_change_what_they_say(dev: DevServer) -> None:
+    endpoint_id, secret = create_endpoint(dev, "http://127.0.0.1:9/a", "--header", "X-Team: billing",
+                                          "--description", "first")  # fmt: skip
+    assert secret.startswith("whsec_")
+    listed = as_json(dev.hookpump("endpoints", "list", "--json"))
+    assert endpoint_id in {e["id"] for e in listed}
+    updated = as_json(dev.hookpump("endpoints", "update", endpoint_id, "--url", "http://127.0.0.1:9/b",
+                                   "--rate-limit", "30", "--event-type", "a.b", "--json"))  # fmt: skip
+    assert (updated["url"], updated["rate_limit_per_minute"], updated["event_types"]) == (
+        "http://127.0.0.1:9/b", 30, ["a.b"],
+    )  # fmt: skip
+    every_type = as_json(dev.hookpump("endpoints", "update", endpoint_id, "--all-event-types", "--json"))
+    assert every_type["event_types"] is None
+    assert as_json(dev.hookpump("endpoints", "pause", endpoint_id, "--for", "1h", "--json"))["flow"]["paused"]
+    shown = as_json(dev.hookpump("endpoints", "show", endpoint_id, "--json"))
+    assert shown["stats"]["pause_reason"] == "operator" and shown["endpoint"]["headers"] == {"X-Team": "billing"}
+    assert not as_json(dev.hookpump("endpoints", "resume", endpoint_id, "--json"))["flow"]["paused"]
+    rotated = as_json(dev.hookpump("endpoints", "rotate-secret", endpoint_id, "--json"))
+    assert rotated["secret"] != secret
+    assert "secret" not in json.dumps(shown["endpoint"])
+    ok(dev.hookpump("endpoints", "delete", endpoint_id))
+    gone = dev.hookpump("endpoints", "show", endpoint_id)
+    assert gone.returncode == 1 and "404" in gone.stderr
+
+
+# --- bad input: one line naming the problem and the fix, never a traceback -------------------------
+
+
+def one_line_failure(result: subprocess.CompletedProcess[str], code: int, *phrases: str) -> None:
+    assert result.returncode == code, (result.returncode, result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hookpump: "), result.stderr
+    for phrase in phrases:
+        assert phrase in lines[0], lines[0]
+
+
+def test_a_wrong_key_is_exit_1_and_says_which_key_to_use(dev: DevServer) -> None:
+    one_line_failure(dev.hookpump("deliveries", "list", "--key", "hp_wrong"), 1, "401", "HOOKPUMP_KEY")
+    problem = json.loads(dev.hookpump("deliveries", "list", "--json", HOOKPUMP_KEY="hp_wrong").stdout)
+    assert problem["status"] == 401 and problem["type"].startswith("https://hookpump.dev/problems/")
+
+
+def test_no_server_is_exit_3(dev: DevServer) -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    one_line_failure(dev.hookpump("top", "--once", "--api-url", nowhere), 3, "cannot reach hookpump", "hookpump dev")
+    problem = json.loads(dev.hookpump("send", "a.b", "{}", "--json", HOOKPUMP_URL=nowhere).stdout)
+    assert problem["title"] == "Cannot reach the server"
+
+
+def test_no_key_anywhere_is_a_usage_error(dev: DevServer, tmp_path: Path) -> None:
+    one_line_failure(dev.hookpump("endpoints", "list", HOOKPUMP_DATA_DIR=str(tmp_path)), 2, "--key", "HOOKPUMP_KEY")
+
+
+def test_an_unknown_id_is_exit_1_with_the_apis_detail(dev: DevServer) -> None:
+    one_line_failure(dev.hookpump("deliveries", "show", "dlv_00000000000000000000000000_1"), 1, "404", "no delivery")
+    one_line_failure(dev.hookpump("retry", "dlv_00000000000000000000000000_1"), 1, "404")
+
+
+def test_malformed_payloads_are_usage_errors_naming_the_line(dev: DevServer, tmp_path: Path) -> None:
+    one_line_failure(dev.hookpump("send", "a.b", "{id: 1}"), 2, "PAYLOAD is not JSON", "quote it")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"event_type": "a.b", "payload": 1}\n{"event_type": \n')
+    one_line_failure(dev.hookpump("send", "--batch", str(bad)), 2, f"line 2 of {bad} is not JSON")
+    one_line_failure(dev.hookpump("send", "--batch", str(tmp_path / "missing.jsonl")), 2, "cannot read --batch")
+    refused = dev.hookpump("send", "a b", "{}", "--json")  # the API refuses the event type
+    assert refused.returncode == 1 and json.loads(refused.stdout)["errors"][0]["field"] == "event_type"
+
+
+def test_a_filter_the_api_rejects_is_exit_1_with_its_detail(dev: DevServer) -> None:
+    one_line_failure(dev.hookpump("deliveries", "list", "--since", "yesterday"), 1, "422", "since", "RFC 3339")
+    one_line_failure(dev.hookpump("retry", "--endpoint", "ep_nope"), 1, "422", "endpoint_id")
+
+
+def test_usage_mistakes_exit_2(dev: DevServer) -> None:
+    one_line_failure(dev.hookpump("retry"), 2, "give delivery IDs")
+    one_line_failure(dev.hookpump("listen", "--capacity", "lots"), 2, "N/s")
+    one_line_failure(dev.hookpump("listen", "--secret", "whsec_short"), 2, "--secret")
+    assert dev.hookpump("deliveries", "list", "--status", "lost").returncode == 2
