@@ -4,17 +4,26 @@ one by one and in bulk, endpoint management, signatures, capacity and pacing, an
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
+import re
+import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import httpx
 import pytest
+from click.testing import CliRunner
 from standardwebhooks import Webhook
 
 from tests.conftest import RedisServer, free_port
@@ -266,3 +275,71 @@ def test_usage_mistakes_exit_2(dev: DevServer) -> None:
     one_line_failure(dev.hookpump("listen", "--capacity", "lots"), 2, "N/s")
     one_line_failure(dev.hookpump("listen", "--secret", "whsec_short"), 2, "--secret")
     assert dev.hookpump("deliveries", "list", "--status", "lost").returncode == 2
+
+
+# --- top, help and completion -------------------------------------------------------------------------
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b[()][A-Za-z0-9]|\x1b[=>]")
+
+
+def test_top_shows_each_busy_endpoint_and_its_rate_in_a_fixed_size_terminal_and_quits_on_q(dev: DevServer) -> None:
+    endpoint_id, _ = create_endpoint(dev, "http://127.0.0.1:9/top", "--rate-limit", "90", "--event-type", "top.x")
+    ok(dev.hookpump("endpoints", "pause", endpoint_id))
+    for n in range(3):
+        ok(dev.hookpump("send", "top.x", json.dumps({"n": n})))
+    rows, columns = 30, 150
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    top = subprocess.Popen(
+        [sys.executable, "-m", "hookpump", "top"], env=dev.cli_env(TERM="xterm-256color"), stdin=follower,
+        stdout=follower, stderr=follower, start_new_session=True,
+    )  # fmt: skip
+    os.close(follower)
+    screen = ""
+    try:
+        deadline = time.monotonic() + 20
+        while endpoint_id not in ANSI.sub("", screen) or "operator" not in screen:
+            assert time.monotonic() < deadline, f"top never showed {endpoint_id}:\n{ANSI.sub('', screen)}"
+            ready, _, _ = select.select([leader], [], [], 0.5)
+            if ready:
+                screen += os.read(leader, 65536).decode(errors="replace")
+        text = ANSI.sub("", screen)
+        (row,) = {line for line in text.splitlines() if endpoint_id in line}
+        assert len(row.rstrip()) <= columns
+        cells = row.split()
+        assert cells[cells.index(endpoint_id) + 2] == "3"  # backlog, after the URL
+        assert "1.5/min / 1.5/min" not in row and "90/min / 90/min" in row
+        assert "operator" in row
+        os.write(leader, b"q")
+        assert top.wait(10) == 0
+    finally:
+        if top.poll() is None:
+            top.kill()
+            top.wait()
+        os.close(leader)
+
+
+def leaf_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from leaf_commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+def test_every_command_has_help_with_an_example() -> None:
+    from hookpump.commands import root
+
+    commands = list(leaf_commands(root))
+    assert len(commands) == 18, commands
+    for words in commands:
+        result = CliRunner().invoke(root, [*words, "--help"], prog_name="hookpump")
+        assert result.exit_code == 0, (words, result.output)
+        assert "Example" in result.output, f"hookpump {' '.join(words)} --help has no example"
+
+
+def test_shell_completion_completes_commands(dev: DevServer) -> None:
+    script = ok(dev.hookpump(_HOOKPUMP_COMPLETE="bash_source"))
+    assert "complete" in script and "_hookpump_completion" in script
+    words = ok(dev.hookpump(_HOOKPUMP_COMPLETE="bash_complete", COMP_WORDS="hookpump deliveries l", COMP_CWORD="2"))
+    assert "plain,list" in words.split()
