@@ -196,6 +196,26 @@ def test_listen_capacity_answers_429_and_hookpump_paces_to_it(dev: DevServer) ->
     assert stats["effective_rate_per_minute"] < 600
 
 
+@pytest.mark.parametrize("status", ["429", "503"])
+def test_listen_acts_out_an_overloaded_receiver_and_hookpump_honours_its_retry_after(
+    dev: DevServer, status: str
+) -> None:
+    with Listening(dev, "--status", status, "--retry-after", "2", "--delay", "0.5") as listener:
+        endpoint_id, _ = create_endpoint(dev, listener.url, "--event-type", f"stress.{status}")
+        sent = as_json(dev.hookpump("send", f"stress.{status}", "{}", "--json"))
+        first, second = listener.wait_for(2, timeout=30)
+        stats = as_json(dev.hookpump("endpoints", "show", endpoint_id, "--json"))["stats"]
+    detail = as_json(dev.hookpump("deliveries", "show", sent["deliveries"][0]["id"], "--json"))
+    attempt = detail["attempts"][0]
+    assert attempt["response"]["status"] == int(status) and attempt["response"]["headers"]["retry-after"] == "2"
+    assert attempt["outcome"] == "overloaded"
+    assert attempt["duration_ms"] >= 500  # --delay, as hookpump measured it
+    # The second attempt waited for Retry-After (2 s after the answer, which came 0.5 s after the
+    # request); receiver-side clocks, so 0.3 s of tolerance.
+    assert second["at"] - first["at"] >= 2.5 - 0.3, (first["at"], second["at"])
+    assert second["attempt"] == 2 and stats["last_hour"]["overloaded"] >= 1
+
+
 def test_endpoint_commands_change_what_they_say(dev: DevServer) -> None:
     endpoint_id, secret = create_endpoint(dev, "http://127.0.0.1:9/a", "--header", "X-Team: billing",
                                           "--description", "first")  # fmt: skip
