@@ -289,12 +289,7 @@ def run_server_command(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """The `hookpump` command: the server commands above and the API client commands
-    (hookpump/commands/), all as one Click group."""
-    from hookpump.commands import root
+    """The `hookpump` command, for installs whose script still points here (hookpump.commands:main)."""
+    from hookpump.commands import main as run_command_line
 
-    try:
-        root.main(args=list(argv) if argv is not None else None, prog_name="hookpump")
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return 0
+    return run_command_line(argv)

@@ -15,6 +15,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,7 @@ import pytest
 from click.testing import CliRunner
 from standardwebhooks import Webhook
 
+from hookpump.client import HookpumpClient
 from tests.conftest import RedisServer, free_port
 from tests.dev_server import DevServer, Listening, dev_server
 
@@ -180,20 +182,37 @@ def test_retry_one_then_the_rest_in_bulk_until_the_receiver_has_them(dev: DevSer
 
 
 def test_listen_capacity_answers_429_and_hookpump_paces_to_it(dev: DevServer) -> None:
+    seen: list[dict[str, Any]] = []  # the endpoint's stats, polled while the burst drains
     with Listening(dev, "--capacity", "2/s") as listener:
         endpoint_id, _ = create_endpoint(dev, listener.url, "--rate-limit", "600", "--event-type", "cap.test")
-        lines = "".join(json.dumps({"n": n}) + "\n" for n in range(12))
-        ok(dev.hookpump("send", "cap.test", "--batch", "-", input=lines))
-        accepted = listener.wait_for(12, timeout=60, accepted_only=True)
+        done = threading.Event()
+
+        def watch() -> None:
+            with HookpumpClient(dev.url, dev.key) as client:
+                while not done.is_set():
+                    seen.append(dict(client.endpoint_stats(endpoint_id)))
+                    time.sleep(0.1)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            lines = "".join(json.dumps({"n": n}) + "\n" for n in range(12))
+            ok(dev.hookpump("send", "cap.test", "--batch", "-", input=lines))
+            accepted = listener.wait_for(12, timeout=60, accepted_only=True)
+        finally:
+            done.set()
+            watcher.join(10)
         refused = [r for r in listener.received if r["status"] == 429]
         stats = as_json(dev.hookpump("endpoints", "show", endpoint_id, "--json"))["stats"]
     assert sorted(json.loads(r["body"])["n"] for r in accepted) == list(range(12))
     assert refused, "the listener never answered 429 above its capacity"
-    assert stats["last_hour"]["overloaded"] == len(refused)
-    # hookpump slowed down instead of hammering: fewer refusals than deliveries, and a pace now
-    # below the 10/s limit (it halves on each 429 and climbs back slowly).
+    assert all(r["headers"]["webhook-id"] for r in refused)
+    assert stats["last_hour"]["overloaded"] == len(refused)  # hookpump took each 429 as "slow down"
+    # ... and slowed down: it paused on the listener's Retry-After, and its pace fell below the
+    # 10/s limit (it halves on a 429 and climbs back a tenth of the limit per success).
+    assert any(s["paused"] and s["pause_reason"] == "retry_after" for s in seen), seen
+    assert min(s["effective_rate_per_minute"] for s in seen) <= 300
     assert len(refused) < 12
-    assert stats["effective_rate_per_minute"] < 600
 
 
 @pytest.mark.parametrize("status", ["429", "503"])

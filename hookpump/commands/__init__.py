@@ -3,6 +3,8 @@ commands that talk to a running hookpump through its API client, one module per 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import click
 
 from hookpump.commands import deliveries, endpoints, listen, retry, send, server, top
@@ -36,3 +38,13 @@ for command in (
     deliveries.deliveries, retry.retry, top.top, listen.listen,
 ):  # fmt: skip
     root.add_command(command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `hookpump` command's entry point; the exit status. The server stack (uvicorn, arq, ...)
+    is imported only by the server commands, so client commands start fast."""
+    try:
+        root.main(args=list(argv) if argv is not None else None, prog_name="hookpump")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
