@@ -171,8 +171,11 @@ def test_retry_one_then_the_rest_in_bulk_until_the_receiver_has_them(dev: DevSer
         assert accepting.stdout is not None
         got = [json.loads(accepting.stdout.readline())]
         assert got[0]["webhook_id"] == first.rsplit("_", 1)[0].replace("dlv_", "msg_")
-        done = ok(dev.hookpump("retry", "--status", "failed", "--endpoint", endpoint_id))
-        assert "done: 2 matched, 2 queued again, 0 skipped" in done
+        # On a terminal, as an operator would run it: a progress bar until the job is done.
+        code, screen = run_in_terminal(dev, "retry", "--status", "failed", "--endpoint", endpoint_id)
+        assert code == 0, screen
+        assert re.search(r"retrying \(blk_\w+\).*2/2", screen), screen
+        assert "done: 2 matched, 2 queued again, 0 skipped" in screen
         got += [json.loads(accepting.stdout.readline()) for _ in range(2)]
         assert sorted(json.loads(r["body"])["n"] for r in got) == [0, 1, 2]
         wait_for_statuses(dev, endpoint_id, "succeeded", 3)
@@ -355,6 +358,35 @@ def test_top_shows_each_busy_endpoint_and_its_rate_in_a_fixed_size_terminal_and_
         if top.poll() is None:
             top.kill()
             top.wait()
+        os.close(leader)
+
+
+def run_in_terminal(dev: DevServer, *args: str, rows: int = 24, columns: int = 120) -> tuple[int, str]:
+    """Run a command on a pseudo-terminal of a fixed size; its exit status and what it showed."""
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    process = subprocess.Popen(
+        [sys.executable, "-m", "hookpump", *args], env=dev.cli_env(TERM="xterm-256color"), stdin=follower,
+        stdout=follower, stderr=follower, start_new_session=True,
+    )  # fmt: skip
+    os.close(follower)
+    screen = b""
+    try:
+        while True:
+            ready, _, _ = select.select([leader], [], [], 30)
+            assert ready, f"no output for 30 s:\n{screen.decode(errors='replace')}"
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:  # EIO: the command ended and closed the terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+        return process.wait(10), ANSI.sub("", screen.decode(errors="replace"))
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
         os.close(leader)
 
 
