@@ -94,9 +94,12 @@ class EventTypes:
 
     def of(self, msg_id: str) -> str:
         with self.lock:
-            if msg_id not in self.known:
-                self.known[msg_id] = self._ask(msg_id)
-            return self.known[msg_id]
+            known = self.known.get(msg_id)
+        if known is None:  # asked outside the lock: one slow answer must not hold up other requests
+            known = self._ask(msg_id)
+            with self.lock:
+                self.known[msg_id] = known
+        return known
 
     def _ask(self, msg_id: str) -> str:
         if self.client is None or not msg_id.startswith("msg_"):

@@ -7,10 +7,10 @@ import click
 from core.models import Scope
 
 
-def _run(command: str, **options: object) -> None:
+def _run(command: str, *, name: str = "", scopes: frozenset[Scope] = frozenset()) -> None:
     from hookpump import cli  # the server stack loads only for the commands that need it
 
-    raise SystemExit(cli.run_server_command(command, **options))  # type: ignore[arg-type]
+    raise SystemExit(cli.run_server_command(command, name=name, scopes=scopes))
 
 
 @click.command(epilog="Example: hookpump dev   (then, in another terminal: hookpump listen)")
