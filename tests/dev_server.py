@@ -4,6 +4,7 @@ the dev data directory)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -19,7 +20,9 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import free_port
+from core.settings import Settings
+from core.store import create_store
+from tests.conftest import RedisServer, free_port
 
 REPO = Path(__file__).resolve().parents[1]
 # Short windows so retries, pauses and pacing show within a test's patience.
@@ -33,6 +36,22 @@ DEV_SETTINGS = {
     "HOOKPUMP_REQUEST_TIMEOUT": "3",
     "HOOKPUMP_LEASE_SECONDS": "6",
 }
+
+
+def empty_database(redis_server: RedisServer, number: int) -> str:
+    """The URL of database `number` of the session's redis-server, emptied (a test's own, so that
+    leftovers of another run cannot be mistaken for this one's)."""
+    url = redis_server.url.rsplit("/", 1)[0] + f"/{number}"
+
+    async def flush() -> None:
+        store = await create_store(Settings(redis_url=url))
+        try:
+            await store.flush_all_for_tests()
+        finally:
+            await store.close()
+
+    asyncio.run(flush())
+    return url
 
 
 def clean_env() -> dict[str, str]:

@@ -19,7 +19,7 @@ import yaml
 
 from hookpump.client import ApiProblem, HookpumpClient, MissingKey, ServerUnreachable, resolve_connection
 from tests.conftest import free_port
-from tests.dev_server import DevServer, dev_server
+from tests.dev_server import DevServer, dev_server, empty_database
 from tests.receiver import Receiver
 
 CONTRACT = yaml.safe_load((Path(__file__).resolve().parents[1] / "openapi.yaml").read_text(encoding="utf-8"))
@@ -89,7 +89,7 @@ class ContractChecker:
 
 @pytest.fixture(scope="module")
 def dev(redis_server: Any) -> Iterator[DevServer]:
-    with dev_server(redis_server.url.rsplit("/", 1)[0] + "/3") as server:
+    with dev_server(empty_database(redis_server, 3)) as server:
         yield server
 
 

@@ -29,14 +29,14 @@ from standardwebhooks import Webhook
 
 from hookpump.client import HookpumpClient
 from tests.conftest import RedisServer, free_port
-from tests.dev_server import DevServer, Listening, dev_server
+from tests.dev_server import DevServer, Listening, dev_server, empty_database
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def dev(redis_server: RedisServer) -> Iterator[DevServer]:
-    with dev_server(redis_server.url.rsplit("/", 1)[0] + "/4") as server:
+    with dev_server(empty_database(redis_server, 4)) as server:
         yield server
 
 

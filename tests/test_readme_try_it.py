@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RedisServer, free_port
-from tests.dev_server import REPO, DevServer, clean_env, wait_until_ready
+from tests.dev_server import REPO, DevServer, clean_env, empty_database, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -43,7 +43,7 @@ def test_the_readme_try_it_section_runs_as_written(redis_server: RedisServer, tm
     assert blocks[0] == "./scripts/dev" and any(b.startswith("hookpump listen") for b in blocks)
     api_port, receiver_port = free_port(), free_port()
     env = clean_env()
-    env.update({"HOOKPUMP_PORT": str(api_port), "HOOKPUMP_REDIS_URL": redis_server.url.rsplit("/", 1)[0] + "/5"})
+    env.update({"HOOKPUMP_PORT": str(api_port), "HOOKPUMP_REDIS_URL": empty_database(redis_server, 5)})
     servers: list[subprocess.Popen[bytes]] = []
     listener_logs: list[Path] = []
     listener: subprocess.Popen[bytes] | None = None
