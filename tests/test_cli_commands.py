@@ -103,7 +103,9 @@ def test_send_in_every_form_then_find_the_deliveries_by_each_filter(dev: DevServ
         assert table[0].split() == ["ID", "STATUS", "EVENT", "TYPE", "ENDPOINT", "ATTEMPTS", "LAST", "ANSWER",
                                     "CREATED", "NEXT"]  # fmt: skip
         assert table[1].index("succeeded") == table[0].index("STATUS")  # aligned columns
-        assert "\x1b[" not in "\n".join(table)  # no colours off a terminal
+        assert "\x1b[" not in "\n".join(table)  # no colours off a terminal ...
+        code, screen = run_in_terminal(dev, "deliveries", "list", "--endpoint", endpoint_id, raw=True)
+        assert code == 0 and "\x1b[32msucceeded" in screen  # ... and green on one
 
         detail = as_json(dev.hookpump("deliveries", "show", sent["deliveries"][0]["id"], "--json"))
         assert detail["attempts"][0]["response"]["status"] == 200
@@ -361,8 +363,11 @@ def test_top_shows_each_busy_endpoint_and_its_rate_in_a_fixed_size_terminal_and_
         os.close(leader)
 
 
-def run_in_terminal(dev: DevServer, *args: str, rows: int = 24, columns: int = 120) -> tuple[int, str]:
-    """Run a command on a pseudo-terminal of a fixed size; its exit status and what it showed."""
+def run_in_terminal(
+    dev: DevServer, *args: str, rows: int = 24, columns: int = 120, raw: bool = False
+) -> tuple[int, str]:
+    """Run a command on a pseudo-terminal of a fixed size; its exit status and what it showed
+    (without escape sequences unless `raw`)."""
     leader, follower = pty.openpty()
     fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
     process = subprocess.Popen(
@@ -382,7 +387,8 @@ def run_in_terminal(dev: DevServer, *args: str, rows: int = 24, columns: int = 1
             if not chunk:
                 break
             screen += chunk
-        return process.wait(10), ANSI.sub("", screen.decode(errors="replace"))
+        text = screen.decode(errors="replace")
+        return process.wait(10), text if raw else ANSI.sub("", text)
     finally:
         if process.poll() is None:
             process.kill()
