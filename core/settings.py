@@ -17,6 +17,9 @@ from typing import Any
 from core.errors import ConfigError
 
 PREFIX = "HOOKPUMP_"
+# Read by the API client and the `hookpump` client commands (hookpump/client/connection.py), not by
+# the server, which must still start in a shell that has them set.
+CLIENT_VARIABLES = frozenset({"HOOKPUMP_URL", "HOOKPUMP_KEY"})
 ENDPOINT_ID = re.compile(r"ep_[0-9a-hjkmnp-tv-z]{26}")  # core/ids.py: a prefix and 26 base32 characters
 
 
@@ -74,8 +77,9 @@ class Settings:
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         known = {PREFIX + name.upper() for name in VARIABLES}
+        tolerated = known | CLIENT_VARIABLES
         for name in env:
-            if name.startswith(PREFIX) and name not in known and not name.startswith(PREFIX + "TEST_"):
+            if name.startswith(PREFIX) and name not in tolerated and not name.startswith(PREFIX + "TEST_"):
                 raise ConfigError(name, f"unknown setting (known: {', '.join(sorted(known))})")
         for field, parse in VARIABLES.items():
             variable = PREFIX + field.upper()

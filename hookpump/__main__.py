@@ -4,6 +4,6 @@ from __future__ import annotations
 
 import sys
 
-from hookpump.cli import main
+from hookpump.commands import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""The `hookpump` command: `dev`, `serve`, `worker` and `api-key create`.
+"""The server side of the `hookpump` command: `dev`, `serve`, `worker` and `api-key create`.
 
 Each long-running command runs its parts in one uvloop event loop. The first SIGINT/SIGTERM lets them
 finish what they are doing; a second cancels them at once.
@@ -6,7 +6,6 @@ finish what they are doing; a second cancels them at once.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import logging
@@ -257,47 +256,28 @@ def command_api_key_create(settings: Settings, name: str, scopes: frozenset[Scop
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
-        prog="hookpump",
-        description="Webhook delivery, paced per endpoint. Configured by HOOKPUMP_* variables.",
-    )
-    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("dev", help="API, worker and an embedded Redis in one process, for a laptop")
-    commands.add_parser("serve", help="the HTTP API only (needs HOOKPUMP_REDIS_URL)")
-    commands.add_parser("worker", help="the delivery worker and pump (needs HOOKPUMP_REDIS_URL)")
-    api_key = commands.add_parser("api-key", help="manage API keys").add_subparsers(
-        dest="action", required=True, metavar="ACTION"
-    )
-    create = api_key.add_parser("create", help="create a key and print it, once")
-    create.add_argument("--name", required=True, help="who or what the key is for")
-    create.add_argument(
-        "--scope", required=True, action="append", choices=[scope.value for scope in Scope],
-        help="admin, send or read; repeat for several",
-    )  # fmt: skip
-    return root
-
-
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Until an event loop takes over the signals, SIGTERM unwinds like Ctrl-C does, so the
     # `finally` that stops an embedded Redis still runs.
     raise SystemExit(128 + signum)
 
 
-def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def run_server_command(
+    command: str, environ: Mapping[str, str] | None = None, *, name: str = "", scopes: frozenset[Scope] = frozenset()
+) -> int:
+    """Run `dev`, `serve`, `worker` or `api-key create`; the exit status. A bad setting is a usage
+    error (2) naming the variable."""
     env = os.environ if environ is None else environ
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
-        if args.command == "dev":
+        if command == "dev":
             return command_dev(env)
         settings = Settings.from_env(env)
-        if args.command == "serve":
+        if command == "serve":
             return command_serve(settings)
-        if args.command == "worker":
+        if command == "worker":
             return command_worker(settings)
-        scopes = frozenset(Scope(scope) for scope in args.scope)
-        return command_api_key_create(settings, args.name, scopes)
+        return command_api_key_create(settings, name, scopes)
     except ConfigError as exc:
         print(f"hookpump: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -306,3 +286,10 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 128 + signal.SIGINT
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The `hookpump` command, for installs whose script still points here (hookpump.commands:main)."""
+    from hookpump.commands import main as run_command_line
+
+    return run_command_line(argv)

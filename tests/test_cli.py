@@ -65,7 +65,8 @@ def test_a_bad_setting_exits_2_naming_the_variable(
 def test_an_unknown_command_is_a_usage_error() -> None:
     result = run_hookpump("launch")
     assert result.returncode == 2
-    assert "usage: hookpump" in result.stderr
+    assert "usage: hookpump" in result.stderr.lower()
+    assert "No such command 'launch'" in result.stderr
 
 
 async def test_api_key_create_prints_a_key_once_and_stores_it_hashed(store: Store, redis_url: str) -> None:
