@@ -15,6 +15,7 @@ class Endpoint(TypedDict):
     id: str
     url: str
     rate_limit_per_minute: int
+    min_rate_per_minute: int
     max_in_flight: int
     event_types: list[str] | None
     headers: dict[str, str]
@@ -121,6 +122,15 @@ class OutcomeCounts(TypedDict):
     overloaded: int
 
 
+class Pacing(TypedDict):
+    state: Literal["steady", "probing", "backing_off", "retry_after", "paused", "disabled"]
+    effective_rate_per_minute: float
+    min_rate_per_minute: int
+    last_failed_rate_per_minute: float | None
+    last_cut_at: str | None
+    overloads_since_success: int
+
+
 class EndpointStats(TypedDict):
     endpoint_id: str
     backlog: int
@@ -138,6 +148,7 @@ class EndpointStats(TypedDict):
     oldest_pending_at: str | None
     oldest_pending_age_seconds: float | None
     estimated_drain_seconds: float | None
+    pacing: Pacing
     recent_actions: list[OperatorAction]
 
 

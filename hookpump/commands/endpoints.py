@@ -22,6 +22,8 @@ def endpoint_options(func: Any) -> Any:
     options = [
         click.option("--rate-limit", "rate_limit_per_minute", type=click.IntRange(1, 60000), metavar="N",
                      help="At most N requests a minute, evenly spaced [create default: 60]."),
+        click.option("--min-rate", "min_rate_per_minute", type=click.IntRange(1, 60000), metavar="N",
+                     help="The adaptive pace never goes below N a minute [create default: 1]."),
         click.option("--max-in-flight", type=click.IntRange(1, 1000), metavar="N",
                      help="At most N requests open at once [create default: 10]."),
         click.option("--event-type", "event_types", multiple=True, metavar="TYPE",
@@ -39,7 +41,7 @@ def endpoint_options(func: Any) -> Any:
 
 def endpoint_fields(session: Session, **options: Any) -> dict[str, Any]:
     fields: dict[str, Any] = {}
-    for name in ("rate_limit_per_minute", "max_in_flight", "description", "trace_propagation"):
+    for name in ("rate_limit_per_minute", "min_rate_per_minute", "max_in_flight", "description", "trace_propagation"):
         if options.get(name) is not None:
             fields[name] = options[name]
     if options.get("event_types"):
@@ -204,7 +206,8 @@ def show_endpoint(session: Session, endpoint: t.Endpoint) -> None:
 def endpoint_fields_shown(endpoint: t.Endpoint) -> list[tuple[str, Any]]:
     return [
         ("id", endpoint["id"]), ("url", endpoint["url"]),
-        ("rate limit", rate(endpoint["rate_limit_per_minute"])), ("max in flight", endpoint["max_in_flight"]),
+        ("rate limit", rate(endpoint["rate_limit_per_minute"])),
+        ("minimum pace", rate(endpoint.get("min_rate_per_minute", 1))), ("max in flight", endpoint["max_in_flight"]),
         ("event types", ", ".join(endpoint["event_types"] or ["* (every type)"])),
         ("headers", ", ".join(f"{k}: {v}" for k, v in endpoint["headers"].items()) or "-"),
         ("description", endpoint["description"] or "-"), ("state", state(endpoint)),

@@ -91,8 +91,8 @@ def render(
          "red" if pump.get("late") else ""),
     )  # fmt: skip
     table = Table(box=None, header_style="bold reverse", expand=fill, pad_edge=False)
-    for column in ("ENDPOINT", "URL", "BACKLOG", "DUE", "IN FLIGHT", "RATE / LIMIT", "SENT/MIN", "PAUSED",
-                   "SUCCESS", "DRAINS IN", "MORE"):  # fmt: skip
+    for column in ("ENDPOINT", "URL", "BACKLOG", "DUE", "IN FLIGHT", "RATE / LIMIT", "PACE", "SENT/MIN",
+                   "PAUSED", "SUCCESS", "DRAINS IN", "MORE"):  # fmt: skip
         table.add_column(column, no_wrap=column not in ("URL", "MORE"))
     rows = sorted((s for s in stats if show_all or busy(s)), key=lambda s: (-s["backlog"], s["endpoint_id"]))
     for s in rows:
@@ -103,7 +103,7 @@ def render(
             s["endpoint_id"], endpoint["url"] if endpoint else "", str(s["backlog"]), str(s["due_now"]),
             str(s["in_flight"]),
             Text(f"{rate(effective)} / {rate(limit)}", style="yellow" if effective < limit else ""),
-            str(sent_last_minute(s)), pause_cell(s),
+            pace_cell(s), str(sent_last_minute(s)), pause_cell(s),
             Text("-" if ratio is None else f"{ratio:.0%}", style="red" if ratio is not None and ratio < 0.9 else ""),
             duration(s["estimated_drain_seconds"]), extras(s),
         )  # fmt: skip
@@ -116,6 +116,16 @@ def render(
 def sent_last_minute(stats: t.EndpointStats) -> int:
     minute = stats["last_minute"]
     return minute["succeeded"] + minute["failed"] + minute["retrying"] + minute["overloaded"]
+
+
+def pace_cell(stats: t.EndpointStats) -> Text:
+    """The adaptive pace's state, and the rate that last failed (the receiver's capacity, as learnt)."""
+    pacing = stats.get("pacing")
+    if pacing is None:  # an older server
+        return Text("-")
+    failed = pacing["last_failed_rate_per_minute"]
+    text = pacing["state"] + (f" (refused at {rate(failed)})" if failed is not None else "")
+    return Text(text, style="" if pacing["state"] == "steady" else "yellow")
 
 
 def pause_cell(stats: t.EndpointStats) -> Text:
