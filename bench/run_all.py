@@ -4,7 +4,7 @@ facts, each figure with its reference and ratio, and the command that runs each 
 
     python -m bench.run_all [--quick] [--output BENCHMARKS.md] [--no-install]
 
-With defaults it takes about 10-15 minutes on the 2-core box; --quick is a smoke run of a minute or two
+With defaults it takes about 15-20 minutes on the 2-core box; --quick is a smoke run of a minute or two
 whose figures are too small to quote. A benchmark that fails is reported as such and the rest still run.
 """
 
@@ -32,7 +32,7 @@ def install() -> None:
 
 def suite(quick: bool) -> list[tuple[str, Callable[[], list[Result]]]]:
     # Imported here so that --no-install can be followed by an install without a stale import.
-    from bench import ingest, latency, pump_cost, smoothness, throughput
+    from bench import adaptive, ingest, latency, pump_cost, smoothness, throughput
 
     if quick:
         return [
@@ -61,6 +61,7 @@ def suite(quick: bool) -> list[tuple[str, Callable[[], list[Result]]]]:
         ("ingest", lambda: [ingest.run(seconds=8)]),
         ("latency", lambda: [latency.run(messages=200, gap=0.02)]),
         ("smoothness", lambda: [smoothness.run(rate=600, observe=60)]),
+        ("adaptive pacing", lambda: [adaptive.run(seconds=150)]),
         ("pump cost and memory", lambda: pump_cost.run(10_000, 1_000_000, 50, build_limit=240, weigh=True)),
     ]
 

@@ -72,6 +72,23 @@ async def test_refusals_of_one_burst_cut_the_pace_once(store: Store) -> None:
     assert later.get("paused_until", 0) < time.time() * 1000
 
 
+async def test_an_outage_steps_the_backoff_once_per_pause_not_once_per_refusal(store: Store) -> None:
+    """Requests already on their way when a backoff pause began are refused too; they must not push
+    the endpoint further up the exponential schedule (that would turn a 30 s outage into an hour)."""
+    eid = await make_endpoint(store, "http://127.0.0.1:9/hook", rate_limit_per_minute=6000)
+    deliveries = await claimed(store, eid, 7)
+    sent_at = int(time.time() * 1000)
+    await store.pump.complete([overloaded(d, sent_at) for d in deliveries[:3]])  # nothing ever taken
+    first = await flow(store, eid)
+    assert first["backoff_level"] == 1 and first["paused_until"] > time.time() * 1000
+    # Sent before that pause began, answered after: the same outage.
+    await store.pump.complete([overloaded(d, sent_at) for d in deliveries[3:5]])
+    assert (await flow(store, eid))["backoff_level"] == 1
+    # Sent after the pause began (its end, in practice), refused again: the next step.
+    await store.pump.complete([overloaded(deliveries[5], int(first["paused_at"]) + 1)])
+    assert (await flow(store, eid))["backoff_level"] == 2
+
+
 # K (the time to regain the rate that last failed) is 40 requests at that rate within [5 s, 15 s]: 5 s at
 # 600/min. Past K the curve probes on a 4-s time scale.
 @pytest.mark.parametrize(

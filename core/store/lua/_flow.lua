@@ -43,7 +43,7 @@ local function flow_load(eid)
   if f then return f end
   local e = redis.call('HMGET', 'hp:ep:' .. eid, 'rate', 'min_rate')
   local v = redis.call('HMGET', 'hp:ep:' .. eid .. ':flow', 'eff_rate', 'w_max', 'epoch_ms', 'cut_ms',
-    'last_ok_ms', 'streak_fails', 'streak_rate', 'streak_wmax', 'backoff_level', 'tat')
+    'last_ok_ms', 'streak_fails', 'streak_rate', 'streak_wmax', 'backoff_level', 'tat', 'paused_at', 'pause_reason')
   local ceiling = tonumber(e[1]) or 60
   f = {
     ceiling = ceiling, floor = math.min(ceiling, tonumber(e[2]) or 1),
@@ -51,6 +51,8 @@ local function flow_load(eid)
     epoch = tonumber(v[3]) or 0, cut = tonumber(v[4]) or 0, last_ok = tonumber(v[5]) or 0,
     streak = tonumber(v[6]) or 0, streak_rate = tonumber(v[7]), streak_wmax = tonumber(v[8]),
     level = tonumber(v[9]) or 0, tat = tonumber(v[10]) or 0,
+    -- when the current backoff pause began: refusals of requests sent before it belong to it
+    backoff_at = v[12] == 'backoff' and tonumber(v[11]) or 0,
     changed = false, pause_until = nil, pause_reason = nil, pause_code = nil, outage = false, events = {},
   }
   F[eid] = f
@@ -97,13 +99,17 @@ local function flow_overload(f, now, started, code, backoff_until, retry_after_u
     f.pause_reason = 'retry_after'
   end
   if f.streak >= OUTAGE_MIN_FAILS and now - f.last_ok >= OUTAGE_MIN_MS then
-    -- Nothing is getting through: an outage, not a pace to learn. Pause the endpoint (once per
-    -- batch) and restore the pace it had before this streak of refusals.
-    f.outage = true
+    -- Nothing is getting through: an outage, not a pace to learn. Pause the endpoint and restore
+    -- the pace it had before this streak of refusals.
     f.eff, f.w_max = f.streak_rate or f.eff, f.streak_wmax
+    -- One pause (one step of the schedule) per outage event: a request already on its way when the
+    -- current pause began does not pause the endpoint again.
+    if started <= f.backoff_at then return end
+    f.outage = true
     if retry_after_until == 0 then
       f.pause_until = math.max(f.pause_until or 0, backoff_until)
       f.pause_reason = 'backoff'
+      f.backoff_at = now
     end
     return
   end
