@@ -66,6 +66,18 @@ Counters (monitoring; kept up to date by the scripts that change state, never by
   hp:ep:{eid}:count           HASH  status -> number of deliveries in that status
   hp:count                    HASH  status -> number, across endpoints
   hp:ep:{eid}:m:{minute}      HASH  succeeded/failed/retrying/overloaded counts in that minute. TTL 2 h
+  hp:ep:{eid}:sent:{minute}   HASH  unix second -> requests sent to the endpoint that started in that second
+                                    (complete.lua, by the attempt's started_ms); minute = second // 60.
+                                    TTL 20 min (the timeline route reads at most 15 min back)
+  hp:ep:{eid}:pauses          LIST  JSON pause events, newest first, at most 100: {"start_ms", "end_ms",
+                                    "reason": retry_after|backoff|congestion|operator, "status_code": int|null}
+                                    (written by the pump's overload control; read by the timeline route)
+
+Console (service/console/)
+  hp:ui:sess:{sha256 hex}     HASH  a console session: key_id, key_digest (sha256 of the bootstrap key, for
+                                    it alone), csrf token, created_ms. The cookie holds the token whose
+                                    digest names the key. TTL 12 h (console.session.SESSION_SECONDS)
+  hp:ui:login:{address}       STRING failed sign-ins from that address in the current window. TTL 5 min
 
 API keys and idempotency
   hp:key:{sha256 hex}         HASH  id, name, scopes (comma list), created_ms. no TTL
@@ -181,6 +193,22 @@ COUNTS = "hp:count"
 
 def endpoint_minute(eid: str, minute: int) -> str:
     return f"hp:ep:{eid}:m:{minute}"
+
+
+def endpoint_sent(eid: str, minute: int) -> str:
+    return f"hp:ep:{eid}:sent:{minute}"
+
+
+def endpoint_pauses(eid: str) -> str:
+    return f"hp:ep:{eid}:pauses"
+
+
+def console_session(digest: str) -> str:
+    return f"hp:ui:sess:{digest}"
+
+
+def console_login_failures(address: str) -> str:
+    return f"hp:ui:login:{address}"
 
 
 def api_key(digest: str) -> str:

@@ -24,6 +24,7 @@ class AttemptReport:
     retry_after: float | None  # seconds the receiver asked us to wait (Retry-After), if it did
     record: dict[str, Any]  # the attempt record, ready for json.dumps
     error: str | None  # short text for Delivery.last_error; None on success
+    started_ms: int = 0  # when the request started (the endpoint's sends-per-second timeline counts it)
 
 
 async def attempt_delivery(
@@ -82,7 +83,7 @@ async def attempt_delivery(
         },
         "outcome": outcome.value,
     }
-    return AttemptReport(outcome, result.status, retry_after, record, error)
+    return AttemptReport(outcome, result.status, retry_after, record, error, int(started * 1000))
 
 
 def _error_text(result: HttpResult, outcome: Outcome) -> str | None:

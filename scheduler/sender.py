@@ -155,6 +155,7 @@ class Sender:
             status_code=report.status_code,
             error=report.error or "",
             record=report.record,
+            started_ms=report.started_ms,
         )
         if report.outcome is Outcome.SUCCEEDED:
             return _with(base, outcome="succeeded", error="")

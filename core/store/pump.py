@@ -60,6 +60,7 @@ class Completion:
     error: str = ""
     record: dict[str, Any] | None = None  # the attempt record; None for a release
     pause_reason: str = ""
+    started_ms: int = 0  # when the attempt's request started; 0 for a release
 
 
 class PumpStore:
@@ -125,6 +126,7 @@ class PumpStore:
                 c.error,
                 "" if c.record is None else json.dumps(c.record, separators=(",", ":")),
                 c.pause_reason,
+                c.started_ms,
             ]
             for c in completions
         ]

@@ -1,10 +1,11 @@
 -- Record finished attempts and move each delivery on, atomically, in one batch.
 -- Keys touched: hp:dlv:{did}, hp:dlv:{did}:attempts, hp:att:{aid}, hp:ep:{eid}:attempts,
 --   hp:ep:{eid}:inflight, hp:leases, hp:ep:{eid}:due, hp:ep:{eid}, hp:ep:{eid}:flow, hp:evt:*,
---   hp:active, hp:terminal, hp:ep:{eid}:m:{minute}, status indexes and counters (via _lib).
+--   hp:active, hp:terminal, hp:ep:{eid}:m:{minute}, hp:ep:{eid}:sent:{minute}, status indexes and counters
+--   (via _lib).
 -- ARGV[1]: now_ms, ARGV[2]: retention_ms, ARGV[3]: JSON array of results, each
 --   [did, attempt number, outcome, due_ms, status code ("" if none), error ("" if none),
---    attempt record JSON ("" for a release), pause reason ("" unless overloaded)]
+--    attempt record JSON ("" for a release), pause reason ("" unless overloaded), started_ms (0 if unknown)]
 -- outcome: succeeded | retry | failed | overloaded | gone | released
 --   retry:      back to the due set at due_ms as retrying
 --   overloaded: the whole endpoint pauses until due_ms and its effective rate halves (once per
@@ -19,6 +20,14 @@ local now, retention = tonumber(ARGV[1]), tonumber(ARGV[2])
 local applied = 0
 -- Per endpoint: {succeeded = n, pause_until = ms, pause_reason = s, gone = bool}
 local touched = {}
+
+-- Sends per second for the endpoint's timeline, by the second each attempt started (core/keys.py).
+local function count_second(eid, started_ms)
+  local second = math.floor(started_ms / 1000)
+  local key = 'hp:ep:' .. eid .. ':sent:' .. math.floor(second / 60)
+  incr(key, tostring(second), 1)
+  B.expire[key] = 1200
+end
 
 local function effects(eid)
   local t = touched[eid]
@@ -38,6 +47,8 @@ for _, r in ipairs(cjson.decode(ARGV[3])) do
       redis.call('SET', 'hp:att:' .. aid, record, 'PX', retention)
       redis.call('RPUSH', dkey .. ':attempts', aid)
       zadd('hp:ep:' .. eid .. ':attempts', now, aid)
+      local started = tonumber(r[9]) or 0
+      if started > 0 then count_second(eid, started) end
     end
     local current = tonumber(d[3]) == number and (status == 'delivering' or status == 'pending' or status == 'retrying')
     if current then
