@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -30,7 +31,7 @@ SECURITY_HEADERS = {
 }
 
 _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
-                   trim_blocks=True, lstrip_blocks=True)
+                   trim_blocks=True, lstrip_blocks=True, auto_reload=False)
 
 
 def _parse(moment: str) -> float:
@@ -68,6 +69,16 @@ def relative(moment: str | None, now: float | None = None) -> str:
     return f"in {span(delta)}" if delta > 0 else f"{span(delta)} ago"
 
 
+def moment(value: str | None) -> Markup:
+    """A time as `<time>` in UTC with its relative text (Crontrol's style); a filter rather than a macro,
+    since a page of deliveries shows two per row."""
+    if not value:
+        return Markup('<span class="none">-</span>')
+    return Markup('<time datetime="{0}" title="{0}">{1}</time> <span class="rel">({2})</span>').format(
+        value, absolute(value), relative(value))
+
+
+_env.filters["moment"] = moment
 _env.filters["absolute"] = absolute
 _env.filters["relative"] = relative
 _env.filters["span"] = span
