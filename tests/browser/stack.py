@@ -78,8 +78,9 @@ class Receiver:
 
 
 class Stack:
-    def __init__(self, base_url: str, receiver: Receiver) -> None:
+    def __init__(self, base_url: str, receiver: Receiver, redis_url: str) -> None:
         self.base_url = base_url
+        self.redis_url = redis_url
         self.receiver = receiver
         self.api = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=10)
 
@@ -138,7 +139,7 @@ def running_stack(redis_url: str) -> Iterator[Stack]:
                                               stdout=logs, stderr=subprocess.STDOUT))
             base = f"http://127.0.0.1:{port}"
             _wait_until_up(base + "/healthz", processes[0])
-            running = Stack(base, receiver)
+            running = Stack(base, receiver, redis_url)
             try:
                 yield running
             finally:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from playwright.sync_api import Browser, Page
 
 from tests.browser.conftest import sign_in
@@ -27,6 +28,13 @@ def wait_until(page: Page, expression: str, timeout: float = 10) -> None:
     while not page.evaluate(expression):
         assert time.monotonic() < deadline, f"never true: {expression}"
         time.sleep(0.1)
+
+
+def assert_no_axe_violations(page: Page, name: str) -> None:
+    page.add_script_tag(path=str(AXE))
+    result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
+    violations = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]]
+    assert violations == [], (name, json.dumps(violations))
 
 
 def row_ids(page: Page) -> list[str]:
@@ -107,6 +115,11 @@ def test_the_chart_draws_the_timeline_and_a_paced_run_stays_under_the_line(
     dids = stack.send(eid, 24)
     stack.wait_for_statuses(dids, {"succeeded"}, timeout=40)
     time.sleep(1.2)  # let the last second close
+    # A pause as the pump's overload control records it (hp:ep:{eid}:pauses, newest first): shaded on the chart.
+    now_ms = int(time.time() * 1000)
+    pause = {"start_ms": now_ms - 40_000, "end_ms": now_ms - 30_000, "reason": "retry_after", "status_code": 429}
+    with redis.Redis.from_url(stack.redis_url) as client:
+        client.lpush(f"hp:ep:{eid}:pauses", json.dumps(pause))
     page.goto(stack.base_url + f"/ui/endpoints/{eid}")
     wait_until(page, "window.hookpumpChart !== undefined")
     api: dict[str, Any] = stack.api.get(f"/v1/endpoints/{eid}/timeline").json()
@@ -121,6 +134,8 @@ def test_the_chart_draws_the_timeline_and_a_paced_run_stays_under_the_line(
     assert drawn[1] == [p["sent"] for p in chart["points"]]
     assert set(drawn[2]) == {api["limit_per_second"]} == {5}
     assert max(drawn[1]) <= api["limit_per_second"]
+    assert [(p["reason"], p["status_code"]) for p in chart["pauses"]] == [("retry_after", 429)] == [
+        (p["reason"], p["status_code"]) for p in api["pauses"]]
     page.screenshot(path=str(screenshots / "endpoint.png"), full_page=True)
 
 
@@ -204,9 +219,15 @@ def test_every_page_passes_axe(browser: Browser, stack: Stack) -> None:
         })
         for name, path in pages.items():
             page.goto(path if path.startswith("http") else stack.base_url + path)
-            page.add_script_tag(path=str(AXE))
-            result = page.evaluate("axe.run(document, {resultTypes: ['violations']})")
-            violations = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3]) for v in result["violations"]]
-            assert violations == [], (name, json.dumps(violations))
+            assert_no_axe_violations(page, name)
+        # And after an htmx swap: retry a row in place (an endpoint of its own, out of the bulk job's reach).
+        other = stack.endpoint("/fail", rate_limit_per_minute=6000)
+        [swapped] = stack.send(other, 1)
+        stack.wait_for_statuses([swapped], {"failed"})
+        page.goto(stack.base_url + f"/ui/deliveries?status=failed&endpoint_id={other}")
+        with page.expect_response(lambda r: r.url.endswith(f"/ui/deliveries/{swapped}/retry")):
+            page.get_by_role("button", name=f"Retry {swapped}").click()
+        wait_until(page, "document.querySelector('[data-testid=notice]') !== null")
+        assert_no_axe_violations(page, "after a row swap")
     finally:
         context.close()
