@@ -33,6 +33,7 @@
     var options = {
       width: width,
       height: 280,
+      axes: [{ space: 70 }, { label: "requests" }],
       scales: { x: { time: true }, y: { range: function (u, min, max) { return [0, Math.max(max, timeline.limit_per_second) + 1]; } } },
       series: [
         {},
