@@ -165,7 +165,9 @@ async def test_forms_without_the_csrf_token_or_from_another_origin_are_refused(
     before = await snapshot(store)
     path = f"/ui/deliveries/{did}/retry"
     for data, headers in (({"next": "/ui/"}, SAME_ORIGIN), ({"csrf": "guess"}, SAME_ORIGIN),
-                          ({"csrf": csrf}, {"Origin": "https://evil.example"}), ({"csrf": csrf}, {})):
+                          ({"csrf": csrf}, {"Origin": "https://evil.example"}),
+                          ({"csrf": csrf}, {"Origin": "http://hookpump.test:8443"}),
+                          ({"csrf": csrf}, {"Origin": "null"}), ({"csrf": csrf}, {})):
         response = await client.post(path, data=data, headers=headers)
         assert response.status_code == 403, (data, headers)
     assert (await client.post("/ui/login", data={"key": ADMIN_KEY},

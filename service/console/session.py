@@ -88,14 +88,17 @@ async def acting_viewer(request: Request) -> tuple[Viewer, Form]:
 
 
 def check_origin(request: Request) -> None:
-    """A state-changing request must come from a page of this console: its Origin is ours."""
+    """A state-changing request must come from a page of this console: its Origin names our host.
+
+    Host and port are compared, not the scheme: behind a proxy that ends TLS the app may see http while
+    the browser says https, and a different host or port is what a cross-site request always has."""
     origin = request.headers.get("origin")
-    own = f"{request.url.scheme}://{request.url.netloc}"
     if origin is None:
         if request.headers.get("sec-fetch-site") == "same-origin":
             return
         raise Problem(403, "This request did not say where it came from (no Origin header); use the console's forms.")
-    if origin != own:
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.netloc != request.url.netloc:
         raise Problem(403, "This request came from another site; use the console's own forms.")
 
 
