@@ -55,7 +55,7 @@ async def test_pages_send_a_visitor_without_a_session_to_sign_in(client: httpx.A
     eid = await make_endpoint(store, NOWHERE)
     [did] = await send(store, 1, endpoint_ids=[eid])
     for path in ("/ui/", "/ui/deliveries?status=failed", f"/ui/deliveries/{did}", f"/ui/endpoints/{eid}",
-                 f"/ui/endpoints/{eid}/timeline.json"):
+                 "/ui/endpoints", f"/ui/endpoints/{eid}/timeline.json"):
         response = await client.get(path)
         assert response.status_code == 303, path
         assert response.headers["location"].startswith("/ui/login?next=%2Fui%2F"), path
@@ -118,7 +118,7 @@ async def test_every_page_renders_for_both_scopes_and_a_read_key_sees_no_action(
     await send(store, 2, endpoint_ids=[eid])
     blk = (await client.post("/v1/deliveries/retry", json={"status": ["cancelled"]}, headers=ADMIN)).json()["id"]
     reader = await new_key(client, "read")
-    pages = ("/ui/", "/ui/deliveries", "/ui/deliveries?status=failed", f"/ui/deliveries/{did}",
+    pages = ("/ui/", "/ui/deliveries", "/ui/deliveries?status=failed", f"/ui/deliveries/{did}", "/ui/endpoints",
              f"/ui/endpoints/{eid}", "/ui/deliveries/retry?status=failed", f"/ui/bulk/{blk}")
     for key, acts in ((ADMIN_KEY, True), (reader["key"], False)):
         client.cookies.clear()
@@ -131,6 +131,8 @@ async def test_every_page_renders_for_both_scopes_and_a_read_key_sees_no_action(
             assert ('method="post" action="/ui/deliveries/' in response.text) is (
                 acts and path in ("/ui/deliveries", "/ui/deliveries?status=failed", f"/ui/deliveries/{did}",
                                   "/ui/deliveries/retry?status=failed")), (key, path)
+        listed = (await client.get("/ui/endpoints")).text
+        assert re.findall(r'data-testid="endpoint-row" data-id="([^"]+)"', listed) == [eid]
         endpoint_page = (await client.get(f"/ui/endpoints/{eid}")).text
         assert (f'action="/ui/endpoints/{eid}/pause"' in endpoint_page) is acts
     assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP and "unsafe-eval" not in CSP

@@ -31,6 +31,7 @@ def create_console() -> Starlette:
         Route("/deliveries/{id}/retry", actions.retry, methods=["POST"]),
         Route("/deliveries/{id}/cancel", actions.cancel, methods=["POST"]),
         Route("/bulk/{id}", pages.bulk, methods=["GET"]),
+        Route("/endpoints", pages.endpoints, methods=["GET"]),
         Route("/endpoints/{id}", pages.endpoint, methods=["GET"]),
         Route("/endpoints/{id}/timeline.json", pages.endpoint_timeline, methods=["GET"]),
         Route("/endpoints/{id}/pause", actions.pause_endpoint, methods=["POST"]),

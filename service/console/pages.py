@@ -17,6 +17,7 @@ from service.console.render import render
 from service.console.session import viewer
 from service.context import context
 from service.deliveries import FILTERS, delivery_detail, delivery_page, endpoint_attempts_page
+from service.endpoints import endpoint_page
 from service.monitoring import endpoint_stats_json, queue_overview_json, timeline_json
 from service.operations import RETRYABLE, bulk_estimate, bulk_progress, endpoint_with_flow
 
@@ -108,6 +109,13 @@ async def delivery(request: Request) -> Response:
     detail = await delivery_detail(context(request), did)
     return render(request, "delivery.html", viewer=who, detail=detail, notice=None,
                   hidden_headers=HIDDEN_RESPONSE_HEADERS)
+
+
+async def endpoints(request: Request) -> Response:
+    who = await viewer(request)
+    query = listed(request.query_params, ("cursor",))
+    page = await endpoint_page(context(request), QueryParams([("limit", "100"), *query.multi_items()]))
+    return render(request, "endpoints.html", viewer=who, page=page)
 
 
 async def endpoint(request: Request) -> Response:

@@ -214,7 +214,7 @@ def test_every_page_passes_axe(browser: Browser, stack: Stack) -> None:
         pages.update({
             "overview": "/ui/", "deliveries": "/ui/deliveries",
             "filtered": f"/ui/deliveries?status=failed&endpoint_id={eid}",
-            "delivery": f"/ui/deliveries/{did}", "endpoint": f"/ui/endpoints/{eid}",
+            "delivery": f"/ui/deliveries/{did}", "endpoint": f"/ui/endpoints/{eid}", "endpoints": "/ui/endpoints",
             "confirm": f"/ui/deliveries/retry?status=failed&endpoint_id={eid}", "bulk": f"/ui/bulk/{job}",
         })
         for name, path in pages.items():
