@@ -191,6 +191,18 @@ def test_the_pages_work_with_javascript_off(browser: Browser, stack: Stack) -> N
         assert "status=failed" in page.url
         detail = stack.api.get(f"/v1/deliveries/{did}").json()
         assert [a["action"] for a in detail["actions"]] == ["retry"]
+        # Retry all matching, confirmed, then followed with the Refresh link.
+        stack.wait_for_statuses([did], {"failed"})
+        page.goto(stack.base_url + f"/ui/deliveries?status=failed&endpoint_id={eid}")
+        page.locator("[data-testid=bulk-link]").click()
+        page.locator("[data-testid=confirm]").click()
+        page.wait_for_url("**/ui/bulk/blk_*")
+        deadline = time.monotonic() + 30
+        while page.locator("[data-testid=bulk]").get_attribute("data-state") != "done":
+            assert time.monotonic() < deadline
+            time.sleep(0.3)
+            page.get_by_role("link", name="Refresh").click()
+        assert page.locator("[data-testid=queued]").inner_text() == "1"
         page.goto(stack.base_url + f"/ui/endpoints/{eid}")
         assert page.locator("[data-testid=stats]").is_visible()
         page.goto(stack.base_url + "/ui/")
