@@ -20,7 +20,7 @@ Endpoints
   hp:ep:{eid}:pauses          LIST  JSON {start_ms, end_ms, reason, status_code}: the pace's cuts
                                     ("congestion") and pauses ("retry_after", "backoff"), newest first, the
                                     last 100
-  hp:ep:{eid}:sent            ZSET  send id (did.attempt) -> ms by Redis's clock: a fast endpoint's sends in
+  hp:ep:{eid}:permits         ZSET  send id (did.attempt) -> ms by Redis's clock: a fast endpoint's sends in
                                     the last second (store/lua/permit.lua), shared by every worker. PX 2 s
   hp:eps                      ZSET  eid -> created_ms; every live (not deleted) endpoint, for listing
   hp:evt:{event_type}         SET   eids of *enabled* endpoints whose filter names event_type
@@ -74,6 +74,16 @@ Counters (monitoring; kept up to date by the scripts that change state, never by
   hp:ep:{eid}:count           HASH  status -> number of deliveries in that status
   hp:count                    HASH  status -> number, across endpoints
   hp:ep:{eid}:m:{minute}      HASH  succeeded/failed/retrying/overloaded counts in that minute. TTL 2 h
+  hp:ep:{eid}:sent:{minute}   HASH  unix second -> requests sent to the endpoint that started in that second
+                                    (complete.lua, by the attempt's started_ms); minute = second // 60.
+                                    TTL 20 min (the timeline route reads at most 15 min back)
+  hp:ep:{eid}:pauses          (under Endpoints above) read by the timeline route
+
+Console (service/console/)
+  hp:ui:sess:{sha256 hex}     HASH  a console session: key_id, key_digest (sha256 of the bootstrap key, for
+                                    it alone), csrf token, created_ms. The cookie holds the token whose
+                                    digest names the key. TTL 12 h (console.session.SESSION_SECONDS)
+  hp:ui:login:{address}       STRING failed sign-ins from that address in the current window. TTL 5 min
 
 API keys and idempotency
   hp:key:{sha256 hex}         HASH  id, name, scopes (comma list), created_ms. no TTL
@@ -189,6 +199,22 @@ COUNTS = "hp:count"
 
 def endpoint_minute(eid: str, minute: int) -> str:
     return f"hp:ep:{eid}:m:{minute}"
+
+
+def endpoint_sent(eid: str, minute: int) -> str:
+    return f"hp:ep:{eid}:sent:{minute}"
+
+
+def endpoint_pauses(eid: str) -> str:
+    return f"hp:ep:{eid}:pauses"
+
+
+def console_session(digest: str) -> str:
+    return f"hp:ui:sess:{digest}"
+
+
+def console_login_failures(address: str) -> str:
+    return f"hp:ui:login:{address}"
 
 
 def api_key(digest: str) -> str:

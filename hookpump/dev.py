@@ -68,6 +68,7 @@ def banner(settings: Settings, embedded: EmbeddedRedis | None) -> str:
     return "\n".join([
         "hookpump dev",
         f"  API:       http://{host}:{settings.port}",
+        f"  console:   http://{host}:{settings.port}/ui/ (sign in with the admin key)",
         f"  Redis:     {redis}",
         f"  admin key: {settings.api_key}",
     ])  # fmt: skip

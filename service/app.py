@@ -9,8 +9,8 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
 
 from core.settings import Settings
 from core.store import create_store
@@ -18,6 +18,7 @@ from core.telemetry import Telemetry, create_telemetry
 from scheduler.worker import JobQueue
 from service import api_keys, deliveries, endpoints, health, messages, monitoring, operations, problems, validation
 from service.auth import Authenticator
+from service.console import create_console
 from service.context import Context
 from service.telemetry import ApiTelemetry, metrics
 
@@ -29,6 +30,7 @@ QUERY_HANDLERS: frozenset[Handler] = frozenset({
     api_keys.list_api_keys,
     deliveries.list_deliveries,
     deliveries.list_endpoint_attempts,
+    monitoring.endpoint_timeline,
 })
 
 
@@ -48,7 +50,7 @@ def resource(path: str, handlers: dict[str, Handler]) -> Route:
     return Route(path, dispatch, methods=list(handlers))
 
 
-def routes() -> list[Route]:
+def routes(console: Starlette) -> list[Route | Mount]:
     # Starlette tries routes in order; the ingest route comes first because it is the busiest.
     return [
         resource("/v1/messages", {"POST": messages.send_message}),
@@ -63,6 +65,7 @@ def routes() -> list[Route]:
         resource("/v1/endpoints/{id}/secret/rotate", {"POST": endpoints.rotate_secret}),
         resource("/v1/endpoints/{id}/attempts", {"GET": deliveries.list_endpoint_attempts}),
         resource("/v1/endpoints/{id}/stats", {"GET": monitoring.endpoint_stats}),
+        resource("/v1/endpoints/{id}/timeline", {"GET": monitoring.endpoint_timeline}),
         resource("/v1/endpoints/{id}/pause", {"POST": operations.pause_endpoint}),
         resource("/v1/endpoints/{id}/resume", {"POST": operations.resume_endpoint}),
         resource("/v1/deliveries", {"GET": deliveries.list_deliveries}),
@@ -81,7 +84,14 @@ def routes() -> list[Route]:
         Route("/openapi.yaml", health.openapi, methods=["GET"]),
         # Scrapers may add query parameters too; the read scope, or none with HOOKPUMP_METRICS_OPEN.
         Route("/metrics", metrics, methods=["GET"]),
+        # The operator console (service/console/): HTML pages over the same operations.
+        Route("/ui", _to_console, methods=["GET"]),
+        Mount("/ui", app=console),
     ]
+
+
+async def _to_console(request: Request) -> Response:
+    return RedirectResponse("/ui/", status_code=308)
 
 
 def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Starlette:
@@ -89,6 +99,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Starle
     for /metrics, tracing as the OTEL_* variables say) and shuts it down with its lifespan."""
     process_telemetry = telemetry or create_telemetry(settings, "hookpump-api", prometheus=True)
     api_telemetry = ApiTelemetry(process_telemetry, settings)
+    console = create_console()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -98,7 +109,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Starle
         except BaseException:
             await store.close()
             raise
-        app.state.context = Context(
+        app.state.context = console.state.context = Context(
             settings, store, Authenticator(settings.api_key, store.api_keys), jobs, api_telemetry
         )
         try:
@@ -110,7 +121,7 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Starle
             if telemetry is None:
                 process_telemetry.shutdown()
 
-    app = Starlette(routes=routes(), exception_handlers=problems.exception_handlers(), lifespan=lifespan)
+    app = Starlette(routes=routes(console), exception_handlers=problems.exception_handlers(), lifespan=lifespan)
     # An API has one spelling per route: "/v1/endpoints/" is a 404, not a redirect.
     app.router.redirect_slashes = False
     return app

@@ -55,11 +55,7 @@ class Authenticator:
 
     async def require(self, request: Request, allowed: frozenset[Scope]) -> ApiKey:
         """The caller's key if it has admin or one of `allowed`; else 401 or 403."""
-        key = await self.principal(request)
-        if Scope.ADMIN in key.scopes or not allowed.isdisjoint(key.scopes):
-            return key
-        raise Problem(403, f"This API key lacks the scope {request.method} {request.url.path} needs "
-                      f"({_scope_names(allowed)}); use a key that has it.")
+        return check_scope(await self.principal(request), allowed, f"{request.method} {request.url.path}")
 
     async def principal(self, request: Request) -> ApiKey:
         header = request.headers.get("authorization")
@@ -69,15 +65,26 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Problem(401, "The Authorization header must be 'Bearer <key>'.", headers=_MISSING)
+        key = await self.identify(token)
+        if key is None:
+            raise Problem(401, "This API key is unknown or was deleted; use a valid key.", headers=_INVALID)
+        return key
+
+    async def identify(self, token: str) -> ApiKey | None:
+        """The key whose plaintext is `token`, or None (the console's sign-in asks this too)."""
         raw = token.encode()
         if self._bootstrap is not None and hmac.compare_digest(raw, self._bootstrap):
             return BOOTSTRAP
         if len(raw) > MAX_KEY_LENGTH:
-            raise Problem(401, "This API key is unknown or was deleted; use a valid key.", headers=_INVALID)
-        key = await self._lookup(token, hashlib.sha256(raw).hexdigest())
-        if key is None:
-            raise Problem(401, "This API key is unknown or was deleted; use a valid key.", headers=_INVALID)
-        return key
+            return None
+        return await self._lookup(token, hashlib.sha256(raw).hexdigest())
+
+    def is_bootstrap(self, key_digest: str) -> bool:
+        """Whether `key_digest` is the sha256 of the configured bootstrap key (a console session made
+        with it lasts only while that key is configured)."""
+        if self._bootstrap is None or not key_digest:
+            return False
+        return hmac.compare_digest(hashlib.sha256(self._bootstrap).hexdigest(), key_digest)
 
     def forget(self, key_id: str) -> None:
         """Drop a deleted key from this process's cache so that it stops working here at once."""
@@ -95,6 +102,18 @@ class Authenticator:
             self._cache.clear()
         self._cache[digest] = (now + self._cache_seconds, key)
         return key
+
+
+def check_scope(key: ApiKey, allowed: frozenset[Scope], what: str) -> ApiKey:
+    """`key` if it has admin or one of `allowed`, else 403 naming `what` it was refused (the console
+    checks its session's key with this too)."""
+    if can(key, allowed):
+        return key
+    raise Problem(403, f"This API key lacks the scope {what} needs ({_scope_names(allowed)}); use a key that has it.")
+
+
+def can(key: ApiKey, allowed: frozenset[Scope]) -> bool:
+    return Scope.ADMIN in key.scopes or not allowed.isdisjoint(key.scopes)
 
 
 def _scope_names(allowed: frozenset[Scope]) -> str:

@@ -1,5 +1,6 @@
 """Delivery logs (read scope): deliveries by filter, one delivery with its attempts and operator
-actions, and an endpoint's attempt log. Nothing here writes.
+actions, and an endpoint's attempt log. Nothing here writes. The console reads through the same
+functions (delivery_page, delivery_detail, endpoint_attempts_page).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from core.models import iso
 from core.store import DeliveryFilter
 from service import validation
 from service.auth import READING
-from service.context import context
+from service.context import Context, context
 from service.problems import Problem
 
 FILTERS = ("endpoint_id", "status", "event_type", "message_id", "since", "until")
@@ -24,19 +25,9 @@ ATTEMPT_FIELDS = ("number", "trigger", "started_at", "duration_ms", "request", "
 
 
 async def list_deliveries(request: Request) -> Response:
-    """Newest first; the cursor is the last id shown, so deliveries created meanwhile never enter a
-    later page and none is shown twice."""
     ctx = context(request)
     await ctx.auth.require(request, READING)
-    query = request.query_params
-    limit, cursor = validation.page_params(query, FILTERS)
-    if cursor is not None and not validation.DELIVERY_ID.fullmatch(cursor):
-        raise InvalidInput("cursor", "is not a cursor this API returned")
-    wanted = delivery_filter(query)
-    if wanted is None:
-        return JSONResponse({"data": [], "next_cursor": None})
-    deliveries, next_cursor = await ctx.store.monitoring.list_deliveries(wanted, limit=limit, cursor=cursor)
-    return JSONResponse({"data": [d.to_json() for d in deliveries], "next_cursor": next_cursor})
+    return JSONResponse(await delivery_page(ctx, request.query_params))
 
 
 async def get_delivery(request: Request) -> Response:
@@ -45,13 +36,41 @@ async def get_delivery(request: Request) -> Response:
     if request.path_params["id"] == "retry":
         # Starlette prefers this route's full match over the POST-only bulk retry route's method mismatch.
         raise Problem(405, "GET is not supported on /v1/deliveries/retry; use POST.", headers={"Allow": "POST"})
-    did = delivery_id(request)
+    return JSONResponse(await delivery_detail(ctx, delivery_id(request)))
+
+
+async def list_endpoint_attempts(request: Request) -> Response:
+    ctx = context(request)
+    await ctx.auth.require(request, READING)
+    eid = validation.path_id(request.path_params["id"], validation.ENDPOINT_ID, "endpoint")
+    return JSONResponse(await endpoint_attempts_page(ctx, eid, request.query_params))
+
+
+# The reads themselves, shared by the JSON routes above and the console (service/console/).
+
+
+async def delivery_page(ctx: Context, query: QueryParams) -> dict[str, Any]:
+    """One page of the delivery log for a query string of filters, `limit` and `cursor`. Newest
+    first; the cursor is the last id shown, so deliveries created meanwhile never enter a later page
+    and none is shown twice."""
+    limit, cursor = validation.page_params(query, FILTERS)
+    if cursor is not None and not validation.DELIVERY_ID.fullmatch(cursor):
+        raise InvalidInput("cursor", "is not a cursor this API returned")
+    wanted = delivery_filter(query)
+    if wanted is None:
+        return {"data": [], "next_cursor": None}
+    deliveries, next_cursor = await ctx.store.monitoring.list_deliveries(wanted, limit=limit, cursor=cursor)
+    return {"data": [d.to_json() for d in deliveries], "next_cursor": next_cursor}
+
+
+async def delivery_detail(ctx: Context, did: str) -> dict[str, Any]:
+    """A delivery with its message, every attempt and the operator actions on it."""
     delivery = await ctx.store.deliveries.get(did)
     monitoring = ctx.store.monitoring
     attempts = await monitoring.attempts(did)
     actions = await monitoring.actions(did)
     answer = delivery.to_json()
-    return JSONResponse({
+    return {
         "delivery": answer,
         "message": {
             "id": delivery.message_id,
@@ -61,18 +80,15 @@ async def get_delivery(request: Request) -> Response:
         "attempts": [attempt_json(a) for a in attempts],
         "next_attempt_at": answer["next_attempt_at"],
         "actions": actions,
-    })
+    }
 
 
-async def list_endpoint_attempts(request: Request) -> Response:
+async def endpoint_attempts_page(ctx: Context, eid: str, query: QueryParams) -> dict[str, Any]:
     """The endpoint's attempts newest first, across its deliveries."""
-    ctx = context(request)
-    await ctx.auth.require(request, READING)
-    limit, cursor = validation.page_params(request.query_params)
-    eid = validation.path_id(request.path_params["id"], validation.ENDPOINT_ID, "endpoint")
+    limit, cursor = validation.page_params(query)
     await ctx.store.endpoints.get(eid)  # 404 for an unknown or deleted endpoint, not an empty log
     attempts, next_cursor = await ctx.store.monitoring.endpoint_attempts(eid, limit=limit, cursor=cursor)
-    return JSONResponse({"data": [attempt_json(a) for a in attempts], "next_cursor": next_cursor})
+    return {"data": [attempt_json(a) for a in attempts], "next_cursor": next_cursor}
 
 
 def delivery_filter(query: QueryParams) -> DeliveryFilter | None:

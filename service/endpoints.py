@@ -6,6 +6,7 @@ Secrets leave the API twice only: in the create answer and in the rotate answer.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from starlette.requests import Request
@@ -21,7 +22,7 @@ from delivery.signing import decode_secret, generate_secret
 from service import validation
 from service.auth import ADMIN_ONLY, READING
 from service.body import read_json
-from service.context import context
+from service.context import Context, context
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +60,14 @@ async def create_endpoint(request: Request) -> Response:
 async def list_endpoints(request: Request) -> Response:
     ctx = context(request)
     await ctx.auth.require(request, READING)
-    limit, cursor = validation.page_params(request.query_params)
+    return JSONResponse(await endpoint_page(ctx, request.query_params))
+
+
+async def endpoint_page(ctx: Context, query: Mapping[str, str]) -> dict[str, Any]:
+    """One page of endpoints, oldest first (the console lists them through this too)."""
+    limit, cursor = validation.page_params(query)
     endpoints, next_cursor = await ctx.store.endpoints.list(limit=limit, cursor=cursor)
-    return JSONResponse({"data": [e.to_json() for e in endpoints], "next_cursor": next_cursor})
+    return {"data": [e.to_json() for e in endpoints], "next_cursor": next_cursor}
 
 
 async def get_endpoint(request: Request) -> Response:

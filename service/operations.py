@@ -1,5 +1,6 @@
 """Operator actions (admin scope): retry or cancel one delivery, retry many by filter in the
-background, pause and resume an endpoint. Each is recorded with the acting API key's id.
+background, pause and resume an endpoint. Each is recorded with the acting API key's id. The JSON
+routes and the console call the same operation functions (retry_one, cancel_one, start_bulk, ...).
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from starlette.responses import JSONResponse, Response
 from core.clock import now_ms
 from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import new_id
-from core.models import ApiKey, DeliveryStatus, Endpoint, iso
+from core.models import ApiKey, Delivery, DeliveryStatus, Endpoint, iso
 from core.pacing import INDEFINITE_MS
 from core.store import Actor, DeliveryFilter, EndpointFlow, EndpointStore
 from service import validation
 from service.auth import ADMIN_ONLY, READING
 from service.body import read_json
-from service.context import context
+from service.context import Context, context
 from service.deliveries import delivery_id
 
 logger = logging.getLogger(__name__)
@@ -35,28 +36,79 @@ def actor(key: ApiKey) -> Actor:
 
 
 async def retry_delivery(request: Request) -> Response:
-    """Back to pending, due now, with a fresh retry budget; it still goes through the pump's pacing."""
     ctx = context(request)
     key = await ctx.auth.require(request, ADMIN_ONLY)
-    did = delivery_id(request)
-    [result] = await ctx.store.operations.retry([did], actor(key))
-    if result == "missing":
-        raise NotFound("delivery", did)
-    if result == "already_queued":
-        current = await ctx.store.deliveries.get(did)
-        raise Conflict(f"delivery {did} is already queued (status {current.status}); it will be sent "
-                       "without a manual retry")
-    if result == "message_gone":
-        raise Conflict(f"the message of delivery {did} has expired (past the retention), so there is nothing "
-                       "to send again; send the message anew")
-    logger.info("delivery retried by %s", key.id, extra={"delivery_id": did})
-    return JSONResponse((await ctx.store.deliveries.get(did)).to_json(), status_code=202)
+    delivery = await retry_one(ctx, key, delivery_id(request))
+    return JSONResponse(delivery.to_json(), status_code=202)
 
 
 async def cancel_delivery(request: Request) -> Response:
     ctx = context(request)
     key = await ctx.auth.require(request, ADMIN_ONLY)
-    did = delivery_id(request)
+    return JSONResponse((await cancel_one(ctx, key, delivery_id(request))).to_json())
+
+
+async def start_bulk_retry(request: Request) -> Response:
+    """202 at once; a worker retries the matching deliveries a page at a time (scheduler/jobs.py)."""
+    ctx = context(request)
+    key = await ctx.auth.require(request, ADMIN_ONLY)
+    body = validation.json_object(await read_json(request, ctx.settings.max_payload_bytes))
+    started = await start_bulk(ctx, key, body)
+    return JSONResponse(started, status_code=202, headers={"Location": started["progress_url"]})
+
+
+async def get_bulk_retry(request: Request) -> Response:
+    ctx = context(request)
+    await ctx.auth.require(request, READING)
+    job_id = validation.path_id(request.path_params["id"], validation.BULK_RETRY_ID, "bulk retry")
+    return JSONResponse(await bulk_progress(ctx, job_id))
+
+
+async def pause_endpoint(request: Request) -> Response:
+    """Nothing is sent to the endpoint until it is resumed or `until` passes; messages still queue."""
+    ctx = context(request)
+    key = await ctx.auth.require(request, ADMIN_ONLY)
+    eid = _endpoint_id(request)
+    body = await read_json(request, ctx.settings.max_payload_bytes, optional=True)
+    until_ms: int | None = None
+    if body is not None:
+        validation.known_fields(validation.json_object(body), {"until"})
+        if "until" in body:
+            until_ms = validation.timestamp(body["until"], "until")
+            if until_ms <= now_ms():
+                raise InvalidInput("until", "must be in the future (leave it out to pause until resumed)")
+    return JSONResponse(await pause(ctx, key, eid, until_ms))
+
+
+async def resume_endpoint(request: Request) -> Response:
+    """Ends an operator pause or an overload pause at once (and resets the backoff)."""
+    ctx = context(request)
+    key = await ctx.auth.require(request, ADMIN_ONLY)
+    return JSONResponse(await resume(ctx, key, _endpoint_id(request)))
+
+
+# The operations themselves, shared by the JSON routes above and the console (service/console/).
+# Each takes the acting key, already checked for the admin scope, and raises core.errors exceptions.
+
+
+async def retry_one(ctx: Context, key: ApiKey, did: str) -> Delivery:
+    """An ended delivery goes back to pending, due now, with a fresh retry budget; one waiting for
+    its next automatic attempt is made due now ("try now"). Either way it still goes through the
+    pump's pacing and waits out any pause."""
+    [result] = await ctx.store.operations.retry([did], actor(key), hasten=True)
+    if result == "missing":
+        raise NotFound("delivery", did)
+    if result == "already_queued":
+        raise Conflict(f"delivery {did} is being sent right now; if this attempt fails, retry it once its "
+                       "result is recorded")
+    if result == "message_gone":
+        raise Conflict(f"the message of delivery {did} has expired (past the retention), so there is nothing "
+                       "to send again; send the message anew")
+    logger.info("delivery retried (%s) by %s", result, key.id, extra={"delivery_id": did})
+    return await ctx.store.deliveries.get(did)
+
+
+async def cancel_one(ctx: Context, key: ApiKey, did: str) -> Delivery:
     [result] = await ctx.store.operations.cancel([did], actor(key))
     if result == "missing":
         raise NotFound("delivery", did)
@@ -67,14 +119,11 @@ async def cancel_delivery(request: Request) -> Response:
         current = await ctx.store.deliveries.get(did)
         raise Conflict(f"delivery {did} has already ended (status {current.status}); there is nothing to cancel")
     logger.info("delivery cancelled by %s", key.id, extra={"delivery_id": did})
-    return JSONResponse((await ctx.store.deliveries.get(did)).to_json())
+    return await ctx.store.deliveries.get(did)
 
 
-async def start_bulk_retry(request: Request) -> Response:
-    """202 at once; a worker retries the matching deliveries a page at a time (scheduler/jobs.py)."""
-    ctx = context(request)
-    key = await ctx.auth.require(request, ADMIN_ONLY)
-    body = validation.json_object(await read_json(request, ctx.settings.max_payload_bytes))
+async def start_bulk(ctx: Context, key: ApiKey, body: dict[str, Any]) -> dict[str, Any]:
+    """Check the filter in `body`, record the job and hand it to the workers; the 202 answer's body."""
     validation.known_fields(body, BULK_FIELDS)
     wanted = await bulk_filter(body, ctx.store.endpoints)
     job_id = new_id("blk")
@@ -82,22 +131,25 @@ async def start_bulk_retry(request: Request) -> Response:
     await ctx.store.operations.start_bulk_retry(job_id, filter_to_json(wanted), actor(key))
     await ctx.jobs.enqueue_bulk_retry(job_id)
     logger.info("bulk retry %s started by %s (about %s deliveries)", job_id, key.id, estimate)
-    url = f"/v1/deliveries/retry/{job_id}"
-    return JSONResponse({"id": job_id, "state": "queued", "matched_estimate": estimate, "progress_url": url},
-                        status_code=202, headers={"Location": url})
+    return {"id": job_id, "state": "queued", "matched_estimate": estimate,
+            "progress_url": f"/v1/deliveries/retry/{job_id}"}
 
 
-async def get_bulk_retry(request: Request) -> Response:
-    ctx = context(request)
-    await ctx.auth.require(request, READING)
-    job_id = validation.path_id(request.path_params["id"], validation.BULK_RETRY_ID, "bulk retry")
+async def bulk_estimate(ctx: Context, body: dict[str, Any]) -> int | None:
+    """How many deliveries a bulk retry with this filter would match, when an index can tell (the
+    same check and count start_bulk makes, without starting anything)."""
+    validation.known_fields(body, BULK_FIELDS)
+    return await ctx.store.monitoring.count_estimate(await bulk_filter(body, ctx.store.endpoints))
+
+
+async def bulk_progress(ctx: Context, job_id: str) -> dict[str, Any]:
     raw = await ctx.store.operations.bulk_progress(job_id)
     stored = json.loads(raw["filter"])
 
     def moment(name: str) -> str | None:
         return iso(int(raw[name])) if raw.get(name) else None
 
-    return JSONResponse({
+    return {
         "id": job_id,
         "state": raw["state"],
         "filter": {
@@ -114,35 +166,19 @@ async def get_bulk_retry(request: Request) -> Response:
         "created_at": moment("created_ms"),
         "started_at": moment("started_ms"),
         "finished_at": moment("finished_ms"),
-    })
+    }
 
 
-async def pause_endpoint(request: Request) -> Response:
-    """Nothing is sent to the endpoint until it is resumed or `until` passes; messages still queue."""
-    ctx = context(request)
-    key = await ctx.auth.require(request, ADMIN_ONLY)
-    eid = _endpoint_id(request)
-    body = await read_json(request, ctx.settings.max_payload_bytes, optional=True)
-    until_ms: int | None = None
-    if body is not None:
-        validation.known_fields(validation.json_object(body), {"until"})
-        if "until" in body:
-            until_ms = validation.timestamp(body["until"], "until")
-            if until_ms <= now_ms():
-                raise InvalidInput("until", "must be in the future (leave it out to pause until resumed)")
+async def pause(ctx: Context, key: ApiKey, eid: str, until_ms: int | None) -> dict[str, Any]:
     await ctx.store.operations.pause_endpoint(eid, actor(key), until_ms)
     logger.info("endpoint paused by %s", key.id, extra={"endpoint_id": eid})
-    return await _endpoint_with_flow(request, eid)
+    return await endpoint_with_flow(ctx, eid)
 
 
-async def resume_endpoint(request: Request) -> Response:
-    """Ends an operator pause or an overload pause at once (and resets the backoff)."""
-    ctx = context(request)
-    key = await ctx.auth.require(request, ADMIN_ONLY)
-    eid = _endpoint_id(request)
+async def resume(ctx: Context, key: ApiKey, eid: str) -> dict[str, Any]:
     await ctx.store.operations.resume_endpoint(eid, actor(key))
     logger.info("endpoint resumed by %s", key.id, extra={"endpoint_id": eid})
-    return await _endpoint_with_flow(request, eid)
+    return await endpoint_with_flow(ctx, eid)
 
 
 async def bulk_filter(body: dict[str, Any], endpoints: EndpointStore) -> DeliveryFilter:
@@ -196,11 +232,10 @@ def flow_json(endpoint: Endpoint, flow: EndpointFlow, now: int) -> dict[str, Any
     }
 
 
-async def _endpoint_with_flow(request: Request, eid: str) -> Response:
-    store = context(request).store
-    endpoint = await store.endpoints.get(eid)
-    flow = await store.endpoints.flow(eid)
-    return JSONResponse({**endpoint.to_json(), "flow": flow_json(endpoint, flow, now_ms())})
+async def endpoint_with_flow(ctx: Context, eid: str) -> dict[str, Any]:
+    endpoint = await ctx.store.endpoints.get(eid)
+    flow = await ctx.store.endpoints.flow(eid)
+    return {**endpoint.to_json(), "flow": flow_json(endpoint, flow, now_ms())}
 
 
 def _endpoint_id(request: Request) -> str:

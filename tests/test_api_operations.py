@@ -55,15 +55,12 @@ async def until_status(store: Store, dids: list[str], status: str, timeout: floa
 
 
 @pytest.mark.slow
-async def test_retry_answers_409_while_queued_and_requeues_a_failed_delivery_as_manual(
+async def test_retry_requeues_a_failed_delivery_as_manual(
     client: httpx.AsyncClient, store: Store, settings: Settings, receiver: Receiver
 ) -> None:
     operator = await api_key(client, "admin")
     eid = await make_endpoint(store, receiver.url())
-    await store.endpoints.update(eid, {"enabled": False})  # hold it queued for the first check
     [did] = await send(store, 1, endpoint_ids=[eid])
-    queued = await client.post(f"/v1/deliveries/{did}/retry", headers=ADMIN)
-    assert "already queued" in assert_problem(queued, 409)["detail"]
     receiver.script = always(Reply(400))
     async with running_worker(settings):
         await store.endpoints.update(eid, {"enabled": True})
@@ -81,6 +78,46 @@ async def test_retry_answers_409_while_queued_and_requeues_a_failed_delivery_as_
     assert [(a["trigger"], a["response"]["status"]) for a in detail["attempts"]] == [("scheduled", 400),
                                                                                   ("manual", 200)]
     assert len(receiver.received) == 2
+
+
+async def test_retry_of_a_delivery_waiting_for_its_next_attempt_means_try_now(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    """Due at once, recorded as an operator's action, its attempt count kept; 409 only while it is
+    being sent."""
+    eid = await make_endpoint(store, NOWHERE)
+    [did] = await send(store, 1, endpoint_ids=[eid])
+    claimed = (await store.pump.claim("w-test", horizon_ms=200, max_endpoints=10, max_deliveries=10)).deliveries[0]
+    sending = await client.post(f"/v1/deliveries/{did}/retry", headers=ADMIN)
+    assert "being sent right now" in assert_problem(sending, 409)["detail"]
+    an_hour = int(time.time() * 1000) + 3_600_000
+    record = {"number": claimed.attempt, "trigger": claimed.trigger, "outcome": "retry"}
+    await store.pump.complete([Completion(did, claimed.attempt, "retry", due_ms=an_hour, status_code=500,
+                                          error="HTTP 500", record=record)])
+    waiting = (await client.get(f"/v1/deliveries/{did}", headers=ADMIN)).json()["delivery"]
+    assert waiting["status"] == "retrying" and _seconds(waiting["next_attempt_at"]) > time.time() + 3000
+    response = await client.post(f"/v1/deliveries/{did}/retry", headers=ADMIN)
+    assert response.status_code == 202, response.text
+    assert_matches_contract(response.json(), "Delivery")
+    now_due = response.json()
+    assert now_due["status"] == "retrying" and now_due["attempts"] == 1
+    assert abs(_seconds(now_due["next_attempt_at"]) - time.time()) < 5
+    assert (await store.redis.zscore(f"hp:ep:{eid}:due", did)) <= time.time() * 1000
+    [action] = (await client.get(f"/v1/deliveries/{did}", headers=ADMIN)).json()["actions"]
+    assert action["action"] == "retry" and action["by"] == "bootstrap"
+    again = (await store.pump.claim("w-test", horizon_ms=200, max_endpoints=10, max_deliveries=10)).deliveries
+    assert [(d.id, d.trigger) for d in again] == [(did, "manual")]
+
+
+async def test_try_now_still_waits_out_a_pause(client: httpx.AsyncClient, store: Store) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    [did] = await send(store, 1, endpoint_ids=[eid])
+    until = "2999-01-01T00:00:00Z"
+    assert (await client.post(f"/v1/endpoints/{eid}/pause", json={"until": until}, headers=ADMIN)).status_code == 200
+    assert (await client.post(f"/v1/deliveries/{did}/retry", headers=ADMIN)).status_code == 202
+    claim = await store.pump.claim("w-test", horizon_ms=200, max_endpoints=10, max_deliveries=10)
+    assert claim.deliveries == []
+    assert (await store.redis.zscore("hp:active", eid)) >= _seconds(until) * 1000
 
 
 async def test_a_manual_retry_stays_manual_when_its_claim_is_released_unsent(

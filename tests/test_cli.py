@@ -107,6 +107,7 @@ def test_the_banner_shows_where_things_are_and_hides_redis_passwords() -> None:
     settings = Settings(redis_url="redis://:s3cret@redis.internal:6379/0", api_key="hp_k", host="0.0.0.0")
     text = banner(settings, None)
     assert "http://127.0.0.1:8080" in text
+    assert "console:   http://127.0.0.1:8080/ui/" in text
     assert "admin key: hp_k" in text
     assert "s3cret" not in text and "redis.internal:6379" in text
     assert redacted("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"

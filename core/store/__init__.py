@@ -14,6 +14,8 @@ from core.store.messages import Accepted, Idempotency, MessageStore, NewMessage
 from core.store.monitoring import DeliveryFilter, MonitoringStore
 from core.store.operations import Actor, OperationsStore
 from core.store.pump import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, PumpStore
+from core.store.sessions import Session, SessionStore
+from core.store.timeline import TimelineStore
 
 __all__ = [
     "Accepted",
@@ -33,7 +35,10 @@ __all__ = [
     "NewMessage",
     "OperationsStore",
     "PumpStore",
+    "Session",
+    "SessionStore",
     "Store",
+    "TimelineStore",
     "create_store",
     "translated_errors",
 ]
@@ -49,6 +54,8 @@ class Store:
         self.pump = PumpStore(client, lease_seconds=settings.lease_seconds, retention=settings.retention)
         self.monitoring = MonitoringStore(client, self.deliveries)
         self.operations = OperationsStore(client, retention=settings.retention)
+        self.timeline = TimelineStore(client)
+        self.sessions = SessionStore(client)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

@@ -41,6 +41,14 @@ class ApiKeyStore:
         raw = await hgetall(self._redis, keys.api_key(digest(plaintext)))
         return _from_hash(raw) if raw else None
 
+    async def by_id(self, kid: str) -> ApiKey | None:
+        """The key with this id, or None once it has been deleted."""
+        hashed = await self._redis.get(keys.api_key_id(kid))
+        if hashed is None:
+            return None
+        raw = await hgetall(self._redis, keys.api_key(hashed))
+        return _from_hash(raw) if raw else None
+
     async def list(self, *, limit: int, cursor: str | None) -> tuple[list[ApiKey], str | None]:
         kids, next_cursor = await page(self._redis, keys.API_KEYS, limit=limit, cursor=cursor, newest_first=False)
         pipe = self._redis.pipeline(transaction=False)

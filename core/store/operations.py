@@ -33,12 +33,13 @@ class OperationsStore:
         self._sweep = load_script(client, "sweep")
         self._retention_ms = int(retention * 1000)
 
-    async def retry(self, dids: list[str], actor: Actor, *, via: str = "retry") -> list[str]:
-        """Per did: "queued", "already_queued", "missing" or "message_gone" (see retry.lua)."""
+    async def retry(self, dids: list[str], actor: Actor, *, via: str = "retry", hasten: bool = False) -> list[str]:
+        """Per did: "queued", "hastened", "already_queued", "missing" or "message_gone" (see retry.lua).
+        `hasten`: a delivery waiting for its next automatic attempt is made due now ("try now")."""
         if not dids:
             return []
         now = now_ms()
-        return list(await self._retry(args=[now, _action(via, actor, now), *dids]))
+        return list(await self._retry(args=[now, _action(via, actor, now), "1" if hasten else "0", *dids]))
 
     async def cancel(self, dids: list[str], actor: Actor) -> list[str]:
         """Per did: "cancelled", "delivering", "terminal" or "missing" (see cancel.lua)."""

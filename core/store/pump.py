@@ -60,7 +60,8 @@ class Completion:
     error: str = ""
     record: dict[str, Any] | None = None  # the attempt record; None for a release
     pause_reason: str = ""  # overloaded: "retry_after" (due_ms is the receiver's) or "backoff"
-    started_ms: int = 0  # when the attempt was sent: tells one congestion event from the next
+    started_ms: int = 0  # when the attempt was sent (0 for a release): tells one congestion event from the
+    # next, and the endpoint's sends-per-second timeline counts it
 
 
 class PumpStore:

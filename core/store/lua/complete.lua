@@ -1,11 +1,11 @@
 -- Record finished attempts and move each delivery on, atomically, in one batch.
 -- Keys touched: hp:dlv:{did}, hp:dlv:{did}:attempts, hp:att:{aid}, hp:ep:{eid}:attempts,
 --   hp:ep:{eid}:inflight, hp:leases, hp:ep:{eid}:due, hp:ep:{eid}, hp:ep:{eid}:flow,
---   hp:ep:{eid}:pauses, hp:evt:*, hp:active, hp:terminal, hp:ep:{eid}:m:{minute}, status indexes
---   and counters (via _lib).
+--   hp:ep:{eid}:pauses, hp:evt:*, hp:active, hp:terminal, hp:ep:{eid}:m:{minute},
+--   hp:ep:{eid}:sent:{minute}, status indexes and counters (via _lib).
 -- ARGV[1]: now_ms, ARGV[2]: retention_ms, ARGV[3]: JSON array of results, each
 --   [did, attempt number, outcome, due_ms, status code ("" if none), error ("" if none),
---    attempt record JSON ("" for a release), pause reason ("" unless overloaded), started_ms]
+--    attempt record JSON ("" for a release), pause reason ("" unless overloaded), started_ms (0 if unknown)]
 -- outcome: succeeded | retry | failed | overloaded | gone | released
 --   retry:      back to the due set at due_ms as retrying
 --   overloaded: 429/503; the endpoint's pace reacts (see _flow.lua). pause reason "retry_after":
@@ -24,6 +24,14 @@ local applied = 0
 -- Per endpoint: {gone = bool}; deliveries held by this batch's pauses: {did, eid, status}
 local touched, overloaded = {}, {}
 
+-- Sends per second for the endpoint's timeline, by the second each attempt started (core/keys.py).
+local function count_second(eid, started_ms)
+  local second = math.floor(started_ms / 1000)
+  local key = 'hp:ep:' .. eid .. ':sent:' .. math.floor(second / 60)
+  incr(key, tostring(second), 1)
+  B.expire[key] = 1200
+end
+
 local function effects(eid)
   local t = touched[eid]
   if not t then t = {}; touched[eid] = t end
@@ -32,7 +40,9 @@ end
 
 for _, r in ipairs(cjson.decode(ARGV[3])) do
   local did, number, outcome = r[1], tonumber(r[2]), r[3]
-  local due_ms, code, err, record, reason, started = tonumber(r[4]), r[5], r[6], r[7], r[8], tonumber(r[9]) or now
+  local due_ms, code, err, record, reason = tonumber(r[4]), r[5], r[6], r[7], r[8]
+  local sent_ms = tonumber(r[9]) or 0
+  local started = sent_ms > 0 and sent_ms or now
   local dkey = 'hp:dlv:' .. did
   local d = redis.call('HMGET', dkey, 'eid', 'status', 'attempts', 'trigger')
   local eid, status = d[1], d[2]
@@ -42,6 +52,7 @@ for _, r in ipairs(cjson.decode(ARGV[3])) do
       redis.call('SET', 'hp:att:' .. aid, record, 'PX', retention)
       redis.call('RPUSH', dkey .. ':attempts', aid)
       zadd('hp:ep:' .. eid .. ':attempts', now, aid)
+      if sent_ms > 0 then count_second(eid, sent_ms) end
     end
     local current = tonumber(d[3]) == number and (status == 'delivering' or status == 'pending' or status == 'retrying')
     if current then

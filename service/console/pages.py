@@ -1,0 +1,148 @@
+"""The console's pages (GET): overview, deliveries, one delivery, one endpoint, a bulk retry's
+progress. Each reads through the same functions as the JSON routes and only arranges the answer."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.datastructures import QueryParams
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from core.errors import InvalidInput, NotFound
+from core.models import DeliveryStatus
+from service import validation
+from service.console.render import render
+from service.console.session import viewer
+from service.context import context
+from service.deliveries import FILTERS, delivery_detail, delivery_page, endpoint_attempts_page
+from service.endpoints import endpoint_page
+from service.monitoring import endpoint_stats_json, queue_overview_json, timeline_json
+from service.operations import RETRYABLE, bulk_estimate, bulk_progress, endpoint_with_flow
+
+STATUSES = [s.value for s in DeliveryStatus]
+PAGE_SIZES = (25, 50, 100, 250)
+ATTEMPTS_SHOWN = 20
+# Response headers that may carry a receiver's credentials or session: never shown.
+HIDDEN_RESPONSE_HEADERS = frozenset({"set-cookie", "set-cookie2", "authorization", "proxy-authorization",
+                                     "www-authenticate", "proxy-authenticate", "cookie"})
+
+
+def listed(query: QueryParams, names: tuple[str, ...]) -> QueryParams:
+    """The query without empty values (an empty form field means "any") and with only `names`."""
+    return QueryParams([(k, v) for k, v in query.multi_items() if v != "" and k in names])
+
+
+async def overview(request: Request) -> Response:
+    who = await viewer(request)
+    ctx = context(request)
+    queue = await queue_overview_json(ctx)
+    backlogs = []
+    for entry in queue["largest_backlogs"]:
+        try:
+            backlogs.append(await endpoint_stats_json(ctx, entry["endpoint_id"]))
+        except NotFound:  # deleted between the two reads
+            continue
+    return render(request, "overview.html", viewer=who, queue=queue, backlogs=backlogs, statuses=STATUSES)
+
+
+async def deliveries(request: Request) -> Response:
+    who = await viewer(request)
+    ctx = context(request)
+    query = listed(request.query_params, (*FILTERS, "limit", "cursor"))
+    filters = listed(query, FILTERS)
+    error = None
+    try:
+        page = await delivery_page(ctx, query)
+    except InvalidInput as exc:
+        page, error = {"data": [], "next_cursor": None}, f"{exc.field}: {exc.problem}."
+    without_cursor = [item for item in query.multi_items() if item[0] != "cursor"]
+    newest = "/ui/deliveries?" + urlencode(without_cursor)
+    older = newest + "&" * bool(without_cursor) + urlencode({"cursor": page["next_cursor"]}) \
+        if page["next_cursor"] else None
+    chosen = {s for v in filters.getlist("status") for s in v.split(",")}
+    return render(
+        request, "deliveries.html", 422 if error else 200, viewer=who, page=page, error=error,
+        filters=filters, chosen=chosen, statuses=STATUSES, page_sizes=PAGE_SIZES,
+        limit=query.get("limit", str(validation.PAGE_DEFAULT)), cursor=query.get("cursor"),
+        older=older, newest=newest, here=str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
+        bulk_query=_bulk_query(filters, chosen), notice=None,
+    )
+
+
+def _bulk_query(filters: QueryParams, chosen: set[str]) -> str | None:
+    """The filter as a bulk retry can take it (only ended statuses, no message id), or None."""
+    if not chosen or not chosen <= set(RETRYABLE) or "message_id" in filters:
+        return None
+    return urlencode(list(filters.multi_items()))
+
+
+def bulk_body(filters: QueryParams) -> dict[str, Any]:
+    """The bulk retry request body for a deliveries filter (the same fields as POST /v1/deliveries/retry)."""
+    body: dict[str, Any] = {name: filters[name] for name in ("endpoint_id", "event_type", "since", "until")
+                            if name in filters}
+    statuses = [s for v in filters.getlist("status") for s in v.split(",") if s]
+    if statuses:
+        body["status"] = sorted(set(statuses))
+    return body
+
+
+async def bulk_confirm(request: Request) -> Response:
+    who = await viewer(request)
+    filters = listed(request.query_params, FILTERS)
+    body = bulk_body(filters)
+    estimate = await bulk_estimate(context(request), body)
+    return render(request, "bulk_confirm.html", viewer=who, body=body, estimate=estimate,
+                  back="/ui/deliveries?" + urlencode(list(filters.multi_items())))
+
+
+async def bulk(request: Request) -> Response:
+    who = await viewer(request)
+    job_id = validation.path_id(request.path_params["id"], validation.BULK_RETRY_ID, "bulk retry")
+    return render(request, "bulk.html", viewer=who, job=await bulk_progress(context(request), job_id))
+
+
+async def delivery(request: Request) -> Response:
+    who = await viewer(request)
+    did = validation.path_id(request.path_params["id"], validation.DELIVERY_ID, "delivery")
+    detail = await delivery_detail(context(request), did)
+    return render(request, "delivery.html", viewer=who, detail=detail, notice=None,
+                  hidden_headers=HIDDEN_RESPONSE_HEADERS)
+
+
+async def endpoints(request: Request) -> Response:
+    who = await viewer(request)
+    query = listed(request.query_params, ("cursor",))
+    page = await endpoint_page(context(request), QueryParams([("limit", "100"), *query.multi_items()]))
+    return render(request, "endpoints.html", viewer=who, page=page)
+
+
+async def endpoint(request: Request) -> Response:
+    who = await viewer(request)
+    ctx = context(request)
+    eid = validation.path_id(request.path_params["id"], validation.ENDPOINT_ID, "endpoint")
+    query = listed(request.query_params, ("cursor",))
+    config = await endpoint_with_flow(ctx, eid)
+    stats = await endpoint_stats_json(ctx, eid)
+    paging = QueryParams([("limit", str(ATTEMPTS_SHOWN)), *query.multi_items()])
+    attempts = await endpoint_attempts_page(ctx, eid, paging)
+    timeline = await timeline_json(ctx, eid, 300)
+    return render(request, "endpoint.html", viewer=who, endpoint=config, stats=stats, attempts=attempts,
+                  timeline=timeline, busiest=_busiest(timeline))
+
+
+def _busiest(timeline: dict[str, Any]) -> dict[str, Any]:
+    """The caption's figures: the most requests in one second, and in which."""
+    points = timeline["points"]
+    top = max(points, key=lambda p: p["sent"]) if points else None
+    return {"sent": top["sent"] if top else 0, "at": top["at"] if top else None,
+            "total": sum(p["sent"] for p in points)}
+
+
+async def endpoint_timeline(request: Request) -> Response:
+    """The chart's data for a signed-in operator: exactly GET /v1/endpoints/{id}/timeline's answer."""
+    await viewer(request)
+    eid = validation.path_id(request.path_params["id"], validation.ENDPOINT_ID, "endpoint")
+    return JSONResponse(await timeline_json(context(request), eid, 300), headers={"Cache-Control": "no-store"})
+

@@ -1,0 +1,149 @@
+"""Rendering: the one Jinja2 environment (autoescape on for every template), the headers every console
+answer carries (a strict Content-Security-Policy among them), and error pages."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from core.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from core.store.connection import TRANSIENT_ERRORS
+from service.problems import Problem
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+# No inline script or style anywhere: scripts and styles come from /ui/static only.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "X-Frame-Options": "DENY",
+}
+
+_env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined,
+                   trim_blocks=True, lstrip_blocks=True, auto_reload=False)
+
+
+def _parse(moment: str) -> float:
+    return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
+
+
+def absolute(moment: str | None) -> str:
+    """'2026-11-30 13:27:04 UTC' for an RFC 3339 time from the API."""
+    if not moment:
+        return ""
+    return moment[:10] + " " + moment[11:19] + " UTC"
+
+
+def span(seconds: float) -> str:
+    """'3 min 4 s': a length of time to two units at most (Action Scheduler's style)."""
+    seconds = abs(seconds)
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if seconds >= size or (unit == "s" and not parts):
+            amount = int(seconds // size)
+            seconds -= amount * size
+            parts.append(f"{amount} {unit}")
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
+def relative(moment: str | None, now: float | None = None) -> str:
+    """'3 min ago' / 'in 12 s' for an RFC 3339 time from the API."""
+    if not moment:
+        return ""
+    delta = _parse(moment) - (time.time() if now is None else now)
+    if abs(delta) < 1:
+        return "now"
+    return f"in {span(delta)}" if delta > 0 else f"{span(delta)} ago"
+
+
+def moment(value: str | None) -> Markup:
+    """A time as `<time>` in UTC with its relative text (Crontrol's style); a filter rather than a macro,
+    since a page of deliveries shows two per row."""
+    if not value:
+        return Markup('<span class="none">-</span>')
+    return Markup('<time datetime="{0}" title="{0}">{1}</time> <span class="rel">({2})</span>').format(
+        value, absolute(value), relative(value))
+
+
+_env.filters["moment"] = moment
+_env.filters["absolute"] = absolute
+_env.filters["relative"] = relative
+_env.filters["span"] = span
+
+
+def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:
+    html = _env.get_template(template).render(request=request, **values)
+    return HTMLResponse(html, status_code=status_code, headers={"Cache-Control": "no-store"})
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS to every answer under /ui, pages, redirects and static files alike."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+ERROR_TITLES = {400: "Bad request", 403: "Not allowed", 404: "Not found", 409: "Conflict", 413: "Too large",
+                415: "Unsupported form", 422: "Invalid input", 429: "Too many attempts", 503: "Unavailable"}
+
+
+def error_page(request: Request, status: int, detail: str, headers: dict[str, str] | None = None) -> Response:
+    response = render(request, "error.html", status, title=ERROR_TITLES.get(status, "Error"), detail=detail,
+                      status=status)
+    response.headers.update(headers or {})
+    return response
+
+
+async def on_problem(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, Problem)
+    return error_page(request, exc.status, exc.detail, exc.headers)
+
+
+async def on_domain_error(request: Request, exc: Exception) -> Response:
+    if isinstance(exc, NotFound):
+        return error_page(request, 404, f"There is no {exc.kind} with id {exc.ident!r}.")
+    if isinstance(exc, InvalidInput):
+        return error_page(request, 422, f"{exc.field}: {exc.problem}.")
+    assert isinstance(exc, Conflict)
+    return error_page(request, 409, str(exc))
+
+
+async def on_store_unavailable(request: Request, exc: Exception) -> Response:
+    return error_page(request, 503, "The data store is unreachable right now; reload in a few seconds.",
+                      {"Retry-After": "5"})
+
+
+def exception_handlers() -> dict[Any, Any]:
+    """Domain refusals as HTML pages; anything else falls through to the API's problem+json handlers."""
+    handlers: dict[Any, Any] = {Problem: on_problem, NotFound: on_domain_error, InvalidInput: on_domain_error,
+                                Conflict: on_domain_error, StoreUnavailable: on_store_unavailable}
+    for error in TRANSIENT_ERRORS:
+        handlers[error] = on_store_unavailable
+    return handlers

@@ -1,0 +1,314 @@
+"""The operator console at /ui, route by route with real Redis: sign-in and sessions, every page for
+each scope, filters and cursors against the JSON API, CSRF and Origin refusals, the CSP header, and
+a receiver's hostile answer rendered inert."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from core.settings import Settings
+from core.store import Completion, Store
+from service.console.render import CSP
+from service.console.session import FAILED_SIGN_IN_LIMIT
+from tests.api import ADMIN, ADMIN_KEY, api_client, snapshot
+from tests.console import SAME_ORIGIN, csrf_token, row_ids, sign_in
+from tests.pumping import make_endpoint, send
+
+NOWHERE = "http://127.0.0.1:9/never"
+
+
+@pytest.fixture
+async def client(store: Store, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with api_client(settings) as client:
+        yield client
+
+
+async def new_key(client: httpx.AsyncClient, scope: str) -> dict[str, Any]:
+    response = await client.post("/v1/api-keys", json={"name": f"{scope}-operator", "scopes": [scope]},
+                                 headers=ADMIN)
+    assert response.status_code == 201
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def failed_delivery(store: Store, eid: str, record: dict[str, Any] | None = None) -> str:
+    """A delivery whose one attempt failed (HTTP 400), recorded through the pump's own completion path."""
+    [did] = await send(store, 1, endpoint_ids=[eid])
+    claim = await store.pump.claim("w-test", horizon_ms=200, max_endpoints=10, max_deliveries=10)
+    [claimed] = [d for d in claim.deliveries if d.id == did]
+    attempt = record or {"number": 1, "trigger": "scheduled", "started_at": "2026-01-01T00:00:00.000Z",
+                         "duration_ms": 3.0, "request": {"url": NOWHERE, "headers": {}},
+                         "response": {"status": 400, "headers": {}, "body": "no", "body_truncated": False},
+                         "error": None, "outcome": "failed"}
+    await store.pump.complete([Completion(did, claimed.attempt, "failed", status_code=400, error="HTTP 400",
+                                          record=attempt, started_ms=int(time.time() * 1000))])
+    return did
+
+
+async def test_pages_send_a_visitor_without_a_session_to_sign_in(client: httpx.AsyncClient, store: Store) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    [did] = await send(store, 1, endpoint_ids=[eid])
+    for path in ("/ui/", "/ui/deliveries?status=failed", f"/ui/deliveries/{did}", f"/ui/endpoints/{eid}",
+                 "/ui/endpoints", f"/ui/endpoints/{eid}/timeline.json"):
+        response = await client.get(path)
+        assert response.status_code == 303, path
+        assert response.headers["location"].startswith("/ui/login?next=%2Fui%2F"), path
+    client.cookies.set("hookpump_console", "forged-token", path="/ui")
+    assert (await client.get("/ui/")).status_code == 303
+
+
+async def test_sign_in_gives_a_strict_opaque_session_cookie_kept_only_as_a_digest(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    response = await client.post("/ui/login", data={"key": ADMIN_KEY}, headers=SAME_ORIGIN)
+    assert response.status_code == 303
+    cookie = response.headers["set-cookie"]
+    for attribute in ("HttpOnly", "SameSite=strict", "Path=/ui", "Max-Age=43200"):
+        assert attribute in cookie, cookie
+    token = cookie.split(";")[0].split("=", 1)[1]
+    assert ADMIN_KEY not in cookie
+    stored = [key for key in await store.redis.keys("hp:ui:sess:*")]
+    assert len(stored) == 1 and token not in stored[0]
+    assert token not in str(await store.redis.hgetall(stored[0]))
+    assert 0 < await store.redis.ttl(stored[0]) <= 43200
+    assert (await client.get("/ui/")).status_code == 200
+    csrf = await csrf_token(client)
+    out = await client.post("/ui/logout", data={"csrf": csrf}, headers=SAME_ORIGIN)
+    assert out.status_code == 303 and await store.redis.keys("hp:ui:sess:*") == []
+    assert (await client.get("/ui/")).status_code == 303
+
+
+async def test_a_send_key_or_a_wrong_key_cannot_sign_in(client: httpx.AsyncClient, store: Store) -> None:
+    sender = await new_key(client, "send")
+    for key in (sender["key"], "hp_not-a-key", ""):
+        response = await client.post("/ui/login", data={"key": key}, headers=SAME_ORIGIN)
+        assert response.status_code == 401 and "set-cookie" not in response.headers
+        assert 'role="alert"' in response.text
+    assert await store.redis.keys("hp:ui:sess:*") == []
+
+
+async def test_sign_in_failures_are_limited_per_address(client: httpx.AsyncClient, store: Store) -> None:
+    for _ in range(FAILED_SIGN_IN_LIMIT):
+        assert (await client.post("/ui/login", data={"key": "wrong"}, headers=SAME_ORIGIN)).status_code == 401
+    refused = await client.post("/ui/login", data={"key": ADMIN_KEY}, headers=SAME_ORIGIN)
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    assert await store.redis.keys("hp:ui:sess:*") == []
+
+
+async def test_deleting_the_key_signs_its_sessions_out(client: httpx.AsyncClient, store: Store) -> None:
+    reader = await new_key(client, "read")
+    await sign_in(client, reader["key"])
+    assert (await client.get("/ui/")).status_code == 200
+    assert (await client.delete(f"/v1/api-keys/{reader['id']}", headers=ADMIN)).status_code == 204
+    assert (await client.get("/ui/")).status_code == 303
+    assert await store.redis.keys("hp:ui:sess:*") == []
+
+
+async def test_every_page_renders_for_both_scopes_and_a_read_key_sees_no_action(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    did = await failed_delivery(store, eid)
+    await send(store, 2, endpoint_ids=[eid])
+    blk = (await client.post("/v1/deliveries/retry", json={"status": ["cancelled"]}, headers=ADMIN)).json()["id"]
+    reader = await new_key(client, "read")
+    pages = ("/ui/", "/ui/deliveries", "/ui/deliveries?status=failed", f"/ui/deliveries/{did}", "/ui/endpoints",
+             f"/ui/endpoints/{eid}", "/ui/deliveries/retry?status=failed", f"/ui/bulk/{blk}")
+    for key, acts in ((ADMIN_KEY, True), (reader["key"], False)):
+        client.cookies.clear()
+        await sign_in(client, key)
+        for path in pages:
+            response = await client.get(path)
+            assert response.status_code == 200, (path, response.text[:500])
+            assert response.headers["content-security-policy"] == CSP
+            assert response.headers["content-type"].startswith("text/html")
+            assert ('method="post" action="/ui/deliveries/' in response.text) is (
+                acts and path in ("/ui/deliveries", "/ui/deliveries?status=failed", f"/ui/deliveries/{did}",
+                                  "/ui/deliveries/retry?status=failed")), (key, path)
+        listed = (await client.get("/ui/endpoints")).text
+        assert re.findall(r'data-testid="endpoint-row" data-id="([^"]+)"', listed) == [eid]
+        endpoint_page = (await client.get(f"/ui/endpoints/{eid}")).text
+        assert (f'action="/ui/endpoints/{eid}/pause"' in endpoint_page) is acts
+    assert "script-src 'self'" in CSP and "unsafe-inline" not in CSP and "unsafe-eval" not in CSP
+
+
+async def test_a_read_session_is_refused_every_action_and_nothing_changes(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    did = await failed_delivery(store, eid)
+    [pending] = await send(store, 1, endpoint_ids=[eid])
+    reader = await new_key(client, "read")
+    await sign_in(client, reader["key"])
+    csrf = await csrf_token(client)
+    before = await snapshot(store)
+    for path, form in ((f"/ui/deliveries/{did}/retry", {}), (f"/ui/deliveries/{pending}/cancel", {}),
+                       ("/ui/deliveries/retry", {"status": "failed"}), (f"/ui/endpoints/{eid}/pause", {}),
+                       (f"/ui/endpoints/{eid}/resume", {})):
+        response = await client.post(path, data={"csrf": csrf, **form}, headers=SAME_ORIGIN)
+        assert response.status_code == 403, path
+        assert "admin" in response.text
+    assert await snapshot(store) == before
+
+
+async def test_forms_without_the_csrf_token_or_from_another_origin_are_refused(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    did = await failed_delivery(store, eid)
+    await sign_in(client, ADMIN_KEY)
+    csrf = await csrf_token(client)
+    before = await snapshot(store)
+    path = f"/ui/deliveries/{did}/retry"
+    for data, headers in (({"next": "/ui/"}, SAME_ORIGIN), ({"csrf": "guess"}, SAME_ORIGIN),
+                          ({"csrf": csrf}, {"Origin": "https://evil.example"}),
+                          ({"csrf": csrf}, {"Origin": "http://hookpump.test:8443"}),
+                          ({"csrf": csrf}, {"Origin": "null"}), ({"csrf": csrf}, {})):
+        response = await client.post(path, data=data, headers=headers)
+        assert response.status_code == 403, (data, headers)
+    assert (await client.post("/ui/login", data={"key": ADMIN_KEY},
+                              headers={"Origin": "https://evil.example"})).status_code == 403
+    assert await snapshot(store) == before
+    ok = await client.post(path, data={"csrf": csrf, "next": "https://evil.example/"}, headers=SAME_ORIGIN)
+    assert ok.status_code == 303 and ok.headers["location"] == "/ui/"  # never sent off-site
+    assert (await client.get(f"/v1/deliveries/{did}", headers=ADMIN)).json()["delivery"]["status"] == "pending"
+
+
+async def test_retry_and_cancel_work_as_plain_forms_and_as_htmx_fragments(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    failed = await failed_delivery(store, eid)
+    [waiting] = await send(store, 1, endpoint_ids=[eid])
+    await sign_in(client, ADMIN_KEY)
+    csrf = await csrf_token(client)
+    plain = await client.post(f"/ui/deliveries/{failed}/retry",
+                              data={"csrf": csrf, "next": "/ui/deliveries?status=failed"}, headers=SAME_ORIGIN)
+    assert plain.status_code == 303 and plain.headers["location"] == "/ui/deliveries?status=failed"
+    detail = (await client.get(f"/v1/deliveries/{failed}", headers=ADMIN)).json()
+    assert detail["delivery"]["status"] == "pending" and detail["actions"][0]["action"] == "retry"
+    htmx = {**SAME_ORIGIN, "HX-Request": "true"}
+    row = await client.post(f"/ui/deliveries/{waiting}/cancel",
+                            data={"csrf": csrf, "view": "row", "next": "/ui/deliveries"}, headers=htmx)
+    assert row.status_code == 200
+    assert row.text.lstrip().startswith(f'<tr id="row-{waiting}"') and 'data-status="cancelled"' in row.text
+    assert "cancelled" in re.sub(r"\s+", " ", row.text) and 'data-testid="notice"' in row.text
+    # Being sent right now: 409, and the fragment says why (htmx swaps a 409 in, see base.html).
+    await client.post(f"/ui/deliveries/{failed}/cancel", data={"csrf": csrf}, headers=SAME_ORIGIN)
+    await client.post(f"/ui/deliveries/{failed}/retry", data={"csrf": csrf}, headers=SAME_ORIGIN)
+    await store.pump.claim("w-test", horizon_ms=200, max_endpoints=10, max_deliveries=10)
+    busy = await client.post(f"/ui/deliveries/{failed}/retry", data={"csrf": csrf, "view": "detail"}, headers=htmx)
+    assert busy.status_code == 409 and "being sent right now" in busy.text
+    assert busy.text.lstrip().startswith('<section id="delivery-state"')
+
+
+async def test_the_deliveries_page_shows_what_the_api_returns_for_every_filter(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    one = await make_endpoint(store, NOWHERE)
+    two = await make_endpoint(store, NOWHERE)
+    dids = await send(store, 6, endpoint_ids=[one, two])
+    dids += await send(store, 3, endpoint_ids=[two], event_type="user.created")
+    for did in dids[:4]:
+        await client.post(f"/v1/deliveries/{did}/cancel", headers=ADMIN)
+    message = (await client.get(f"/v1/deliveries/{dids[0]}", headers=ADMIN)).json()["message"]["id"]
+    await sign_in(client, ADMIN_KEY)
+    queries = ["", "status=cancelled", "status=pending&status=cancelled", f"endpoint_id={two}",
+               f"endpoint_id={two}&status=pending", "event_type=user.created", f"message_id={message}",
+               "since=2000-01-01T00:00:00Z&until=2999-01-01T00:00:00Z", "limit=3", "status=pending,cancelled&limit=2"]
+    for query in queries:
+        api = (await client.get(f"/v1/deliveries?{query}", headers=ADMIN)).json()
+        page = await client.get(f"/ui/deliveries?{query}")
+        assert page.status_code == 200
+        assert row_ids(page.text) == [d["id"] for d in api["data"]], query
+        assert ('data-testid="older"' in page.text) is (api["next_cursor"] is not None), query
+    # Empty fields of the filter form mean "any"; a bad value is explained, not a 500.
+    blank = await client.get("/ui/deliveries?endpoint_id=&status=&event_type=&since=&until=&message_id=&limit=50")
+    assert row_ids(blank.text) == [d["id"] for d in (await client.get("/v1/deliveries", headers=ADMIN)).json()["data"]]
+    bad = await client.get("/ui/deliveries?since=yesterday")
+    assert bad.status_code == 422 and "since" in bad.text and row_ids(bad.text) == []
+
+
+async def test_cursor_pages_never_repeat_or_skip_while_deliveries_arrive(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    first = await send(store, 7, endpoint_ids=[eid])
+    await sign_in(client, ADMIN_KEY)
+    seen: list[str] = []
+    url = "/ui/deliveries?limit=3"
+    while url:
+        page = await client.get(url)
+        seen += row_ids(page.text)
+        await send(store, 2, endpoint_ids=[eid])  # newer ones arrive between the pages
+        older = re.search(r'href="([^"]+)" data-testid="older"', page.text)
+        url = older.group(1).replace("&amp;", "&") if older else ""
+    assert seen == sorted(first, reverse=True)
+
+
+async def test_a_hostile_receiver_answer_is_rendered_inert(client: httpx.AsyncClient, store: Store) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    record = {"number": 1, "trigger": "scheduled", "started_at": "2026-01-01T00:00:00.000Z", "duration_ms": 1.0,
+              "request": {"url": NOWHERE, "headers": {"webhook-signature": "[redacted]"}},
+              "response": {"status": 400, "headers": {"x-evil": '"><img src=x onerror=alert(2)>',
+                                                      "set-cookie": "receiver-session=s3cr3t"},
+                           "body": "<script>alert(1)</script></pre><b>bold</b>", "body_truncated": False},
+              "error": None, "outcome": "failed"}
+    did = await failed_delivery(store, eid, record)
+    await sign_in(client, ADMIN_KEY)
+    html = (await client.get(f"/ui/deliveries/{did}")).text
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in html and "&lt;img src=x onerror=alert(2)&gt;" in html
+    assert "<b>bold</b>" not in html
+    assert "s3cr3t" not in html
+    assert all(src.startswith("/ui/static/") for src in re.findall(r'<script[^>]* src="([^"]+)"', html))
+    assert re.findall(r"<script(?![^>]* src=)[^>]*>", html) == []  # no inline script at all
+
+
+async def test_bulk_retry_is_confirmed_with_a_count_then_started_as_the_api_would(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    dids = await send(store, 5, endpoint_ids=[eid])
+    for did in dids[:3]:
+        await client.post(f"/v1/deliveries/{did}/cancel", headers=ADMIN)
+    await sign_in(client, ADMIN_KEY)
+    listing = await client.get(f"/ui/deliveries?status=cancelled&endpoint_id={eid}")
+    assert 'data-testid="bulk-link"' in listing.text
+    assert 'data-testid="bulk-link"' not in (await client.get("/ui/deliveries?status=pending")).text
+    confirm = await client.get(f"/ui/deliveries/retry?status=cancelled&endpoint_id={eid}")
+    assert re.search(r"<strong>3</strong> deliveries match", confirm.text)
+    csrf = await csrf_token(client)
+    started = await client.post("/ui/deliveries/retry", headers=SAME_ORIGIN,
+                                data={"csrf": csrf, "status": "cancelled", "endpoint_id": eid})
+    assert started.status_code == 303 and started.headers["location"].startswith("/ui/bulk/blk_")
+    job_id = started.headers["location"].rsplit("/", 1)[1]
+    job = (await client.get(f"/v1/deliveries/retry/{job_id}", headers=ADMIN)).json()
+    assert job["filter"]["status"] == ["cancelled"] and job["filter"]["endpoint_id"] == eid
+    assert job["by"] == "bootstrap"
+    progress = await client.get(started.headers["location"])
+    assert 'data-testid="bulk-state">queued<' in progress.text and 'hx-trigger="every 1s"' in progress.text
+
+
+async def test_pause_and_resume_from_the_endpoint_page(client: httpx.AsyncClient, store: Store) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    await sign_in(client, ADMIN_KEY)
+    csrf = await csrf_token(client)
+    paused = await client.post(f"/ui/endpoints/{eid}/pause", data={"csrf": csrf, "minutes": "5"},
+                               headers=SAME_ORIGIN)
+    assert paused.status_code == 303
+    stats = (await client.get(f"/v1/endpoints/{eid}/stats", headers=ADMIN)).json()
+    assert stats["paused"] and stats["pause_reason"] == "operator"
+    page = (await client.get(f"/ui/endpoints/{eid}")).text
+    assert "Paused (operator) until" in page and f'action="/ui/endpoints/{eid}/resume"' in page
+    bad = await client.post(f"/ui/endpoints/{eid}/pause", data={"csrf": csrf, "minutes": "soon"},
+                            headers=SAME_ORIGIN)
+    assert bad.status_code == 422
+    await client.post(f"/ui/endpoints/{eid}/resume", data={"csrf": csrf}, headers=SAME_ORIGIN)
+    assert not (await client.get(f"/v1/endpoints/{eid}/stats", headers=ADMIN)).json()["paused"]
