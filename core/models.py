@@ -118,6 +118,18 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    """What GET /v1/deliveries asks for; every field that is set must hold."""
+
+    endpoint_id: str | None = None
+    statuses: frozenset[DeliveryStatus] = frozenset()  # empty: any status
+    event_type: str | None = None
+    message_id: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: str
     event_type: str

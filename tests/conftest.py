@@ -20,6 +20,9 @@ from core.settings import Settings
 from core.store import Store, create_store
 from hookpump.embedded_redis import find_redis_server
 
+# The history-store fixtures (a private PostgreSQL database, both backends).
+pytest_plugins = ["tests.history_db"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:

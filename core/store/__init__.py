@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core import keys
+from core.models import DeliveryFilter
 from core.settings import Settings
 from core.store.api_keys import ApiKeyStore
 from core.store.connection import Redis, create_redis, translated_errors
 from core.store.deliveries import DeliveryStore
 from core.store.endpoints import EndpointFlow, EndpointStore
 from core.store.messages import Accepted, Idempotency, MessageStore, NewMessage
-from core.store.monitoring import DeliveryFilter, MonitoringStore
+from core.store.monitoring import MonitoringStore
 from core.store.operations import Actor, OperationsStore
 from core.store.pump import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, PumpStore
 

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import heapq
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from core import keys
 from core.clock import now_ms
 from core.errors import NotFound
 from core.ids import created_ms, lower_bound
-from core.models import QUEUED, Delivery, DeliveryStatus
+from core.models import QUEUED, Delivery, DeliveryFilter, DeliveryStatus
 from core.store.connection import Redis, typed
 from core.store.deliveries import DeliveryStore
 from core.store.paging import page
@@ -24,16 +23,6 @@ from core.store.paging import page
 # endpoint together): the page may come back short, with a cursor to continue.
 MAX_SCANNED = 5000
 OUTCOMES = ("succeeded", "failed", "retrying", "overloaded")
-
-
-@dataclass(frozen=True, slots=True)
-class DeliveryFilter:
-    endpoint_id: str | None = None
-    statuses: frozenset[DeliveryStatus] = frozenset()  # empty: any status
-    event_type: str | None = None
-    message_id: str | None = None
-    since_ms: int | None = None
-    until_ms: int | None = None
 
 
 class MonitoringStore:

@@ -1,0 +1,115 @@
+"""What the history store is given to keep: delivery states, attempt records and operator actions,
+as the Lua scripts append them to the outbox stream, and a batch of them deduplicated.
+
+A delivery state carries `version`, a counter the scripts bump on every change of the delivery, so
+replaying an older state (a re-read batch, records out of order across writers) never moves a stored
+delivery backwards.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+
+from core.ids import created_ms
+
+# Attempt records and last_error longer than this are stored cut (with the reason), never refused.
+MAX_RECORD_CHARS = 64 * 1024
+MAX_ERROR_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryState:
+    id: str
+    message_id: str
+    endpoint_id: str
+    event_type: str
+    status: str
+    attempts: int
+    updated_ms: int
+    next_attempt_ms: int | None
+    last_code: int | None
+    last_error: str | None
+    version: int
+
+    @property
+    def created_ms(self) -> int:
+        """The partition key: a delivery id embeds its message's creation time."""
+        return created_ms(self.id)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    delivery_id: str
+    endpoint_id: str
+    number: int
+    recorded_ms: int  # when the result was written (the endpoint attempt log's order)
+    record_json: str  # delivery/attempt.py's record, or reap.lua's "lost" record
+    cut_reason: str | None = None  # set when the record was stored cut
+
+    @property
+    def delivery_created_ms(self) -> int:
+        return created_ms(self.delivery_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    delivery_id: str
+    seq: str  # the outbox entry id: unique, and ordered as the actions happened
+    action_json: str
+
+    @property
+    def delivery_created_ms(self) -> int:
+        return created_ms(self.delivery_id)
+
+
+@dataclass(slots=True)
+class HistoryBatch:
+    """Records to write together. `add_*` keeps one row per key: the newest state of a delivery (by
+    version), the last-written record of an attempt number, each action once."""
+
+    deliveries: dict[str, DeliveryState] = field(default_factory=dict)
+    attempts: dict[tuple[str, int], AttemptRecord] = field(default_factory=dict)
+    actions: dict[str, ActionRecord] = field(default_factory=dict)
+
+    def add_delivery(self, state: DeliveryState) -> None:
+        known = self.deliveries.get(state.id)
+        if known is None or known.version < state.version:
+            self.deliveries[state.id] = state
+
+    def add_attempt(self, attempt: AttemptRecord) -> None:
+        key = (attempt.delivery_id, attempt.number)
+        known = self.attempts.get(key)
+        if known is None or known.recorded_ms <= attempt.recorded_ms:
+            self.attempts[key] = attempt
+
+    def add_action(self, action: ActionRecord) -> None:
+        self.actions[action.seq] = action
+
+    def __len__(self) -> int:
+        return len(self.deliveries) + len(self.attempts) + len(self.actions)
+
+
+def cut_delivery(state: DeliveryState, reason: str) -> DeliveryState:
+    error = (state.last_error or "")[:MAX_ERROR_CHARS]
+    return replace(state, last_error=_printable(error) + f" [stored cut: {reason}]"[:MAX_ERROR_CHARS])
+
+
+def cut_attempt(attempt: AttemptRecord, reason: str) -> AttemptRecord:
+    """The attempt without its request/response details: what a refused record is stored as."""
+    try:
+        original = json.loads(attempt.record_json)
+        kept = {k: original.get(k) for k in ("number", "trigger", "started_at", "duration_ms", "outcome")}
+    except (ValueError, AttributeError):
+        kept = {"number": attempt.number}
+    kept.update({"request": None, "response": None,
+                 "error": {"kind": "record_cut", "message": f"the attempt record was stored cut: {reason}"}})
+    return replace(attempt, record_json=json.dumps(kept), cut_reason=reason[:MAX_ERROR_CHARS])
+
+
+def cut_action(action: ActionRecord, reason: str) -> ActionRecord:
+    return replace(action, action_json=json.dumps({"note": f"action record stored cut: {reason[:500]}"}))
+
+
+def _printable(text: str) -> str:
+    return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
