@@ -24,8 +24,9 @@ Messages and deliveries
                                     TTL: set to `retention` once every delivery of it is terminal... in
                                     practice the retention sweep removes it with its last delivery.
   hp:dlv:{did}                HASH  mid, eid, event_type, status, attempts, created_ms, updated_ms, due_ms,
-                                    last_code, last_error, trigger ("manual" from an operator's retry until
-                                    that attempt is recorded, else "scheduled"); actions: hp:dlv:{did}:actions
+                                    last_code, last_error, v (history version, see hp:log), trigger ("manual"
+                                    from an operator's retry until that attempt is recorded, else
+                                    "scheduled"); actions: hp:dlv:{did}:actions
                                     no TTL while queued or delivering; terminal ones are removed by the
                                     retention sweep `retention` after they ended.
   hp:dlv:{did}:attempts       LIST  attempt ids of this delivery, oldest first (same lifetime as hp:dlv)
@@ -61,6 +62,16 @@ status sets merge by member, and a time range is a lexical range.
   hp:dlv:{did}:actions        LIST  JSON operator actions on the delivery (who, when, what)
   hp:ep:{eid}:actions         LIST  JSON operator actions on the endpoint, newest 100
   hp:bulk:{job_id}            HASH  a bulk retry's filter and progress. TTL 1 day
+
+History outbox (core/history): what the history store has not yet committed
+  hp:log                      STREAM records appended by the scripts in the same step as each change:
+                                    k=d delivery state (i did, m mid, e eid, y event_type, s status,
+                                    n attempts, u updated_ms, w due_ms, c last_code, x last_error,
+                                    v version = hp:dlv:{did} field v, counted up on every change);
+                                    k=a attempt (i did, e eid, n number, t recorded_ms, r record JSON);
+                                    k=x operator action (i did, a action JSON).
+                                    Consumer group "history"; entries are XACKed and XDELed once
+                                    committed, so XLEN is the backlog. No TTL, never trimmed.
 
 Counters (monitoring; kept up to date by the scripts that change state, never by scanning)
   hp:ep:{eid}:count           HASH  status -> number of deliveries in that status
@@ -177,6 +188,7 @@ def endpoint_counts(eid: str) -> str:
 
 
 COUNTS = "hp:count"
+HISTORY_OUTBOX = "hp:log"
 
 
 def endpoint_minute(eid: str, minute: int) -> str:

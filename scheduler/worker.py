@@ -21,6 +21,9 @@ from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker
 
+from core.errors import HistoryUnavailable
+from core.history import HistoryStore, create_history_store, is_single_host
+from core.history.writer import HistoryWriter
 from core.settings import Settings
 from core.store import Store, create_store
 from core.store.connection import reconnect_options
@@ -158,6 +161,10 @@ async def run_worker(settings: Settings, stop: asyncio.Event, telemetry: Telemet
     sender = Sender(store, client, settings, instruments)
     pump = Pump(store, sender, settings, instruments)
     instruments.watch_outstanding(lambda: sender.outstanding)
+    history = create_history_store(settings)
+    await open_history(history, settings)
+    writer = HistoryWriter(store.outbox, history, consumer=settings.worker_id)
+    writing = asyncio.create_task(writer.run(), name="hookpump-history-writer")
     sender.start()
     pump.start()
     runners = [
@@ -179,6 +186,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, telemetry: Telemet
         await asyncio.gather(*(runner.stop(grace_seconds=3.0) for runner in runners))
         await sender.drain(grace_seconds=settings.request_timeout + 1)
         await pump.close()
+        await _stop_writer(writer, writing)
+        await history.close()
         await _forget_queue(store, settings)
         await client.aclose()
         await store.close()
@@ -235,6 +244,32 @@ class ArqRunner:
                 await asyncio.sleep(0.02)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def open_history(history: HistoryStore, settings: Settings) -> None:
+    """Open the history store. A database that is down is not fatal (delivery does not depend on it:
+    the outbox keeps the records and /readyz says the history is degraded); a schema newer than this
+    code is (HistorySchemaTooNew propagates)."""
+    if is_single_host(settings):
+        log.info("delivery history in SQLite (%r): suits one host only; set HOOKPUMP_DATABASE_URL=postgresql://... "
+                 "when workers run on several hosts", history)
+    try:
+        await history.open()
+    except HistoryUnavailable as exc:
+        log.warning("history store unavailable at start-up (%s); delivering anyway, history will catch up", exc)
+
+
+async def _stop_writer(writer: HistoryWriter, writing: asyncio.Task[None], grace_seconds: float = 3.0) -> None:
+    """Let the writer settle what the last results appended (bounded), then stop it. Anything left
+    stays in the outbox for the next writer."""
+    writing.cancel()
+    await asyncio.gather(writing, return_exceptions=True)
+    deadline = asyncio.get_running_loop().time() + grace_seconds
+    with contextlib.suppress(Exception):
+        while asyncio.get_running_loop().time() < deadline:
+            async with asyncio.timeout(max(0.1, deadline - asyncio.get_running_loop().time())):
+                if await writer.drain_once(block_ms=50) == 0:
+                    break
 
 
 async def _forget_queue(store: Store, settings: Settings) -> None:

@@ -113,3 +113,44 @@ def cut_action(action: ActionRecord, reason: str) -> ActionRecord:
 
 def _printable(text: str) -> str:
     return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+
+def batch_from_entries(entries: list[tuple[str, dict[str, str]]]) -> tuple[HistoryBatch, list[str]]:
+    """The outbox entries (see core/keys.py, hp:log) as one deduplicated batch, and the ids of
+    entries that could not be read at all (kept out of the batch, acknowledged with it)."""
+    batch = HistoryBatch()
+    unreadable: list[str] = []
+    for entry_id, f in entries:
+        try:
+            kind = f["k"]
+            if kind == "d":
+                batch.add_delivery(_delivery(f))
+            elif kind == "a":
+                batch.add_attempt(_attempt(f))
+            elif kind == "x":
+                ms, _, n = entry_id.partition("-")
+                batch.add_action(ActionRecord(f["i"], f"{int(ms):013d}-{int(n or 0):06d}", f["a"]))
+            else:
+                unreadable.append(entry_id)
+        except (KeyError, ValueError):
+            unreadable.append(entry_id)
+    return batch, unreadable
+
+
+def _delivery(f: dict[str, str]) -> DeliveryState:
+    state = DeliveryState(
+        id=f["i"], message_id=f["m"], endpoint_id=f["e"], event_type=f["y"], status=f["s"],
+        attempts=int(f["n"]), updated_ms=int(float(f["u"])),
+        next_attempt_ms=int(float(f["w"])) if f.get("w") else None,
+        last_code=int(f["c"]) if f.get("c") else None, last_error=f.get("x") or None, version=int(f["v"]),
+    )
+    if state.last_error is not None and len(state.last_error) > MAX_ERROR_CHARS:
+        return cut_delivery(state, f"last_error longer than {MAX_ERROR_CHARS} characters")
+    return state
+
+
+def _attempt(f: dict[str, str]) -> AttemptRecord:
+    attempt = AttemptRecord(f["i"], f["e"], int(f["n"]), int(float(f["t"])), f["r"])
+    if len(attempt.record_json) > MAX_RECORD_CHARS:
+        return cut_attempt(attempt, f"record larger than {MAX_RECORD_CHARS} characters")
+    return attempt

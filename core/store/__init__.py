@@ -14,6 +14,7 @@ from core.store.endpoints import EndpointFlow, EndpointStore
 from core.store.messages import Accepted, Idempotency, MessageStore, NewMessage
 from core.store.monitoring import MonitoringStore
 from core.store.operations import Actor, OperationsStore
+from core.store.outbox import OutboxBacklog, OutboxStore
 from core.store.pump import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, PumpStore
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "MonitoringStore",
     "NewMessage",
     "OperationsStore",
+    "OutboxBacklog",
+    "OutboxStore",
     "PumpStore",
     "Store",
     "create_store",
@@ -50,6 +53,7 @@ class Store:
         self.pump = PumpStore(client, lease_seconds=settings.lease_seconds, retention=settings.retention)
         self.monitoring = MonitoringStore(client, self.deliveries)
         self.operations = OperationsStore(client, retention=settings.retention)
+        self.outbox = OutboxStore(client)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

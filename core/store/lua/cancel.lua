@@ -20,6 +20,7 @@ for i = 3, #ARGV do
     finish(did, d[1], d[2], 'cancelled', now)
     redis.call('HSET', dkey, 'last_error', 'cancelled by an operator')
     redis.call('RPUSH', dkey .. ':actions', action)
+    log_action(did, action)
     touched[d[1]] = true
     out[#out + 1] = 'cancelled'
   end

@@ -38,6 +38,7 @@ for _, r in ipairs(cjson.decode(ARGV[3])) do
       redis.call('SET', 'hp:att:' .. aid, record, 'PX', retention)
       redis.call('RPUSH', dkey .. ':attempts', aid)
       zadd('hp:ep:' .. eid .. ':attempts', now, aid)
+      log_attempt(did, eid, number, now, record)
     end
     local current = tonumber(d[3]) == number and (status == 'delivering' or status == 'pending' or status == 'retrying')
     if current then

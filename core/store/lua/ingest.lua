@@ -55,6 +55,7 @@ for i, m in ipairs(req.messages) do
       'mid', mid, 'eid', eid, 'event_type', m.event_type, 'status', 'pending', 'attempts', 0,
       'created_ms', now, 'updated_ms', now, 'due_ms', now, 'budget_ms', now, 'trigger', 'scheduled')
     zadd('hp:ep:' .. eid .. ':due', now, did)
+    log_delivery(did)
     if enabled[eid] == nil then
       enabled[eid] = redis.call('HGET', 'hp:ep:' .. eid, 'enabled') == '1'
     end

@@ -20,6 +20,7 @@ for _, did in ipairs(redis.call('ZRANGEBYSCORE', 'hp:leases', '-inf', now, 'LIMI
       redis.call('SET', 'hp:att:' .. aid, record, 'PX', retention)
       redis.call('RPUSH', dkey .. ':attempts', aid)
       redis.call('ZADD', 'hp:ep:' .. d[1] .. ':attempts', now, aid)
+      log_attempt(did, d[1], d[3], now, record)
       enqueue(did, d[1], 'delivering', 'retrying', now, now)
       if d[6] == 'manual' then redis.call('HSET', dkey, 'trigger', 'scheduled') end
       touched[d[1]] = true

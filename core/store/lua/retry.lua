@@ -22,6 +22,7 @@ for i = 3, #ARGV do
     redis.call('HSET', dkey, 'budget_ms', now, 'trigger', 'manual', 'ended_ms', '')
     zrem('hp:terminal', did)
     redis.call('RPUSH', dkey .. ':actions', action)
+    log_action(did, action)
     touched[d[1]] = true
     out[#out + 1] = 'queued'
   end
