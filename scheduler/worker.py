@@ -21,8 +21,7 @@ from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker
 
-from core.errors import HistoryUnavailable
-from core.history import HistoryStore, create_history_store, is_single_host
+from core.history import create_history_store, open_history_store
 from core.history.writer import HistoryWriter
 from core.settings import Settings
 from core.store import Store, create_store
@@ -162,7 +161,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, telemetry: Telemet
     pump = Pump(store, sender, settings, instruments)
     instruments.watch_outstanding(lambda: sender.outstanding)
     history = create_history_store(settings)
-    await open_history(history, settings)
+    await open_history_store(history, settings)
     writer = HistoryWriter(store.outbox, history, consumer=settings.worker_id)
     writing = asyncio.create_task(writer.run(), name="hookpump-history-writer")
     sender.start()
@@ -244,19 +243,6 @@ class ArqRunner:
                 await asyncio.sleep(0.02)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
-
-
-async def open_history(history: HistoryStore, settings: Settings) -> None:
-    """Open the history store. A database that is down is not fatal (delivery does not depend on it:
-    the outbox keeps the records and /readyz says the history is degraded); a schema newer than this
-    code is (HistorySchemaTooNew propagates)."""
-    if is_single_host(settings):
-        log.info("delivery history in SQLite (%r): suits one host only; set HOOKPUMP_DATABASE_URL=postgresql://... "
-                 "when workers run on several hosts", history)
-    try:
-        await history.open()
-    except HistoryUnavailable as exc:
-        log.warning("history store unavailable at start-up (%s); delivering anyway, history will catch up", exc)
 
 
 async def _stop_writer(writer: HistoryWriter, writing: asyncio.Task[None], grace_seconds: float = 3.0) -> None:

@@ -56,6 +56,8 @@ class QueueSnapshot:
     pump_last_run_age: float | None
     workers_alive: int
     endpoints: dict[str, tuple[int, int]] = field(default_factory=dict)  # eid -> (backlog, in flight)
+    outbox_length: int = 0  # history records not yet committed to the history store
+    outbox_oldest_age: float | None = None
 
 
 class ApiTelemetry:
@@ -80,6 +82,8 @@ class ApiTelemetry:
             ("hookpump.queue.workers_alive", "{worker}", "Workers that reported within three pump intervals"),
             ("hookpump.endpoint.backlog", "{delivery}", "Waiting deliveries of the largest and the marked endpoints"),
             ("hookpump.endpoint.in_flight", "{delivery}", "In-flight deliveries of the same endpoints"),
+            ("hookpump.history.outbox_length", "{record}", "History records in the outbox, not yet in the database"),
+            ("hookpump.history.outbox_oldest_age", "s", "Age of the oldest history record not yet in the database"),
         ]
         for name, unit, description in gauges:
             observe_gauge(meter, name, self._reader(name), unit=unit, description=description)
@@ -105,6 +109,7 @@ class ApiTelemetry:
                 largest = [row["endpoint_id"] for row in overview["largest_backlogs"]]
                 eids = list(dict.fromkeys([*self._settings.metrics_endpoints, *largest]))
                 loads = await store.monitoring.endpoint_loads(eids) if eids else {}
+                outbox = await store.outbox.backlog()
         except (StoreUnavailable, TimeoutError) as exc:
             log.warning("queue gauges left out of the metrics: %s", exc or "Redis did not answer in time")
             self._queue = None
@@ -118,6 +123,8 @@ class ApiTelemetry:
             pump_last_run_age=pump["seconds_since_last_run"],
             workers_alive=len(overview["workers"]),
             endpoints=loads,
+            outbox_length=outbox.length,
+            outbox_oldest_age=outbox.oldest_age_seconds,
         )
 
     @contextlib.asynccontextmanager
@@ -162,6 +169,8 @@ class ApiTelemetry:
             "hookpump.queue.pump_lag": queue.pump_lag,
             "hookpump.queue.pump_last_run_age": queue.pump_last_run_age,
             "hookpump.queue.workers_alive": queue.workers_alive,
+            "hookpump.history.outbox_length": queue.outbox_length,
+            "hookpump.history.outbox_oldest_age": queue.outbox_oldest_age,
         }[name]
         return [] if value is None else [(value, {})]
 

@@ -6,11 +6,15 @@ Callers get a store from `create_history_store(settings)` and never ask which ba
 
 from __future__ import annotations
 
+import logging
 import os
 
+from core.errors import HistoryUnavailable
 from core.history.protocol import DailyCount, DeliveryHistory, HistoryStore
 from core.history.records import ActionRecord, AttemptRecord, DeliveryState, HistoryBatch
 from core.settings import Settings
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ActionRecord",
@@ -22,17 +26,12 @@ __all__ = [
     "HistoryStore",
     "create_history_store",
     "default_sqlite_path",
-    "is_single_host",
+    "open_history_store",
 ]
 
 
 def default_sqlite_path(settings: Settings) -> str:
     return os.path.join(settings.data_dir, "history.db")
-
-
-def is_single_host(settings: Settings) -> bool:
-    """True when history lives in a SQLite file: fine for one host, not for workers on several."""
-    return settings.database_url is None or settings.database_url.startswith("sqlite:")
 
 
 def create_history_store(settings: Settings) -> HistoryStore:
@@ -46,3 +45,18 @@ def create_history_store(settings: Settings) -> HistoryStore:
 
     path = default_sqlite_path(settings) if url is None else url[len("sqlite:///"):]
     return SqliteHistory(path)
+
+
+async def open_history_store(history: HistoryStore, settings: Settings) -> None:
+    """Open the store (applying migrations). A database that is down is not fatal: delivery does not
+    depend on it (the outbox keeps the records, /readyz says the history is degraded) and the store
+    connects when it can. A schema newer than this code is fatal (HistorySchemaTooNew propagates).
+    Without HOOKPUMP_DATABASE_URL (serve, worker) it says that the default SQLite file suits one host
+    only; `hookpump dev` names its SQLite file itself and stays quiet."""
+    if settings.database_url is None:
+        log.info("delivery history in SQLite (%r): this suits one host only; set HOOKPUMP_DATABASE_URL="
+                 "postgresql://... when the API and workers run on several hosts", history)
+    try:
+        await history.open()
+    except HistoryUnavailable as exc:
+        log.warning("history store unavailable at start-up (%s); delivering anyway, the log will catch up", exc)
