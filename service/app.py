@@ -13,6 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.history import create_history_store, open_history_store
+from core.history.log import DeliveryLog
 from core.settings import Settings
 from core.store import create_store
 from core.telemetry import Telemetry, create_telemetry
@@ -103,7 +104,8 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Starle
             await store.close()
             raise
         app.state.context = Context(
-            settings, store, Authenticator(settings.api_key, store.api_keys), jobs, api_telemetry, history
+            settings, store, Authenticator(settings.api_key, store.api_keys), jobs, api_telemetry, history,
+            DeliveryLog(store, history),
         )
         try:
             async with api_telemetry.refreshing(store):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, cast
 from starlette.requests import Request
 
 from core.history import HistoryStore
+from core.history.log import DeliveryLog
 from core.settings import Settings
 from core.store import Store
 from scheduler.worker import JobQueue
@@ -27,6 +28,7 @@ class Context:
     jobs: JobQueue
     telemetry: ApiTelemetry
     history: HistoryStore  # the delivery log on disk (core/history); Redis holds only live state
+    log: DeliveryLog  # what the monitoring routes (and the console) read the delivery log through
 
 
 def context(request: Request) -> Context:

@@ -12,8 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from core.errors import InvalidInput
 from core.ids import created_ms
-from core.models import iso
-from core.store import DeliveryFilter
+from core.models import DeliveryFilter, iso
 from service import validation
 from service.auth import READING
 from service.context import context
@@ -35,7 +34,7 @@ async def list_deliveries(request: Request) -> Response:
     wanted = delivery_filter(query)
     if wanted is None:
         return JSONResponse({"data": [], "next_cursor": None})
-    deliveries, next_cursor = await ctx.store.monitoring.list_deliveries(wanted, limit=limit, cursor=cursor)
+    deliveries, next_cursor = await ctx.log.list_deliveries(wanted, limit=limit, cursor=cursor)
     return JSONResponse({"data": [d.to_json() for d in deliveries], "next_cursor": next_cursor})
 
 
@@ -46,10 +45,8 @@ async def get_delivery(request: Request) -> Response:
         # Starlette prefers this route's full match over the POST-only bulk retry route's method mismatch.
         raise Problem(405, "GET is not supported on /v1/deliveries/retry; use POST.", headers={"Allow": "POST"})
     did = delivery_id(request)
-    delivery = await ctx.store.deliveries.get(did)
-    monitoring = ctx.store.monitoring
-    attempts = await monitoring.attempts(did)
-    actions = await monitoring.actions(did)
+    found = await ctx.log.get_delivery(did)
+    delivery, attempts, actions = found.delivery, found.attempts, found.actions
     answer = delivery.to_json()
     return JSONResponse({
         "delivery": answer,
@@ -71,7 +68,7 @@ async def list_endpoint_attempts(request: Request) -> Response:
     limit, cursor = validation.page_params(request.query_params)
     eid = validation.path_id(request.path_params["id"], validation.ENDPOINT_ID, "endpoint")
     await ctx.store.endpoints.get(eid)  # 404 for an unknown or deleted endpoint, not an empty log
-    attempts, next_cursor = await ctx.store.monitoring.endpoint_attempts(eid, limit=limit, cursor=cursor)
+    attempts, next_cursor = await ctx.log.endpoint_attempts(eid, limit=limit, cursor=cursor)
     return JSONResponse({"data": [attempt_json(a) for a in attempts], "next_cursor": next_cursor})
 
 

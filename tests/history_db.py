@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
@@ -25,6 +26,9 @@ import pytest
 from core.history import HistoryStore
 from core.history.postgres import PostgresHistory
 from core.history.sqlite import SqliteHistory
+from core.history.writer import HistoryWriter
+from core.settings import Settings
+from core.store import Store
 from tests.conftest import free_port
 
 LOCAL_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -130,3 +134,20 @@ async def history(history_url: str) -> AsyncIterator[HistoryStore]:
         yield store
     finally:
         await store.close()
+
+
+async def caught_up(store: Store, settings: Settings, timeout: float = 15.0) -> None:
+    """Wait until the history store holds everything the scripts have appended to the outbox: this
+    test drains it itself (no worker may be running) and waits for any running worker's writer."""
+    assert settings.database_url is not None
+    history = open_history(settings.database_url)
+    await history.open()
+    try:
+        writer = HistoryWriter(store.outbox, history, consumer="test-catch-up")
+        await store.outbox.ensure_group()
+        deadline = time.monotonic() + timeout
+        while (await store.outbox.backlog()).length:
+            assert time.monotonic() < deadline, "the outbox did not drain"
+            await writer.drain_once(block_ms=20)
+    finally:
+        await history.close()

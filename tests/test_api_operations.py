@@ -17,12 +17,19 @@ from core.models import iso
 from core.settings import Settings
 from core.store import Completion, Store
 from tests.api import ADMIN, api_client, assert_matches_contract, assert_problem, bearer, snapshot
+from tests.history_db import caught_up
 from tests.pumping import make_endpoint, running_worker, send, statuses
 from tests.receiver import Receiver, Reply, always, max_in_window
 
 NOWHERE = "http://127.0.0.1:9/never"
 MISSING_DELIVERY = "dlv_00000000000000000000000000_1"
 MISSING_ENDPOINT = "ep_00000000000000000000000000"
+
+
+@pytest.fixture
+def database_url(history_url: str) -> str:
+    """Every test here runs on both history backends (SQLite and PostgreSQL)."""
+    return history_url
 
 
 @pytest.fixture
@@ -74,6 +81,7 @@ async def test_retry_answers_409_while_queued_and_requeues_a_failed_delivery_as_
         assert_matches_contract(response.json(), "Delivery")
         assert response.json()["status"] == "pending" and response.json()["next_attempt_at"] is not None
         await until_status(store, [did], "succeeded")
+    await caught_up(store, settings)
     detail = (await client.get(f"/v1/deliveries/{did}", headers=ADMIN)).json()
     [action] = detail["actions"]
     assert action["action"] == "retry" and action["by"] == operator["id"]
@@ -132,6 +140,7 @@ async def test_cancel_takes_a_queued_delivery_and_refuses_one_being_sent_or_ende
     assert_matches_contract(response.json(), "Delivery")
     assert response.json()["status"] == "cancelled" and response.json()["next_attempt_at"] is None
     assert await store.redis.zscore(f"hp:ep:{eid}:due", queued) is None
+    await caught_up(store, settings)
     detail = (await client.get(f"/v1/deliveries/{queued}", headers=ADMIN)).json()
     assert [(a["action"], a["by"]) for a in detail["actions"]] == [("cancel", "bootstrap")]
     again = await client.post(f"/v1/deliveries/{queued}/cancel", headers=ADMIN)
@@ -144,6 +153,7 @@ async def test_cancel_takes_a_queued_delivery_and_refuses_one_being_sent_or_ende
         sending = await client.post(f"/v1/deliveries/{slow}/cancel", headers=ADMIN)
         assert "being sent right now" in assert_problem(sending, 409)["detail"]
         await until_status(store, [slow], "succeeded")
+    await caught_up(store, settings)
     assert (await client.get(f"/v1/deliveries/{slow}", headers=ADMIN)).json()["actions"] == []
     assert len(receiver.received) == 1  # the cancelled one never went out
 
@@ -238,6 +248,7 @@ async def test_bulk_retry_through_the_api_is_run_by_the_worker_and_paced(
     assert max_in_window(times) <= math.ceil(rate / 60) + 1
     assert await statuses(store, dids) == {"succeeded": 200}
     assert await statuses(store, untouched) == {"failed": 5}
+    await caught_up(store, settings)
     actions = (await client.get(f"/v1/deliveries/{dids[0]}", headers=ADMIN)).json()["actions"]
     assert [(a["action"], a["by"]) for a in actions] == [(f"bulk_retry:{accepted['id']}", "bootstrap")]
 
