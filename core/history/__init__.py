@@ -14,7 +14,7 @@ from core.history.protocol import DailyCount, DeliveryHistory, HistoryStore
 from core.history.records import ActionRecord, AttemptRecord, DeliveryState, HistoryBatch
 from core.settings import Settings
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ActionRecord",
@@ -54,9 +54,9 @@ async def open_history_store(history: HistoryStore, settings: Settings) -> None:
     Without HOOKPUMP_DATABASE_URL (serve, worker) it says that the default SQLite file suits one host
     only; `hookpump dev` names its SQLite file itself and stays quiet."""
     if settings.database_url is None:
-        log.info("delivery history in SQLite (%r): this suits one host only; set HOOKPUMP_DATABASE_URL="
+        logger.info("delivery history in SQLite (%r): this suits one host only; set HOOKPUMP_DATABASE_URL="
                  "postgresql://... when the API and workers run on several hosts", history)
     try:
         await history.open()
     except HistoryUnavailable as exc:
-        log.warning("history store unavailable at start-up (%s); delivering anyway, the log will catch up", exc)
+        logger.warning("history store unavailable at start-up (%s); delivering anyway, the log will catch up", exc)
