@@ -17,8 +17,9 @@ from core.clock import now_ms
 from core.store.connection import Redis
 
 GROUP = "history"
-# A writer that has held entries this long without acknowledging them is presumed dead.
-CLAIM_IDLE_MS = 30_000
+# A writer that has held entries this long without acknowledging them is presumed dead. Taking over
+# a live but slow writer's batch is harmless (writes are idempotent; the second XACK is a no-op).
+CLAIM_IDLE_MS = 10_000
 
 Entry = tuple[str, dict[str, str]]
 
