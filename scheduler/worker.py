@@ -21,7 +21,8 @@ from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker
 
-from core.history import create_history_store, open_history_store
+from core.history import HistoryStore, create_history_store, open_history_store
+from core.history.log import DeliveryLog
 from core.history.writer import HistoryWriter
 from core.settings import Settings
 from core.store import Store, create_store
@@ -49,11 +50,11 @@ async def pump_window(ctx: dict[str, Any]) -> str:
 
 async def bulk_retry(ctx: dict[str, Any], job_id: str) -> dict[str, int]:
     """A manual retry of every delivery matching a filter (POST /v1/deliveries/retry)."""
-    return await run_bulk_retry(ctx["store"], job_id)
+    return await run_bulk_retry(ctx["store"], DeliveryLog(ctx["store"], ctx["history"]), job_id)
 
 
 async def retention_sweep(ctx: dict[str, Any]) -> int:
-    return await run_retention_sweep(ctx["store"])
+    return await run_retention_sweep(ctx["store"], ctx["history"], ctx["settings"])
 
 
 class JobQueue:
@@ -118,7 +119,7 @@ def create_pump_worker(settings: Settings, pump: Pump, pool: ArqRedis) -> Worker
     )
 
 
-def create_jobs_worker(settings: Settings, store: Store, pool: ArqRedis) -> Worker:
+def create_jobs_worker(settings: Settings, store: Store, history: HistoryStore, pool: ArqRedis) -> Worker:
     """Jobs any worker may run: bulk retries, and the retention sweep (a unique cron: one run a minute
     across all workers)."""
     return Worker(
@@ -136,7 +137,7 @@ def create_jobs_worker(settings: Settings, store: Store, pool: ArqRedis) -> Work
         ],
         queue_name=JOBS_QUEUE,
         redis_pool=pool,
-        ctx={"store": store},
+        ctx={"store": store, "history": history, "settings": settings},
         handle_signals=False,
         max_jobs=4,
         poll_delay=0.5,
@@ -168,7 +169,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, telemetry: Telemet
     pump.start()
     runners = [
         ArqRunner(lambda pool: create_pump_worker(settings, pump, pool), settings, "hookpump-arq-pump"),
-        ArqRunner(lambda pool: create_jobs_worker(settings, store, pool), settings, "hookpump-arq-jobs"),
+        ArqRunner(lambda pool: create_jobs_worker(settings, store, history, pool), settings, "hookpump-arq-jobs"),
     ]
     log.info(
         "worker %s started (pump every %.0f s)",

@@ -88,7 +88,7 @@ async def get_message(request: Request) -> Response:
         raise Problem(405, "GET is not supported on /v1/messages/batch; use POST.", headers={"Allow": "POST"})
     mid = validation.path_id(request.path_params["id"], validation.MESSAGE_ID, "message")
     message = await ctx.store.messages.get(mid)
-    deliveries = await ctx.store.deliveries.get_many(list(message.delivery_ids))
+    deliveries = await ctx.log.message_deliveries(message)
     return JSONResponse({
         "id": message.id,
         "event_type": message.event_type,

@@ -40,18 +40,18 @@ async def retry_delivery(request: Request) -> Response:
     ctx = context(request)
     key = await ctx.auth.require(request, ADMIN_ONLY)
     did = delivery_id(request)
-    [result] = await ctx.store.operations.retry([did], actor(key))
+    [result] = await ctx.log.retry([did], actor(key))
     if result == "missing":
         raise NotFound("delivery", did)
     if result == "already_queued":
-        current = await ctx.store.deliveries.get(did)
+        current = (await ctx.log.get_delivery(did)).delivery
         raise Conflict(f"delivery {did} is already queued (status {current.status}); it will be sent "
                        "without a manual retry")
     if result == "message_gone":
         raise Conflict(f"the message of delivery {did} has expired (past the retention), so there is nothing "
                        "to send again; send the message anew")
     logger.info("delivery retried by %s", key.id, extra={"delivery_id": did})
-    return JSONResponse((await ctx.store.deliveries.get(did)).to_json(), status_code=202)
+    return JSONResponse((await ctx.log.get_delivery(did)).delivery.to_json(), status_code=202)
 
 
 async def cancel_delivery(request: Request) -> Response:
@@ -60,15 +60,18 @@ async def cancel_delivery(request: Request) -> Response:
     did = delivery_id(request)
     [result] = await ctx.store.operations.cancel([did], actor(key))
     if result == "missing":
-        raise NotFound("delivery", did)
+        # Not in Redis: ended and forgotten (the history knows it), or never existed (NotFound).
+        ended = (await ctx.log.get_delivery(did)).delivery
+        raise Conflict(f"delivery {did} has already ended (status {ended.status}); there is nothing to cancel")
     if result == "delivering":
         raise Conflict(f"delivery {did} is being sent right now and cannot be cancelled; if it fails, cancel "
                        "it while it waits for its next attempt")
     if result == "terminal":
-        current = await ctx.store.deliveries.get(did)
+        current = (await ctx.log.get_delivery(did)).delivery
         raise Conflict(f"delivery {did} has already ended (status {current.status}); there is nothing to cancel")
     logger.info("delivery cancelled by %s", key.id, extra={"delivery_id": did})
-    return JSONResponse((await ctx.store.deliveries.get(did)).to_json())
+    # The history writer may forget a cancelled delivery any moment now: read it through the log.
+    return JSONResponse((await ctx.log.get_delivery(did)).delivery.to_json())
 
 
 async def start_bulk_retry(request: Request) -> Response:

@@ -166,14 +166,14 @@ async def test_retention_removes_old_terminal_deliveries_and_never_a_queued_one(
     await history.write(batch)
 
     removed = await history.sweep(cutoff_ms=now - 5 * DAY, now_ms=now)
-    assert removed == 3
+    assert removed == {(EP_A, "succeeded"): 3}
     left = await listed(history, DeliveryFilter(), 50)
     assert left == sorted(old_waiting + recent, reverse=True)
     assert await history.get_delivery(old_done[0]) is None
     assert await history.endpoint_attempts(EP_A, limit=10, cursor=None) == ([], None)
     # Deliveries written after the sweep still find their (re-created) storage.
     await write(history, state(dids_at(ten_days_ago + 7, 1)[0], status="failed"))
-    assert await history.sweep(cutoff_ms=now - 5 * DAY, now_ms=now) == 1
+    assert await history.sweep(cutoff_ms=now - 5 * DAY, now_ms=now) == {(EP_A, "failed"): 1}
 
 
 async def test_processes_starting_together_migrate_once_and_newer_schemas_are_refused(history_url: str) -> None:

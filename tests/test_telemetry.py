@@ -53,9 +53,11 @@ async def start_receiver(receivers: list[Receiver], script: Callable[[int, Any],
     return receiver
 
 
-async def settled(store: Store, dids: list[str], expected: dict[str, int], timeout: float = 20) -> None:
+async def settled(
+    store: Store, settings: Settings, dids: list[str], expected: dict[str, int], timeout: float = 20
+) -> None:
     deadline = time.monotonic() + timeout
-    while (seen := await statuses(store, dids)) != expected:
+    while (seen := await statuses(store, dids, settings)) != expected:
         assert time.monotonic() < deadline, f"expected {expected}, got {seen}"
         await asyncio.sleep(0.05)
 
@@ -86,7 +88,7 @@ async def test_one_message_is_traced_from_ingest_through_a_retried_delivery(
         assert answer.status_code == 202, answer.text
         mid, did = answer.json()["id"], answer.json()["deliveries"][0]["id"]
         async with running_worker(settings, telemetry):
-            await settled(store, [did], {"succeeded": 1})
+            await settled(store, settings, [did], {"succeeded": 1})
     finally:
         telemetry.shutdown()
     finished = spans.get_finished_spans()
@@ -136,7 +138,7 @@ async def test_an_endpoint_that_opts_out_of_trace_propagation_gets_no_traceparen
     dids = await send(store, 2, endpoint_ids=[eid])
     try:
         async with running_worker(settings, telemetry):
-            await settled(store, dids, {"succeeded": 2})
+            await settled(store, settings, dids, {"succeeded": 2})
     finally:
         telemetry.shutdown()
     assert [header(r, "traceparent") for r in receiver.received] == [None, None]
@@ -153,7 +155,7 @@ async def test_with_tracing_off_nothing_is_stored_or_propagated(
                                    headers={**ADMIN, "traceparent": caller_traceparent()[2]})
     did = answer.json()["deliveries"][0]["id"]
     async with running_worker(settings):
-        await settled(store, [did], {"succeeded": 1})
+        await settled(store, settings, [did], {"succeeded": 1})
     assert await store.redis.hget(f"hp:msg:{answer.json()['id']}", "trace") == ""
     assert header(receiver.received[0], "traceparent") is None
 
@@ -208,7 +210,7 @@ async def test_metrics_count_a_scripted_run(
         dids += await send(store, 1, endpoint_ids=[eids[path]])
     try:
         async with running_worker(settings, telemetry):
-            await settled(store, dids, {"succeeded": 5, "failed": 1})
+            await settled(store, settings, dids, {"succeeded": 5, "failed": 1})
             assert values(reader, "hookpump.worker.outstanding") == {(): 0}
     finally:
         telemetry.shutdown()
@@ -259,8 +261,9 @@ async def test_metrics_route_serves_prometheus_text_with_queue_gauges(
             assert before["hookpump_endpoint_backlog"] == {(("endpoint_id", busy),): 3, (("endpoint_id", quiet),): 0}
             assert_problem(await client.get("/readyz"), 503)
 
+            queued = await store.redis.zrange("hp:idx:dlv:st:pending", 0, -1)
             async with running_worker(settings, telemetry):
-                await settled(store, [d for d in await store.redis.zrange("hp:idx:dlv", 0, -1)], {"succeeded": 3})
+                await settled(store, settings, queued, {"succeeded": 3})
                 ready = await client.get("/readyz")
                 assert ready.status_code == 200 and ready.json()["status"] == "ready"
                 after = await scrape(client, ADMIN)
@@ -298,7 +301,7 @@ async def test_a_worker_process_serves_its_own_metrics(
     dids = await send(store, 2, endpoint_ids=[await make_endpoint(store, receiver.url())])
     port = free_port()
     async with worker_process(settings.replace(worker_metrics_port=port), "metrics-worker"):
-        await settled(store, dids, {"succeeded": 2})
+        await settled(store, settings, dids, {"succeeded": 2})
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             deadline = time.monotonic() + 10
             while True:  # the port opens beside the worker, perhaps a moment after the first delivery

@@ -18,6 +18,7 @@ class DeliveryHistory:
     delivery: Delivery
     attempts: list[dict[str, Any]]  # wire-ready attempt records, oldest first, with id and delivery_id
     actions: list[dict[str, Any]]  # operator actions, oldest first
+    version: int = 0  # the stored state's version (see records.DeliveryState)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +60,7 @@ class HistoryStore(Protocol):
     async def daily_counts(self, eid: str, *, since_ms: int, until_ms: int) -> list[DailyCount]:
         """Deliveries of the endpoint created in [since_ms, until_ms), by UTC day and status."""
 
-    async def sweep(self, *, cutoff_ms: int, now_ms: int) -> int:
+    async def sweep(self, *, cutoff_ms: int, now_ms: int) -> dict[tuple[str, str], int]:
         """Retention: remove terminal deliveries created before `cutoff_ms`, with their attempts and
         actions; never a pending, retrying or delivering one. Also prepares storage ahead of
-        `now_ms` (PostgreSQL partitions). Returns how many deliveries were removed (PostgreSQL:
-        counted before a partition is dropped)."""
+        `now_ms` (PostgreSQL partitions). Returns how many were removed per (endpoint, status)."""

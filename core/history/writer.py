@@ -3,7 +3,8 @@
 Each worker runs one. A batch is written in one transaction and acknowledged only after it commits,
 so a writer killed mid-batch loses nothing (its entries stay pending and are re-read, by itself on
 restart or by another writer after CLAIM_IDLE_MS) and doubles nothing (writes are idempotent
-upserts). While the database is down the writer waits and retries the same batch; the scripts keep
+upserts). Once a terminal delivery's final state is committed, its Redis keys go (forget.lua).
+While the database is down the writer waits and retries the same batch; the scripts keep
 appending, so delivery never waits for the database.
 """
 
@@ -11,11 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from core.errors import HistoryRecordRejected, HistoryUnavailable, StoreUnavailable
-from core.history.protocol import HistoryStore
+from core.history.protocol import TERMINAL_STATUSES, HistoryStore
 from core.history.records import (
     HistoryBatch,
     batch_from_entries,
@@ -32,9 +32,6 @@ BLOCK_MS = 500
 RETRY_FIRST_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0
 
-# Called with each committed batch (removes finished deliveries' live keys from Redis).
-OnCommitted = Callable[[HistoryBatch], Awaitable[None]]
-
 
 @dataclass(slots=True)
 class WriterCounts:
@@ -47,11 +44,10 @@ class WriterCounts:
 
 class HistoryWriter:
     def __init__(self, outbox: OutboxStore, history: HistoryStore, *, consumer: str,
-                 on_committed: OnCommitted | None = None, batch_size: int = BATCH_SIZE) -> None:
+                 batch_size: int = BATCH_SIZE) -> None:
         self._outbox = outbox
         self._history = history
         self._consumer = consumer
-        self._on_committed = on_committed
         self._batch_size = batch_size
         self.counts = WriterCounts()
 
@@ -81,9 +77,11 @@ class HistoryWriter:
             logger.error("history writer: outbox entry %s is not a record this version understands; skipped", entry_id)
         self.counts.dropped += len(unreadable)
         await self._write_until_committed(batch)
+        # Before acknowledging: a writer dying here leaves the entries pending, and the next one
+        # re-writes them (idempotent) and forgets again, so no finished delivery stays in Redis.
+        finished = {d.id: d.version for d in batch.deliveries.values() if d.status in TERMINAL_STATUSES}
+        await self._outbox.forget_finished(finished)
         await self._outbox.acknowledge([entry_id for entry_id, _ in entries])
-        if self._on_committed is not None:
-            await self._on_committed(batch)
         return len(entries)
 
     async def _write_until_committed(self, batch: HistoryBatch) -> None:

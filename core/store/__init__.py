@@ -53,7 +53,7 @@ class Store:
         self.pump = PumpStore(client, lease_seconds=settings.lease_seconds, retention=settings.retention)
         self.monitoring = MonitoringStore(client, self.deliveries)
         self.operations = OperationsStore(client, retention=settings.retention)
-        self.outbox = OutboxStore(client)
+        self.outbox = OutboxStore(client, retention=settings.retention)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

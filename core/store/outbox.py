@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 
 from core import keys
 from core.clock import now_ms
-from core.store.connection import Redis
+from core.store.connection import Redis, load_script
 
 GROUP = "history"
 # A writer that has held entries this long without acknowledging them is presumed dead. Taking over
@@ -31,9 +31,11 @@ class OutboxBacklog:
 
 
 class OutboxStore:
-    def __init__(self, client: Redis, *, claim_idle_ms: int = CLAIM_IDLE_MS) -> None:
+    def __init__(self, client: Redis, *, claim_idle_ms: int = CLAIM_IDLE_MS, retention: float = 30 * 86400.0) -> None:
         self._redis = client
         self._claim_idle_ms = claim_idle_ms
+        self._retention_ms = int(retention * 1000)
+        self._forget = load_script(client, "forget")
 
     async def ensure_group(self) -> None:
         try:
@@ -65,6 +67,16 @@ class OutboxStore:
         pipe.xack(keys.HISTORY_OUTBOX, GROUP, *entry_ids)
         pipe.xdel(keys.HISTORY_OUTBOX, *entry_ids)
         await pipe.execute()
+
+    async def forget_finished(self, committed: dict[str, int]) -> int:
+        """Remove the Redis keys of terminal deliveries whose state at these versions (did -> version)
+        is committed to the history store; returns how many went (see forget.lua)."""
+        if not committed:
+            return 0
+        args: list[object] = [self._retention_ms]
+        for did, version in committed.items():
+            args += [did, version]
+        return int(await self._forget(args=args))
 
     async def backlog(self) -> OutboxBacklog:
         pipe = self._redis.pipeline(transaction=False)

@@ -180,8 +180,8 @@ class PostgresHistory:
     async def get_delivery(self, did: str) -> DeliveryHistory | None:
         created = created_ms(did)  # prunes every query to the delivery's one partition
         async with self._connection("reading a delivery") as db:
-            row = await db.fetchrow(f"SELECT {DELIVERY_COLUMNS} FROM hp_delivery WHERE created_ms = $1 AND id = $2",
-                                    created, did)
+            row = await db.fetchrow(
+                f"SELECT {DELIVERY_COLUMNS}, version FROM hp_delivery WHERE created_ms = $1 AND id = $2", created, did)
             if row is None:
                 return None
             attempts = await db.fetch("SELECT number, record FROM hp_attempt WHERE delivery_created_ms = $1 "
@@ -189,9 +189,10 @@ class PostgresHistory:
             actions = await db.fetch("SELECT action FROM hp_action WHERE delivery_created_ms = $1 "
                                      "AND delivery_id = $2 ORDER BY seq", created, did)
         return DeliveryHistory(
-            delivery_from_row(tuple(row)),
+            delivery_from_row(tuple(row)[:-1]),
             [attempt_json(did, r["number"], r["record"]) for r in attempts],
             [json.loads(r["action"]) for r in actions],
+            int(row["version"]),
         )
 
     async def endpoint_attempts(
@@ -219,10 +220,10 @@ class PostgresHistory:
             rows = await db.fetch(sql, eid, since_ms, until_ms)
         return [DailyCount(int(r[0]), r[1], int(r[2])) for r in rows]
 
-    async def sweep(self, *, cutoff_ms: int, now_ms: int) -> int:
+    async def sweep(self, *, cutoff_ms: int, now_ms: int) -> dict[tuple[str, str], int]:
         """Create partitions a week ahead; detach and drop each day that ended before `cutoff_ms`,
         unless a pending, retrying or delivering delivery is still in it (then the day waits)."""
-        removed = 0
+        removed: dict[tuple[str, str], int] = {}
         async with self._connection("the retention sweep") as db:
             await self._ensure_days(db, range(-1, PREMAKE_DAYS + 1))
             days = await db.fetch(
@@ -236,7 +237,7 @@ class PostgresHistory:
                                          list(TERMINAL_STATUSES))
                 if live:
                     continue
-                count = await db.fetchval(f"SELECT count(*) FROM {name}")
+                counts = await db.fetch(f"SELECT endpoint_id, status, count(*) FROM {name} GROUP BY 1, 2")
                 async with db.transaction():
                     await db.execute("SET LOCAL lock_timeout = '2s'")
                     for table in PARTITIONED:
@@ -244,5 +245,6 @@ class PostgresHistory:
                         await db.execute(f"ALTER TABLE {table} DETACH PARTITION {child}")
                         await db.execute(f"DROP TABLE {child}")
                 self._known_days.discard(day)
-                removed += int(count)
+                for eid, status, n in counts:
+                    removed[(eid, status)] = removed.get((eid, status), 0) + int(n)
         return removed

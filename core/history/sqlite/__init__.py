@@ -163,7 +163,7 @@ class SqliteHistory:
 
     async def get_delivery(self, did: str) -> DeliveryHistory | None:
         def query(db: sqlite3.Connection) -> tuple[Any, list[Any], list[Any]]:
-            row = db.execute(f"SELECT {DELIVERY_COLUMNS} FROM hp_delivery WHERE id = ?", (did,)).fetchone()
+            row = db.execute(f"SELECT {DELIVERY_COLUMNS}, version FROM hp_delivery WHERE id = ?", (did,)).fetchone()
             attempts = db.execute("SELECT number, record FROM hp_attempt WHERE delivery_id = ? ORDER BY number",
                                   (did,)).fetchall()
             actions = db.execute("SELECT action FROM hp_action WHERE delivery_id = ? ORDER BY seq", (did,)).fetchall()
@@ -173,9 +173,10 @@ class SqliteHistory:
         if row is None:
             return None
         return DeliveryHistory(
-            delivery_from_row(row),
+            delivery_from_row(row[:-1]),
             [attempt_json(did, n, record) for n, record in attempts],
             [json.loads(a) for (a,) in actions],
+            int(row[-1]),
         )
 
     async def endpoint_attempts(
@@ -200,7 +201,7 @@ class SqliteHistory:
         rows = await self._read(lambda db: db.execute(sql, (eid, since_ms, until_ms)).fetchall(), "counting")
         return [DailyCount(day_start(int(day)), status, int(n)) for day, status, n in rows]
 
-    async def sweep(self, *, cutoff_ms: int, now_ms: int) -> int:
+    async def sweep(self, *, cutoff_ms: int, now_ms: int) -> dict[tuple[str, str], int]:
         """Bounded batched deletes: each transaction removes at most SWEEP_BATCH deliveries, so the
         writer thread is never held for long."""
         db = self._write_db
@@ -208,24 +209,26 @@ class SqliteHistory:
             raise HistoryUnavailable("the SQLite history store is not open")
         marks = ", ".join("?" for _ in TERMINAL_STATUSES)
 
-        def one_batch() -> int:
+        def one_batch() -> list[tuple[str, str, str]]:
             db.execute("BEGIN IMMEDIATE")
             try:
-                dids = [r[0] for r in db.execute(
-                    f"SELECT id FROM hp_delivery WHERE created_ms < ? AND status IN ({marks}) LIMIT {SWEEP_BATCH}",
-                    (cutoff_ms, *TERMINAL_STATUSES))]
+                rows = db.execute(
+                    f"SELECT id, endpoint_id, status FROM hp_delivery WHERE created_ms < ? AND status IN ({marks}) "
+                    f"LIMIT {SWEEP_BATCH}", (cutoff_ms, *TERMINAL_STATUSES)).fetchall()
+                dids = [r[0] for r in rows]
                 for table, column in (("hp_attempt", "delivery_id"), ("hp_action", "delivery_id"),
                                       ("hp_delivery", "id")):
                     db.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(d,) for d in dids])
                 db.execute("COMMIT")
-                return len(dids)
+                return rows
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
 
-        removed = 0
+        removed: dict[tuple[str, str], int] = {}
         while True:
-            n = await self._run(self._writer, "the retention sweep", one_batch)
-            removed += n
-            if n < SWEEP_BATCH:
+            rows = await self._run(self._writer, "the retention sweep", one_batch)
+            for _did, eid, status in rows:
+                removed[(eid, status)] = removed.get((eid, status), 0) + 1
+            if len(rows) < SWEEP_BATCH:
                 return removed

@@ -86,14 +86,21 @@ local function flush()
   B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}}
 end
 
--- Index sets are ordered by member (delivery ids sort by creation time): every score is 0.
+-- Status index sets exist only for the live statuses (the delivery log itself is in the history
+-- store); they are ordered by member (delivery ids sort by creation time): every score is 0.
+local LIVE = {pending = true, retrying = true, delivering = true}
+
 local function move_status(did, eid, from, to)
   log_delivery(did)
   if from == to then return end
-  zrem('hp:idx:dlv:st:' .. from, did)
-  zrem('hp:idx:dlv:ep:' .. eid .. ':st:' .. from, did)
-  zadd('hp:idx:dlv:st:' .. to, 0, did)
-  zadd('hp:idx:dlv:ep:' .. eid .. ':st:' .. to, 0, did)
+  if LIVE[from] then
+    zrem('hp:idx:dlv:st:' .. from, did)
+    zrem('hp:idx:dlv:ep:' .. eid .. ':st:' .. from, did)
+  end
+  if LIVE[to] then
+    zadd('hp:idx:dlv:st:' .. to, 0, did)
+    zadd('hp:idx:dlv:ep:' .. eid .. ':st:' .. to, 0, did)
+  end
   incr('hp:ep:' .. eid .. ':count', from, -1)
   incr('hp:ep:' .. eid .. ':count', to, 1)
   incr('hp:count', from, -1)
@@ -119,11 +126,11 @@ local function enqueue(did, eid, from, to, due_ms, now)
   zadd('hp:ep:' .. eid .. ':due', due_ms, did)
 end
 
--- End a delivery: terminal status, out of every queue, remembered for the retention sweep.
+-- End a delivery: terminal status, out of every queue. Its keys are removed once the history
+-- writer has committed this final state (forget.lua).
 local function finish(did, eid, from, to, now)
   move_status(did, eid, from, to)
   redis.call('HSET', 'hp:dlv:' .. did, 'status', to, 'due_ms', '', 'updated_ms', now, 'ended_ms', now)
-  zadd('hp:terminal', now, did)
 end
 
 -- Take a delivery out of the in-flight bookkeeping.

@@ -1,6 +1,6 @@
 -- Manual retry: terminal deliveries go back to pending with a fresh attempt budget, due now.
 -- They still pass through the pump (pace, pause, max_in_flight): a retry never bypasses it.
--- Keys touched: hp:dlv:{did}, hp:dlv:{did}:actions, hp:ep:{eid}:due, hp:terminal, hp:msg:{mid},
+-- Keys touched: hp:dlv:{did}, hp:ep:{eid}:due, hp:msg:{mid},
 --   hp:active, status indexes, counters and hp:backlog (via _lib); publishes hp:wake.
 -- ARGV: now_ms, action JSON (who/when/what, appended to each delivery's actions), did...
 -- Returns one word per did: "queued", "already_queued" (pending/retrying/delivering), "missing",
@@ -20,8 +20,6 @@ for i = 3, #ARGV do
   else
     enqueue(did, d[1], d[2], 'pending', now, now)
     redis.call('HSET', dkey, 'budget_ms', now, 'trigger', 'manual', 'ended_ms', '')
-    zrem('hp:terminal', did)
-    redis.call('RPUSH', dkey .. ':actions', action)
     log_action(did, action)
     touched[d[1]] = true
     out[#out + 1] = 'queued'
