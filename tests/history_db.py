@@ -72,6 +72,9 @@ def postgres_url() -> Iterator[str]:
             _sync(_admin(LOCAL_SERVER, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         return
     if shutil.which("initdb") and shutil.which("pg_ctl"):
+        if os.geteuid() == 0:
+            _unavailable("nothing answers on 127.0.0.1:5432 and initdb refuses to run as root; "
+                         "set HOOKPUMP_TEST_DATABASE_URL")
         yield from _own_cluster()
         return
     _unavailable("no HOOKPUMP_TEST_DATABASE_URL, nothing on 127.0.0.1:5432, no initdb/pg_ctl on PATH")
