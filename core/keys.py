@@ -21,9 +21,9 @@ Endpoints
 Messages and deliveries
   hp:msg:{mid}                HASH  event_type, payload (compact JSON), created_ms, deliveries (comma list),
                                     remaining (deliveries of it still in Redis), trace (W3C traceparent of
-                                    the ingest request, or ""). No TTL while a delivery of it is in Redis;
-                                    once the last one is forgotten it expires after `retention` (the
-                                    payload a manual retry sends again; not yet kept in the history store).
+                                    the ingest request, or ""). No TTL; removed with the last of its
+                                    deliveries Redis forgets (the history store keeps the message: ingest
+                                    appended it to hp:log), brought back by restore.lua for a retry.
   hp:dlv:{did}                HASH  mid, eid, event_type, status, attempts, created_ms, updated_ms, due_ms,
                                     last_code, last_error, v (history version, see hp:log), trigger
                                     ("manual" from an operator's retry until that attempt is recorded,
@@ -62,6 +62,8 @@ History outbox (core/history): what the history store has not yet committed
                                     k=d delivery state (i did, m mid, e eid, y event_type, s status,
                                     n attempts, u updated_ms, w due_ms, c last_code, x last_error,
                                     v version = hp:dlv:{did} field v, counted up on every change);
+                                    k=m message (i mid, y event_type, p payload, c created_ms, t trace,
+                                    d delivery ids);
                                     k=a attempt (i did, e eid, n number, t recorded_ms, r record JSON);
                                     k=x operator action (i did, a action JSON).
                                     Consumer group "history"; entries are XACKed and XDELed once

@@ -136,6 +136,7 @@ class Message:
     payload_json: str  # the payload exactly as it is sent (compact JSON)
     created_at_ms: int
     delivery_ids: tuple[str, ...]
+    trace: str = ""  # W3C traceparent of the ingest request, or ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from core.history import HistoryStore
 from core.history.writer import HistoryWriter
 from core.models import DeliveryFilter, DeliveryStatus
 from core.settings import Settings
-from core.store import Actor, OutboxStore, Store
+from core.store import Actor, NewMessage, OutboxStore, Store
 from tests.history_db import open_history
 from tests.pumping import make_endpoint, running_worker, send
 from tests.receiver import Receiver, Reply
@@ -199,3 +199,36 @@ async def _count(history: HistoryStore, n: int, *, succeeded: bool = False) -> b
 
 async def _received(receiver: Receiver, n: int) -> bool:
     return len(receiver.received) >= n
+
+
+async def test_a_finished_delivery_leaves_redis_and_comes_back_for_a_manual_retry(
+    store: Store, settings: Settings
+) -> None:
+    from tests.api import ADMIN, api_client
+    from tests.history_db import caught_up
+
+    receiver = await Receiver().start()
+    try:
+        eid = await make_endpoint(store, receiver.url())
+        payload = '{"amount":4200,"note":"caf\u00e9"}'
+        accepted = await store.messages.ingest([NewMessage("order.paid", payload, [eid])])
+        mid = accepted.messages[0]["id"]
+        [did] = [d["id"] for d in accepted.messages[0]["deliveries"]]
+        async with running_worker(settings):
+            await wait_until(lambda: _received(receiver, 1))
+            await caught_up(store, settings)
+            # Redis keeps only live state: nothing of the finished delivery or its message is left.
+            assert await store.redis.exists(f"hp:dlv:{did}", f"hp:msg:{mid}") == 0
+            async with api_client(settings) as client:
+                message = (await client.get(f"/v1/messages/{mid}", headers=ADMIN)).json()
+                assert message["payload"] == json.loads(payload)
+                assert [(d["id"], d["status"]) for d in message["deliveries"]] == [(did, "succeeded")]
+                retried = await client.post(f"/v1/deliveries/{did}/retry", headers=ADMIN)
+                assert retried.status_code == 202, retried.text
+                assert retried.json()["status"] == "pending"
+                await wait_until(lambda: _received(receiver, 2))
+        first, second = receiver.received
+        assert second.body == first.body == payload.encode()
+        assert second.headers["webhook-id"] == first.headers["webhook-id"] == mid
+    finally:
+        await receiver.stop()

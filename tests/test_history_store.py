@@ -11,7 +11,7 @@ import time
 import pytest
 
 from core.errors import HistorySchemaTooNew
-from core.history import ActionRecord, AttemptRecord, DeliveryState, HistoryBatch, HistoryStore
+from core.history import ActionRecord, AttemptRecord, DeliveryState, HistoryBatch, HistoryStore, MessageRecord
 from core.ids import lower_bound
 from core.models import DeliveryFilter, DeliveryStatus
 from tests.history_db import open_history
@@ -114,6 +114,9 @@ async def test_detail_has_attempts_and_actions_in_order_and_the_endpoint_log_pag
     late = json.dumps({"number": 2, "outcome": "lost"})
     batch.add_attempt(AttemptRecord(dids[0], EP_A, 2, now - 1, late))  # older than the one kept
     batch.add_action(ActionRecord(dids[0], f"{now:013d}-{2:06d}", json.dumps({"what": "cancel"})))
+    message = "msg_" + dids[0][4:30]
+    payload = '{"amount":4200,"note":"caf\u00e9 \u2603"}'
+    batch.add_message(MessageRecord(message, "order.paid", payload, now, "00-abc-def-01", ",".join(dids)))
     batch.add_action(ActionRecord(dids[0], f"{now:013d}-{1:06d}", json.dumps({"what": "retry"})))
     await history.write(batch)
     await history.write(batch)
@@ -125,6 +128,11 @@ async def test_detail_has_attempts_and_actions_in_order_and_the_endpoint_log_pag
     assert all(a["delivery_id"] == dids[0] for a in found.attempts)
     assert [a["what"] for a in found.actions] == ["retry", "cancel"]
     assert await history.get_delivery(dids_at(now, 1)[0]) is None
+    stored = await history.get_message(message)
+    assert stored is not None
+    assert (stored.payload_json, stored.event_type, stored.trace, stored.delivery_ids, stored.created_at_ms) == (
+        payload, "order.paid", "00-abc-def-01", tuple(dids), now)
+    assert await history.get_message("msg_" + dids_at(now, 1)[0][4:30]) is None
 
     seen: list[str] = []
     cursor = None
@@ -156,6 +164,10 @@ async def test_retention_removes_old_terminal_deliveries_and_never_a_queued_one(
     old_waiting = dids_at(now - 9 * DAY, 2)  # its day holds only queued deliveries
     recent = dids_at(now - DAY, 2)
     batch = HistoryBatch()
+    old_message = "msg_" + old_done[0][4:30]
+    batch.add_message(MessageRecord(old_message, "order.paid", '{"n":1}', ten_days_ago, "", ",".join(old_done)))
+    waiting_message = "msg_" + old_waiting[0][4:30]
+    batch.add_message(MessageRecord(waiting_message, "order.paid", "{}", ten_days_ago, "", ",".join(old_waiting)))
     for did in old_done:
         batch.add_delivery(state(did, status="succeeded", attempts=1))
         batch.add_attempt(AttemptRecord(did, EP_A, 1, ten_days_ago, json.dumps({"number": 1})))
@@ -170,6 +182,8 @@ async def test_retention_removes_old_terminal_deliveries_and_never_a_queued_one(
     left = await listed(history, DeliveryFilter(), 50)
     assert left == sorted(old_waiting + recent, reverse=True)
     assert await history.get_delivery(old_done[0]) is None
+    assert await history.get_message(old_message) is None  # it went with its last delivery
+    assert await history.get_message(waiting_message) is not None
     assert await history.endpoint_attempts(EP_A, limit=10, cursor=None) == ([], None)
     # Deliveries written after the sweep still find their (re-created) storage.
     await write(history, state(dids_at(ten_days_ago + 7, 1)[0], status="failed"))

@@ -11,7 +11,7 @@ import os
 
 from core.errors import HistoryUnavailable
 from core.history.protocol import DailyCount, DeliveryHistory, HistoryStore
-from core.history.records import ActionRecord, AttemptRecord, DeliveryState, HistoryBatch
+from core.history.records import ActionRecord, AttemptRecord, DeliveryState, HistoryBatch, MessageRecord
 from core.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ __all__ = [
     "DeliveryState",
     "HistoryBatch",
     "HistoryStore",
+    "MessageRecord",
     "create_history_store",
     "default_sqlite_path",
     "open_history_store",

@@ -45,6 +45,16 @@ class DeliveryLog:
         """The endpoint's attempts, most recently recorded first."""
         return await self._history.endpoint_attempts(eid, limit=limit, cursor=cursor)
 
+    async def get_message(self, mid: str) -> Message:
+        """The message from Redis while a delivery of it is there, else from the history store."""
+        try:
+            return await self._store.messages.get(mid)
+        except NotFound:
+            stored = await self._history.get_message(mid)
+            if stored is None:
+                raise
+            return stored
+
     async def message_deliveries(self, message: Message) -> list[Delivery]:
         """A message's deliveries in its order: from Redis while it holds them, else from the history."""
         ids = list(message.delivery_ids)
@@ -68,7 +78,8 @@ class DeliveryLog:
         for did in missing:
             stored = await self._history.get_delivery(did)
             if stored is not None:
-                rows.append(_restorable(stored.delivery, stored.version))
+                message = await self._history.get_message(stored.delivery.message_id)
+                rows.append(_restorable(stored.delivery, stored.version, message))
         restored = await ops.restore(rows)
         again = dict(zip(restored, await ops.retry(restored, actor, via=via), strict=True))
         # Known to the history but not restorable: its message's payload has expired.
@@ -77,11 +88,18 @@ class DeliveryLog:
                 for did, result in zip(dids, results, strict=True)]
 
 
-def _restorable(delivery: Delivery, version: int) -> dict[str, Any]:
-    return {
+def _restorable(delivery: Delivery, version: int, message: Message | None) -> dict[str, Any]:
+    """restore.lua's row: the delivery, and its message for when Redis no longer has it (absent when
+    retention has removed the message: nothing to send, the retry answers "message_gone")."""
+    row: dict[str, Any] = {
         "id": delivery.id, "mid": delivery.message_id, "eid": delivery.endpoint_id,
         "event_type": delivery.event_type, "status": delivery.status.value, "attempts": delivery.attempts,
         "created_ms": created_ms(delivery.id), "updated_ms": delivery.updated_at_ms,
         "last_code": "" if delivery.last_status_code is None else delivery.last_status_code,
         "last_error": delivery.last_error or "", "version": version,
     }
+    if message is not None:
+        row["message"] = {"event_type": message.event_type, "payload": message.payload_json,
+                          "created_ms": message.created_at_ms, "trace": message.trace,
+                          "deliveries": ",".join(message.delivery_ids)}
+    return row

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from core.history.records import HistoryBatch
-from core.models import Delivery, DeliveryFilter
+from core.models import Delivery, DeliveryFilter, Message
 
 # Terminal statuses: the only rows retention may remove.
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -52,6 +52,9 @@ class HistoryStore(Protocol):
 
     async def get_delivery(self, did: str) -> DeliveryHistory | None: ...
 
+    async def get_message(self, mid: str) -> Message | None:
+        """The message as accepted (payload, trace, its delivery ids), while retention keeps it."""
+
     async def endpoint_attempts(
         self, eid: str, *, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
@@ -61,6 +64,7 @@ class HistoryStore(Protocol):
         """Deliveries of the endpoint created in [since_ms, until_ms), by UTC day and status."""
 
     async def sweep(self, *, cutoff_ms: int, now_ms: int) -> dict[tuple[str, str], int]:
-        """Retention: remove terminal deliveries created before `cutoff_ms`, with their attempts and
-        actions; never a pending, retrying or delivering one. Also prepares storage ahead of
+        """Retention: remove terminal deliveries created before `cutoff_ms`, with their attempts,
+        actions and (once none of its deliveries is left) message; never a pending, retrying or
+        delivering one. Also prepares storage ahead of
         `now_ms` (PostgreSQL partitions). Returns how many were removed per (endpoint, status)."""

@@ -11,7 +11,7 @@ from typing import Any
 
 from core.errors import InvalidInput
 from core.ids import created_ms
-from core.models import Delivery, DeliveryFilter, DeliveryStatus
+from core.models import Delivery, DeliveryFilter, DeliveryStatus, Message
 
 # Columns of hp_delivery in the order `delivery_from_row` reads them.
 DELIVERY_COLUMNS = ("id, message_id, endpoint_id, event_type, status, attempts, updated_ms, "
@@ -95,3 +95,9 @@ def decode_attempt_cursor(cursor: str) -> tuple[int, str, int]:
 
 def day_start(ms: int) -> int:
     return ms - ms % 86_400_000
+
+
+def message_from_row(mid: str, row: Sequence[Any]) -> Message:
+    event_type, payload, trace, delivery_ids, accepted_ms = row
+    return Message(id=mid, event_type=event_type, payload_json=payload, created_at_ms=int(accepted_ms),
+                   delivery_ids=tuple(d for d in delivery_ids.split(",") if d), trace=trace)

@@ -63,6 +63,21 @@ class ActionRecord:
         return created_ms(self.delivery_id)
 
 
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: str
+    event_type: str
+    payload_json: str  # exactly as accepted and sent
+    created_ms: int
+    trace: str  # W3C traceparent of the ingest request, or ""
+    delivery_ids: str  # comma list, in fan-out order
+
+    @property
+    def partition_ms(self) -> int:
+        """The partition key: the creation time the message id embeds (its deliveries' too)."""
+        return created_ms(self.id)
+
+
 @dataclass(slots=True)
 class HistoryBatch:
     """Records to write together. `add_*` keeps one row per key: the newest state of a delivery (by
@@ -71,6 +86,10 @@ class HistoryBatch:
     deliveries: dict[str, DeliveryState] = field(default_factory=dict)
     attempts: dict[tuple[str, int], AttemptRecord] = field(default_factory=dict)
     actions: dict[str, ActionRecord] = field(default_factory=dict)
+    messages: dict[str, MessageRecord] = field(default_factory=dict)
+
+    def add_message(self, message: MessageRecord) -> None:
+        self.messages[message.id] = message
 
     def add_delivery(self, state: DeliveryState) -> None:
         known = self.deliveries.get(state.id)
@@ -87,7 +106,7 @@ class HistoryBatch:
         self.actions[action.seq] = action
 
     def __len__(self) -> int:
-        return len(self.deliveries) + len(self.attempts) + len(self.actions)
+        return len(self.deliveries) + len(self.attempts) + len(self.actions) + len(self.messages)
 
 
 def cut_delivery(state: DeliveryState, reason: str) -> DeliveryState:
@@ -127,6 +146,9 @@ def batch_from_entries(entries: list[tuple[str, dict[str, str]]]) -> tuple[Histo
                 batch.add_delivery(_delivery(f))
             elif kind == "a":
                 batch.add_attempt(_attempt(f))
+            elif kind == "m":
+                batch.add_message(MessageRecord(f["i"], f["y"], f["p"], int(float(f["c"])), f.get("t", ""),
+                                                f.get("d", "")))
             elif kind == "x":
                 ms, _, n = entry_id.partition("-")
                 batch.add_action(ActionRecord(f["i"], f"{int(ms):013d}-{int(n or 0):06d}", f["a"]))

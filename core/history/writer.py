@@ -129,8 +129,9 @@ class HistoryWriter:
 
 
 def _single_records(batch: HistoryBatch) -> list[HistoryBatch]:
-    """One batch per record, deliveries first."""
-    return ([HistoryBatch(deliveries={k: v}) for k, v in batch.deliveries.items()]
+    """One batch per record, messages and deliveries first."""
+    return ([HistoryBatch(messages={k: v}) for k, v in batch.messages.items()]
+            + [HistoryBatch(deliveries={k: v}) for k, v in batch.deliveries.items()]
             + [HistoryBatch(attempts={k: v}) for k, v in batch.attempts.items()]
             + [HistoryBatch(actions={k: v}) for k, v in batch.actions.items()])
 
@@ -141,4 +142,6 @@ def _cut(single: HistoryBatch, reason: str) -> HistoryBatch:
         deliveries={k: cut_delivery(v, reason) for k, v in single.deliveries.items()},
         attempts={k: cut_attempt(v, reason) for k, v in single.attempts.items()},
         actions={k: cut_action(v, reason) for k, v in single.actions.items()},
+        # A message is its payload: one the database refuses cannot be cut to something sendable.
+        messages={},
     )

@@ -28,15 +28,16 @@ from core.history.queries import (
     delivery_from_row,
     delivery_where,
     encode_attempt_cursor,
+    message_from_row,
     page_of,
 )
 from core.history.records import HistoryBatch
 from core.ids import created_ms
-from core.models import Delivery, DeliveryFilter
+from core.models import Delivery, DeliveryFilter, Message
 
 DAY_MS = 86_400_000
 PREMAKE_DAYS = 7
-PARTITIONED = ("hp_delivery", "hp_attempt", "hp_action")
+PARTITIONED = ("hp_delivery", "hp_attempt", "hp_action", "hp_message")
 # One advisory lock key for schema changes (migrations, partitions): processes take turns.
 SCHEMA_LOCK = 0x68705F68  # "hp_h"
 CONNECT_TIMEOUT_SECONDS = 5.0
@@ -56,6 +57,10 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (delivery_created_ms, delivery_id, number) DO UPDATE SET recorded_ms = excluded.recorded_ms,
   record = excluded.record, cut_reason = excluded.cut_reason
 WHERE excluded.recorded_ms >= hp_attempt.recorded_ms
+"""
+INSERT_MESSAGE = """
+INSERT INTO hp_message (created_ms, id, event_type, payload, trace, delivery_ids, accepted_ms)
+VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING
 """
 INSERT_ACTION = """
 INSERT INTO hp_action (delivery_created_ms, delivery_id, seq, action) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING
@@ -154,9 +159,13 @@ class PostgresHistory:
         days = {day_start(d.created_ms) for d in batch.deliveries.values()}
         days |= {day_start(a.delivery_created_ms) for a in batch.attempts.values()}
         days |= {day_start(x.delivery_created_ms) for x in batch.actions.values()}
+        days |= {day_start(m.partition_ms) for m in batch.messages.values()}
         async with self._connection(f"writing {len(batch)} records") as db:
             await self._ensure_days(db, range(0), days=days)
             async with db.transaction():
+                await db.executemany(INSERT_MESSAGE, [
+                    (m.partition_ms, m.id, m.event_type, m.payload_json, m.trace, m.delivery_ids, m.created_ms)
+                    for m in batch.messages.values()])
                 await db.executemany(UPSERT_DELIVERY, [
                     (d.created_ms, d.id, d.message_id, d.endpoint_id, d.event_type, d.status, d.attempts,
                      d.updated_ms, d.next_attempt_ms, d.last_code, d.last_error, d.version)
@@ -194,6 +203,12 @@ class PostgresHistory:
             [json.loads(r["action"]) for r in actions],
             int(row["version"]),
         )
+
+    async def get_message(self, mid: str) -> Message | None:
+        async with self._connection("reading a message") as db:
+            row = await db.fetchrow("SELECT event_type, payload, trace, delivery_ids, accepted_ms FROM hp_message "
+                                    "WHERE created_ms = $1 AND id = $2", created_ms(mid), mid)
+        return None if row is None else message_from_row(mid, tuple(row))
 
     async def endpoint_attempts(
         self, eid: str, *, limit: int, cursor: str | None

@@ -26,10 +26,11 @@ from core.history.queries import (
     delivery_from_row,
     delivery_where,
     encode_attempt_cursor,
+    message_from_row,
     page_of,
 )
 from core.history.records import HistoryBatch
-from core.models import Delivery, DeliveryFilter
+from core.models import Delivery, DeliveryFilter, Message
 
 T = TypeVar("T")
 SWEEP_BATCH = 5000
@@ -47,6 +48,10 @@ INSERT INTO hp_attempt (delivery_id, number, endpoint_id, recorded_ms, record, c
 ON CONFLICT (delivery_id, number) DO UPDATE SET recorded_ms = excluded.recorded_ms, record = excluded.record,
   cut_reason = excluded.cut_reason
 WHERE excluded.recorded_ms >= hp_attempt.recorded_ms
+"""
+INSERT_MESSAGE = """
+INSERT INTO hp_message (id, created_ms, event_type, payload, trace, delivery_ids, accepted_ms)
+VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING
 """
 INSERT_ACTION = "INSERT INTO hp_action (delivery_id, seq, action) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"
 
@@ -137,6 +142,9 @@ class SqliteHistory:
         def transaction() -> None:
             db.execute("BEGIN IMMEDIATE")
             try:
+                db.executemany(INSERT_MESSAGE, [
+                    (m.id, m.partition_ms, m.event_type, m.payload_json, m.trace, m.delivery_ids, m.created_ms)
+                    for m in batch.messages.values()])
                 db.executemany(UPSERT_DELIVERY, [
                     (d.created_ms, d.id, d.message_id, d.endpoint_id, d.event_type, d.status, d.attempts,
                      d.updated_ms, d.next_attempt_ms, d.last_code, d.last_error, d.version)
@@ -179,6 +187,11 @@ class SqliteHistory:
             int(row[-1]),
         )
 
+    async def get_message(self, mid: str) -> Message | None:
+        sql = "SELECT event_type, payload, trace, delivery_ids, accepted_ms FROM hp_message WHERE id = ?"
+        row = await self._read(lambda db: db.execute(sql, (mid,)).fetchone(), "reading a message")
+        return None if row is None else message_from_row(mid, row)
+
     async def endpoint_attempts(
         self, eid: str, *, limit: int, cursor: str | None
     ) -> tuple[list[dict[str, Any]], str | None]:
@@ -219,6 +232,10 @@ class SqliteHistory:
                 for table, column in (("hp_attempt", "delivery_id"), ("hp_action", "delivery_id"),
                                       ("hp_delivery", "id")):
                     db.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(d,) for d in dids])
+                # A message goes with its last delivery.
+                mids = {"msg_" + d[4:].rsplit("_", 1)[0] for d in dids}
+                db.executemany("DELETE FROM hp_message WHERE id = ? AND NOT EXISTS "
+                               "(SELECT 1 FROM hp_delivery WHERE message_id = ?)", [(m, m) for m in mids])
                 db.execute("COMMIT")
                 return rows
             except BaseException:

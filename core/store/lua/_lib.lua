@@ -12,7 +12,8 @@
 -- the same script (so the history is exactly as atomic as the state): `move_status` marks the
 -- delivery and flush() appends its state as it stands at the end of the script, with a version the
 -- delivery's hash counts up (`v`) so the history store never moves a delivery backwards;
--- `log_attempt` and `log_action` append attempt records and operator actions. The history writer
+-- `log_message`, `log_attempt` and `log_action` append messages (with their payload), attempt
+-- records and operator actions. The history writer
 -- (core/history/writer.py) drains the stream into PostgreSQL or SQLite.
 
 local B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}}
@@ -53,6 +54,11 @@ end
 
 local function log_attempt(did, eid, number, now, record)
   redis.call('XADD', LOG, '*', 'k', 'a', 'i', did, 'e', eid, 'n', number, 't', now, 'r', record)
+end
+
+local function log_message(mid, event_type, payload, created_ms, trace, dids)
+  redis.call('XADD', LOG, '*', 'k', 'm', 'i', mid, 'y', event_type, 'p', payload, 'c', created_ms, 't', trace,
+    'd', dids)
 end
 
 local function log_action(did, action)

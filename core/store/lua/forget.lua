@@ -1,9 +1,9 @@
 -- Forget finished deliveries: once the history store has committed a terminal delivery's state at
 -- version v, its hash leaves Redis (Redis keeps only live state). A delivery that changed since (a
 -- manual retry raised its version) is kept. When a message has no delivery left in Redis, its hash
--- (the payload a manual retry would send again) expires after `retention`.
+-- goes too: the history store has it (ingest appended it to the outbox before any delivery state).
 -- Keys touched: hp:dlv:{did}, hp:msg:{mid}.
--- ARGV[1]: retention_ms; ARGV[2..]: did, version, did, version, ... Returns how many were forgotten.
+-- ARGV[1]: retention_ms (unused; kept for callers); ARGV[2..]: did, version, did, version, ... Returns how many were forgotten.
 local retention = tonumber(ARGV[1])
 local ENDED = {succeeded = true, failed = true, cancelled = true}
 local forgotten = 0
@@ -15,7 +15,7 @@ for i = 2, #ARGV, 2 do
     redis.call('DEL', dkey, dkey .. ':attempts', dkey .. ':actions')  -- the lists: keys older versions wrote
     local mkey = 'hp:msg:' .. d[3]
     if redis.call('EXISTS', mkey) == 1 and redis.call('HINCRBY', mkey, 'remaining', -1) <= 0 then
-      redis.call('PEXPIRE', mkey, retention)
+      redis.call('DEL', mkey)
     end
     forgotten = forgotten + 1
   end

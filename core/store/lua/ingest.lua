@@ -69,6 +69,7 @@ for i, m in ipairs(req.messages) do
   end
   redis.call('HSET', 'hp:msg:' .. mid, 'event_type', m.event_type, 'payload', ARGV[i + 1],
     'created_ms', now, 'deliveries', table.concat(dids, ','), 'remaining', #dids, 'trace', m.trace or '')
+  log_message(mid, m.event_type, ARGV[i + 1], now, m.trace or '', table.concat(dids, ','))
   if #dids == 0 then
     redis.call('PEXPIRE', 'hp:msg:' .. mid, req.retention_ms)
   end
