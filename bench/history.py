@@ -5,7 +5,7 @@ latency at size, and outbox lag under load.
     python -m bench.history redis --count 100000
     python -m bench.history disk --count 50000
     python -m bench.history queries --postgres 300000 --sqlite 100000
-    python -m bench.history lag --seconds 20 --rate 400
+    python -m bench.history lag --seconds 20 --rate 400 [--postgres]
 
 PostgreSQL: HOOKPUMP_BENCH_DATABASE_URL, else a database with a unique name created on
 127.0.0.1:5432 (user postgres) and dropped afterwards. Redis: a private redis-server. Query figures
@@ -41,7 +41,7 @@ from core.history.writer import HistoryWriter
 from core.ids import lower_bound
 from core.models import DeliveryFilter, DeliveryStatus
 from core.settings import Settings
-from core.store import Actor, Store, create_store
+from core.store import Actor, NewMessage, Store, create_store
 
 ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 DAY = 86_400_000
@@ -287,9 +287,17 @@ async def queries(postgres_size: int, sqlite_size: int, count: int) -> dict[str,
 # --- outbox lag ------------------------------------------------------------------------------------
 
 
-async def lag(seconds: float, rate: int) -> dict[str, Any]:
+async def lag(seconds: float, rate: int, postgres: bool) -> dict[str, Any]:
+    if not postgres:
+        with tempfile.TemporaryDirectory() as directory:
+            return {"backend": "sqlite", **await lag_on(seconds, rate, f"sqlite:///{directory}/history.db")}
+    async with postgres_url() as url:
+        return {"backend": "postgres", **await lag_on(seconds, rate, url)}
+
+
+async def lag_on(seconds: float, rate: int, database_url: str) -> dict[str, Any]:
     """A real worker delivers to a local receiver while messages arrive at `rate`/s; every 20 ms the
-    age of the oldest record not yet in the history store (SQLite) is sampled. A record's lag (change
+    age of the oldest record not yet in the history store is sampled. A record's lag (change
     in Redis to visible in GET /v1/deliveries) is at most the oldest age at the next sample."""
     from scheduler.worker import run_worker
     from tests.pumping import make_endpoint
@@ -297,36 +305,33 @@ async def lag(seconds: float, rate: int) -> dict[str, Any]:
 
     receiver = await Receiver().start()
     async with private_redis() as url:
-        with tempfile.TemporaryDirectory() as directory:
-            settings = Settings(redis_url=url, database_url=f"sqlite:///{directory}/history.db", api_key="k",
-                                allow_private_targets=True, pump_interval=1.0, log_format="text", log_level="WARNING")
-            store = await create_store(settings)
-            eids = [await make_endpoint(store, receiver.url(f"/e{i}"), rate_limit_per_minute=60000, max_in_flight=50)
-                    for i in range(10)]
-            stop_event = asyncio.Event()
-            worker = asyncio.create_task(run_worker(settings, stop_event))
-            ages: list[float] = []
-            sent = 0
-            started = time.monotonic()
-            from core.store import NewMessage
+        settings = Settings(redis_url=url, database_url=database_url, api_key="k",
+                            allow_private_targets=True, pump_interval=1.0, log_format="text", log_level="WARNING")
+        store = await create_store(settings)
+        eids = [await make_endpoint(store, receiver.url(f"/e{i}"), rate_limit_per_minute=60000, max_in_flight=50)
+                for i in range(10)]
+        stop_event = asyncio.Event()
+        worker = asyncio.create_task(run_worker(settings, stop_event))
+        ages: list[float] = []
+        sent = 0
+        started = time.monotonic()
+        async def produce() -> None:
+            nonlocal sent
+            while time.monotonic() - started < seconds:
+                await store.messages.ingest([NewMessage("order.paid", '{"n":1}', [random.choice(eids)])
+                                             for _ in range(max(1, rate // 20))])
+                sent += max(1, rate // 20)
+                await asyncio.sleep(0.05)
 
-            async def produce() -> None:
-                nonlocal sent
-                while time.monotonic() - started < seconds:
-                    await store.messages.ingest([NewMessage("order.paid", '{"n":1}', [random.choice(eids)])
-                                                 for _ in range(max(1, rate // 20))])
-                    sent += max(1, rate // 20)
-                    await asyncio.sleep(0.05)
+        async def sample() -> None:
+            while time.monotonic() - started < seconds:
+                ages.append((await store.outbox.backlog()).oldest_age_seconds or 0.0)
+                await asyncio.sleep(0.02)
 
-            async def sample() -> None:
-                while time.monotonic() - started < seconds:
-                    ages.append((await store.outbox.backlog()).oldest_age_seconds or 0.0)
-                    await asyncio.sleep(0.02)
-
-            await asyncio.gather(produce(), sample())
-            stop_event.set()
-            await worker
-            await store.close()
+        await asyncio.gather(produce(), sample())
+        stop_event.set()
+        await worker
+        await store.close()
     await receiver.stop()
     return {"messages": sent, "seconds": seconds, "received": len(receiver.received),
             "oldest_age_p50_ms": round(p(ages, 50) * 1000), "oldest_age_p99_ms": round(p(ages, 99) * 1000),
@@ -345,6 +350,7 @@ def main() -> None:
     lag_parser = sub.add_parser("lag")
     lag_parser.add_argument("--seconds", type=float, default=20)
     lag_parser.add_argument("--rate", type=int, default=400)
+    lag_parser.add_argument("--postgres", action="store_true", help="history in PostgreSQL (default SQLite)")
     args = parser.parse_args()
     if args.what == "redis":
         result = asyncio.run(redis_bytes(args.count))
@@ -353,7 +359,7 @@ def main() -> None:
     elif args.what == "queries":
         result = asyncio.run(queries(args.postgres, args.sqlite, args.queries))
     else:
-        result = asyncio.run(lag(args.seconds, args.rate))
+        result = asyncio.run(lag(args.seconds, args.rate, args.postgres))
     print(json.dumps({"machine": machine_facts(), "command": " ".join(sys.argv), **result}, indent=2))
 
 
