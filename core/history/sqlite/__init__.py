@@ -95,8 +95,21 @@ class SqliteHistory:
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
 
         def setup() -> None:
-            self._write_db = self._connect()
-            self._migrate(self._write_db)
+            # Switching to WAL and migrating take locks that SQLite's busy timeout does not always wait
+            # for (a journal-mode change fails at once while another process migrates): retry.
+            deadline = time.monotonic() + BUSY_TIMEOUT_SECONDS
+            while True:
+                try:
+                    self._write_db = self._connect()
+                    self._migrate(self._write_db)
+                    break
+                except sqlite3.OperationalError as exc:
+                    if self._write_db is not None:
+                        self._write_db.close()
+                        self._write_db = None
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
             self._read_db = self._connect()
 
         await self._run(self._writer, "opening the database", setup)
