@@ -18,6 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.history import create_history_store
+from core.history.log import DeliveryLog
 from core.models import Scope
 from core.settings import Settings
 from core.store import Store
@@ -62,6 +64,16 @@ async def settled(
         await asyncio.sleep(0.05)
 
 
+async def stored_trace(store: Store, settings: Settings, mid: str) -> str:
+    """The traceparent stored with the message: in Redis while it is live, else in the history."""
+    history = create_history_store(settings)
+    await history.open()
+    try:
+        return (await DeliveryLog(store, history).get_message(mid)).trace
+    finally:
+        await history.close()
+
+
 def header(received: Any, name: str) -> str | None:
     return next((v for k, v in received.headers.items() if k.lower() == name), None)
 
@@ -98,7 +110,7 @@ async def test_one_message_is_traced_from_ingest_through_a_retried_delivery(
     assert ingest.context.trace_id == caller_trace and ingest.parent.span_id == caller_span
     assert ingest.attributes is not None and ingest.attributes["hookpump.message.id"] == mid
     assert ingest.attributes["http.response.status_code"] == 202
-    stored = await store.redis.hget(f"hp:msg:{mid}", "trace")
+    stored = await stored_trace(store, settings, mid)
     assert stored == f"00-{caller_trace:032x}-{ingest.context.span_id:016x}-{int(ingest.context.trace_flags):02x}"
 
     attempts = [s for s in finished if s.name == "delivery attempt"]
@@ -156,7 +168,7 @@ async def test_with_tracing_off_nothing_is_stored_or_propagated(
     did = answer.json()["deliveries"][0]["id"]
     async with running_worker(settings):
         await settled(store, settings, [did], {"succeeded": 1})
-    assert await store.redis.hget(f"hp:msg:{answer.json()['id']}", "trace") == ""
+    assert await stored_trace(store, settings, answer.json()["id"]) == ""
     assert header(receiver.received[0], "traceparent") is None
 
 
