@@ -232,3 +232,32 @@ async def test_a_finished_delivery_leaves_redis_and_comes_back_for_a_manual_retr
         assert second.headers["webhook-id"] == first.headers["webhook-id"] == mid
     finally:
         await receiver.stop()
+
+
+@pytest.mark.parametrize("history_backend", ["postgres"], indirect=True)  # the test's own URL replaces it
+async def test_with_the_database_unreachable_from_the_start_delivery_goes_on_and_readyz_says_degraded(
+    store: Store, settings: Settings
+) -> None:
+    from tests.api import ADMIN, api_client
+    from tests.conftest import free_port
+
+    nowhere = settings.replace(database_url=f"postgresql://postgres@127.0.0.1:{free_port()}/hookpump")
+    receiver = await Receiver().start()
+    try:
+        eid = await make_endpoint(store, receiver.url())
+        async with running_worker(nowhere), api_client(nowhere) as client:
+            sent = await client.post("/v1/messages", json={"event_type": "order.paid", "payload": {"n": 1},
+                                                           "endpoint_ids": [eid]}, headers=ADMIN)
+            assert sent.status_code == 202
+            await wait_until(lambda: _received(receiver, 1))
+            await asyncio.sleep(0.5)
+            ready = await client.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            history = ready.json()["history"]
+            assert history["status"] == "degraded" and "does not answer" in history["detail"]
+            assert history["outbox_length"] >= 3  # message, pending, delivering, attempt, succeeded: all waiting
+            # The log cannot be read meanwhile: a clear 503, not a 500.
+            listing = await client.get("/v1/deliveries", headers=ADMIN)
+            assert listing.status_code == 503, listing.text
+    finally:
+        await receiver.stop()
