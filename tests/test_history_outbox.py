@@ -234,7 +234,7 @@ async def test_a_finished_delivery_leaves_redis_and_comes_back_for_a_manual_retr
         await receiver.stop()
 
 
-@pytest.mark.parametrize("history_backend", ["postgres"], indirect=True)  # the test's own URL replaces it
+@pytest.mark.parametrize("history_backend", ["sqlite"], indirect=True)  # its own (unreachable) URL replaces it
 async def test_with_the_database_unreachable_from_the_start_delivery_goes_on_and_readyz_says_degraded(
     store: Store, settings: Settings
 ) -> None:
