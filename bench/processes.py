@@ -12,6 +12,7 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -107,6 +108,8 @@ def hookpump_env(redis_url: str, **settings: str) -> dict[str, str]:
     """This environment without any HOOKPUMP_* variable, plus the given settings (field names)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("HOOKPUMP_")}
     env.update(HOOKPUMP_REDIS_URL=redis_url, HOOKPUMP_LOG_LEVEL="WARNING")
+    # The history store of a run: never the default file in the working directory.
+    settings.setdefault("database_url", f"sqlite:///{tempfile.mkdtemp(prefix='hookpump-bench-history-')}/history.db")
     env.update({f"HOOKPUMP_{name.upper()}": value for name, value in settings.items()})
     return env
 

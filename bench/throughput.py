@@ -157,8 +157,11 @@ def run_hookpump(
     redis_url = f"redis://127.0.0.1:{port}/0"
     try:
         run_async(load_backlog(redis_url, receiver_port, total, max_in_flight))
+        # The history store: HOOKPUMP_BENCH_DATABASE_URL (e.g. PostgreSQL), else a SQLite file of this run.
+        database_url = os.environ.get("HOOKPUMP_BENCH_DATABASE_URL") or f"sqlite:///{tmp / 'history.db'}"
         env = hookpump_env(
-            redis_url, allow_private_targets="true", worker_concurrency=str(concurrency), worker_id="bench"
+            redis_url, allow_private_targets="true", worker_concurrency=str(concurrency), worker_id="bench",
+            database_url=database_url,
         )
         worker = start_hookpump("worker", env)
         return measure(

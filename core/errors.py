@@ -7,6 +7,10 @@ HookpumpError
  ├── InvalidInput           a field is out of range or malformed; `field` names it
  │    └── ForbiddenTarget   an endpoint URL resolves to an address delivery may not reach
  ├── StoreUnavailable       Redis could not be reached (translated from redis-py at the store boundary)
+ ├── HistoryError           the history store (core/history) failed; translated from asyncpg/sqlite3 at its adapters
+ │    ├── HistoryUnavailable    the database cannot be reached or timed out: retry later, nothing is lost
+ │    ├── HistoryRecordRejected the database refused a record for its content (too large, bad bytes)
+ │    └── HistorySchemaTooNew   the database was migrated by a newer hookpump than this one
  └── EmbeddedRedisError     `hookpump dev` could not start its own redis-server (hookpump/embedded_redis.py)
 """
 
@@ -47,4 +51,20 @@ class ForbiddenTarget(InvalidInput):
 
 
 class StoreUnavailable(HookpumpError):
+    pass
+
+
+class HistoryError(HookpumpError):
+    pass
+
+
+class HistoryUnavailable(HistoryError):
+    pass
+
+
+class HistoryRecordRejected(HistoryError):
+    pass
+
+
+class HistorySchemaTooNew(HistoryError):
     pass

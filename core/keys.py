@@ -28,17 +28,18 @@ Endpoints
 
 Messages and deliveries
   hp:msg:{mid}                HASH  event_type, payload (compact JSON), created_ms, deliveries (comma list),
-                                    trace (W3C traceparent of the ingest request, or "")
-                                    TTL: set to `retention` once every delivery of it is terminal... in
-                                    practice the retention sweep removes it with its last delivery.
+                                    remaining (deliveries of it still in Redis), trace (W3C traceparent of
+                                    the ingest request, or ""). No TTL; removed with the last of its
+                                    deliveries Redis forgets (the history store keeps the message: ingest
+                                    appended it to hp:log), brought back by restore.lua for a retry.
   hp:dlv:{did}                HASH  mid, eid, event_type, status, attempts, created_ms, updated_ms, due_ms,
-                                    last_code, last_error, trigger ("manual" from an operator's retry until
-                                    that attempt is recorded, else "scheduled"); actions: hp:dlv:{did}:actions
-                                    no TTL while queued or delivering; terminal ones are removed by the
-                                    retention sweep `retention` after they ended.
-  hp:dlv:{did}:attempts       LIST  attempt ids of this delivery, oldest first (same lifetime as hp:dlv)
-  hp:att:{aid}                STRING JSON attempt record; aid = "{did}.{n}". TTL `retention`
-  hp:ep:{eid}:attempts        ZSET  aid -> started_ms; the endpoint's attempt log, trimmed by the sweep
+                                    last_code, last_error, v (history version, see hp:log), trigger
+                                    ("manual" from an operator's retry until that attempt is recorded,
+                                    else "scheduled"), worker, lease_ms. Only while live: once a terminal
+                                    state is committed to the history store, forget.lua deletes it
+                                    (restore.lua brings it back from the history for a manual retry).
+  Attempt records and operator actions on deliveries are not kept in Redis: they go through hp:log
+  to the history store (core/history), which also answers the delivery log.
 
 Pump state (see scheduler/)
   hp:ep:{eid}:due             ZSET  did -> due_ms. Holds exactly the endpoint's pending and retrying deliveries.
@@ -54,24 +55,31 @@ Pump state (see scheduler/)
   hp:workers                  ZSET  worker_id -> last heartbeat ms (alive if within 3 pump intervals)
   hp:pump:stats               HASH  last_run_ms, last_window_start_ms, windows, sent_total ...
 
-Indexes for the monitoring API. Members are dids, every score is 0: the sets are read in lexical
-order with ZRANGEBYLEX, and a did sorts by creation time (it embeds its message id's timestamp), so
-cursors are exact even when a batch creates thousands of deliveries in one millisecond, several
-status sets merge by member, and a time range is a lexical range.
-  hp:idx:dlv                  ZSET  every stored delivery
-  hp:idx:dlv:ep:{eid}         ZSET  by endpoint
-  hp:idx:dlv:st:{status}      ZSET  by status
-  hp:idx:dlv:ep:{eid}:st:{status} ZSET by endpoint and status
-  hp:idx:dlv:evt:{event_type} ZSET  by event type
-  Invariant: a delivery is in exactly one hp:idx:dlv:st:* set (its status) and one ep/st set.
-  hp:terminal                 ZSET  did -> ended_ms of terminal deliveries: the retention sweep's queue
+Live-status indexes (the delivery log by filter is the history store's). Members are dids, every
+score is 0: read in lexical order, a did sorts by creation time, so the first member is the oldest.
+  hp:idx:dlv:st:{status}      ZSET  deliveries in a live status: pending, retrying, delivering
+  hp:idx:dlv:ep:{eid}:st:{status} ZSET the same per endpoint
+  Invariant: a live delivery is in exactly one hp:idx:dlv:st:* set (its status) and one ep/st set;
+  a terminal one is in none.
   hp:backlog                  ZSET  eid -> queued (pending + retrying) deliveries, for "largest backlogs"
-  hp:dlv:{did}:actions        LIST  JSON operator actions on the delivery (who, when, what)
   hp:ep:{eid}:actions         LIST  JSON operator actions on the endpoint, newest 100
   hp:bulk:{job_id}            HASH  a bulk retry's filter and progress. TTL 1 day
 
+History outbox (core/history): what the history store has not yet committed
+  hp:log                      STREAM records appended by the scripts in the same step as each change:
+                                    k=d delivery state (i did, m mid, e eid, y event_type, s status,
+                                    n attempts, u updated_ms, w due_ms, c last_code, x last_error,
+                                    v version = hp:dlv:{did} field v, counted up on every change);
+                                    k=m message (i mid, y event_type, p payload, c created_ms, t trace,
+                                    d delivery ids);
+                                    k=a attempt (i did, e eid, n number, t recorded_ms, r record JSON);
+                                    k=x operator action (i did, a action JSON).
+                                    Consumer group "history"; entries are XACKed and XDELed once
+                                    committed, so XLEN is the backlog. No TTL, never trimmed.
+
 Counters (monitoring; kept up to date by the scripts that change state, never by scanning)
-  hp:ep:{eid}:count           HASH  status -> number of deliveries in that status
+  hp:ep:{eid}:count           HASH  status -> number of deliveries in that status (terminal ones count
+                                    while the history store keeps them: its retention sweep lowers them)
   hp:count                    HASH  status -> number, across endpoints
   hp:ep:{eid}:m:{minute}      HASH  succeeded/failed/retrying/overloaded counts in that minute. TTL 2 h
   hp:ep:{eid}:sent:{minute}   HASH  unix second -> requests sent to the endpoint that started in that second
@@ -122,18 +130,6 @@ def delivery(did: str) -> str:
     return f"hp:dlv:{did}"
 
 
-def delivery_attempts(did: str) -> str:
-    return f"hp:dlv:{did}:attempts"
-
-
-def attempt(aid: str) -> str:
-    return f"hp:att:{aid}"
-
-
-def endpoint_attempts(eid: str) -> str:
-    return f"hp:ep:{eid}:attempts"
-
-
 def due(eid: str) -> str:
     return f"hp:ep:{eid}:due"
 
@@ -143,7 +139,6 @@ def inflight(eid: str) -> str:
 
 
 LEASES = "hp:leases"
-TERMINAL = "hp:terminal"
 BACKLOG = "hp:backlog"
 ACTIVE = "hp:active"
 WAKE_CHANNEL = "hp:wake"
@@ -159,27 +154,12 @@ def pump_handover(worker_id: str) -> str:
     return f"hp:pump:handover:{worker_id}"
 
 
-DELIVERY_INDEX = "hp:idx:dlv"
-
-
-def index_by_endpoint(eid: str) -> str:
-    return f"hp:idx:dlv:ep:{eid}"
-
-
 def index_by_status(status: str) -> str:
     return f"hp:idx:dlv:st:{status}"
 
 
 def index_by_endpoint_status(eid: str, status: str) -> str:
     return f"hp:idx:dlv:ep:{eid}:st:{status}"
-
-
-def index_by_event_type(name: str) -> str:
-    return f"hp:idx:dlv:evt:{name}"
-
-
-def delivery_actions(did: str) -> str:
-    return f"hp:dlv:{did}:actions"
 
 
 def endpoint_actions(eid: str) -> str:
@@ -195,6 +175,7 @@ def endpoint_counts(eid: str) -> str:
 
 
 COUNTS = "hp:count"
+HISTORY_OUTBOX = "hp:log"
 
 
 def endpoint_minute(eid: str, minute: int) -> str:

@@ -121,12 +121,25 @@ class Delivery:
 
 
 @dataclass(frozen=True, slots=True)
+class DeliveryFilter:
+    """What GET /v1/deliveries asks for; every field that is set must hold."""
+
+    endpoint_id: str | None = None
+    statuses: frozenset[DeliveryStatus] = frozenset()  # empty: any status
+    event_type: str | None = None
+    message_id: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: str
     event_type: str
     payload_json: str  # the payload exactly as it is sent (compact JSON)
     created_at_ms: int
     delivery_ids: tuple[str, ...]
+    trace: str = ""  # W3C traceparent of the ingest request, or ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,9 @@ ENDPOINT_ID = re.compile(r"ep_[0-9a-hjkmnp-tv-z]{26}")  # core/ids.py: a prefix 
 class Settings:
     # Where Redis lives; None means "none given" (`hookpump dev` then starts an embedded one).
     redis_url: str | None = None
+    # Where delivery history is kept: postgresql://... (production) or sqlite:///path; None means a
+    # SQLite file in data_dir (one host only).
+    database_url: str | None = None
     host: str = "127.0.0.1"
     port: int = 8080
     # The bootstrap admin key; further keys are created through the API and stored hashed.
@@ -122,11 +125,32 @@ class Settings:
             raise ConfigError("HOOKPUMP_LOG_FORMAT", "must be 'json' or 'text'")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("HOOKPUMP_REDIS_URL", "must start with redis://, rediss:// or unix://")
+        if self.database_url is not None:
+            check_database_url(self.database_url)
 
     def replace(self, **changes: Any) -> Settings:
         settings = dataclasses.replace(self, **changes)
         settings.check()
         return settings
+
+
+def check_database_url(url: str) -> None:
+    """HOOKPUMP_DATABASE_URL must name a backend hookpump has, with somewhere to connect."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a malformed port
+    except ValueError as exc:
+        raise ConfigError("HOOKPUMP_DATABASE_URL", f"is not a URL: {exc}") from exc
+    if parts.scheme in ("postgresql", "postgres"):
+        if not (parts.hostname or "host=" in parts.query) or not parts.path.strip("/"):
+            raise ConfigError("HOOKPUMP_DATABASE_URL", "must name a host and a database: postgresql://user@host:5432/db")
+    elif parts.scheme == "sqlite":
+        if not parts.path or parts.netloc:
+            raise ConfigError("HOOKPUMP_DATABASE_URL", "must be sqlite:///relative/path.db or sqlite:////absolute.db")
+    else:
+        raise ConfigError("HOOKPUMP_DATABASE_URL", "must start with postgresql:// or sqlite:///")
 
 
 def _bool(raw: str) -> bool:
@@ -163,6 +187,7 @@ def _seconds(raw: str) -> float:
 # field name -> parser; the variable is PREFIX + field.upper().
 VARIABLES: dict[str, Callable[[str], Any]] = {
     "redis_url": str,
+    "database_url": str,
     "host": str,
     "port": int,
     "api_key": str,

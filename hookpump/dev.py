@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from core.history import default_sqlite_path
 from core.settings import PREFIX, Settings
 from hookpump.embedded_redis import EmbeddedRedis
 
@@ -25,7 +26,11 @@ def dev_settings(environ: Mapping[str, str]) -> Settings:
     defaults = {
         field: value for field, value in DEV_DEFAULTS.items() if not environ.get(PREFIX + field.upper())
     }
-    return Settings.from_env(environ, **defaults)
+    settings = Settings.from_env(environ, **defaults)
+    if settings.database_url is None:
+        # A laptop needs nothing installed: history in a SQLite file beside the embedded Redis's data.
+        settings = settings.replace(database_url="sqlite:///" + default_sqlite_path(settings))
+    return settings
 
 
 def load_or_create_admin_key(data_dir: str | os.PathLike[str]) -> str:

@@ -1,21 +1,20 @@
-"""Background jobs run by arq on the shared queue: bulk retry by filter, and the retention sweep."""
+"""Background jobs run by arq on the shared queue: bulk retry by filter, and the history retention sweep."""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 
 from core.clock import now_ms
+from core.history import HistoryStore
+from core.history.log import DeliveryLog
 from core.models import DeliveryStatus
+from core.settings import Settings
 from core.store import Actor, DeliveryFilter, Store
 
-log = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 BULK_PAGE = 250
-# The sweep stops after this long per run, whatever is left: the next run goes on.
-SWEEP_BUDGET_SECONDS = 10.0
-SWEEP_BATCH = 500
 
 
 def filter_from_json(raw: dict[str, object]) -> DeliveryFilter:
@@ -30,11 +29,12 @@ def filter_from_json(raw: dict[str, object]) -> DeliveryFilter:
     )
 
 
-async def run_bulk_retry(store: Store, job_id: str) -> dict[str, int]:
-    """Retry every delivery matching the job's filter, a page at a time, recording progress.
+async def run_bulk_retry(store: Store, log: DeliveryLog, job_id: str) -> dict[str, int]:
+    """Retry every delivery matching the job's filter (in the delivery log), a page at a time,
+    recording progress.
 
-    The cursor is a position in an id-ordered index, so deliveries leaving the "failed" index as
-    they are retried do not shift the pages still to come. Resumable: it starts from the saved cursor.
+    The cursor is the last id handled, so deliveries leaving the "failed" status as they are
+    retried do not shift the pages still to come. Resumable: it starts from the saved cursor.
     """
     ops = store.operations
     record = await ops.bulk_progress(job_id)
@@ -44,8 +44,8 @@ async def run_bulk_retry(store: Store, job_id: str) -> dict[str, int]:
     totals = {"matched": 0, "queued": 0, "skipped": 0}
     await ops.update_bulk(job_id, state="running", started_ms=now_ms())
     while True:
-        page, cursor = await store.monitoring.list_deliveries(wanted, limit=BULK_PAGE, cursor=cursor)
-        results = await ops.retry([d.id for d in page], actor, via=f"bulk_retry:{job_id}")
+        page, cursor = await log.list_deliveries(wanted, limit=BULK_PAGE, cursor=cursor)
+        results = await log.retry([d.id for d in page], actor, via=f"bulk_retry:{job_id}")
         queued = results.count("queued")
         await ops.add_bulk_counts(
             job_id, matched=len(page), queued=queued, skipped=len(page) - queued, cursor=cursor or ""
@@ -56,19 +56,18 @@ async def run_bulk_retry(store: Store, job_id: str) -> dict[str, int]:
         if cursor is None:
             break
     await ops.update_bulk(job_id, state="done", finished_ms=now_ms())
-    log.info("bulk retry %s: %d matched, %d queued", job_id, totals["matched"], totals["queued"])
+    logger.info("bulk retry %s: %d matched, %d queued", job_id, totals["matched"], totals["queued"])
     return totals
 
 
-async def run_retention_sweep(store: Store) -> int:
-    """Remove terminal deliveries past the retention, in bounded batches, for a bounded time."""
-    removed = 0
-    deadline = time.monotonic() + SWEEP_BUDGET_SECONDS
-    while time.monotonic() < deadline:
-        batch = await store.operations.sweep(SWEEP_BATCH)
-        removed += batch
-        if batch < SWEEP_BATCH:
-            break
+async def run_retention_sweep(store: Store, history: HistoryStore, settings: Settings) -> int:
+    """Retention in the history store (and prepare its storage ahead). Deliveries created more than
+    HOOKPUMP_RETENTION + HOOKPUMP_RETRY_HORIZON ago go, so one that ended late still gets its full
+    retention; the status counters drop by what went. Pending and retrying ones are never removed."""
+    now = now_ms()
+    cutoff = now - int((settings.retention + settings.retry_horizon) * 1000)
+    removed = await history.sweep(cutoff_ms=cutoff, now_ms=now)
     if removed:
-        log.info("retention sweep removed %d deliveries", removed)
-    return removed
+        await store.operations.decrement_counts(removed)
+        logger.info("retention sweep removed %d deliveries from the history", sum(removed.values()))
+    return sum(removed.values())

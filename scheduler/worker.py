@@ -21,6 +21,9 @@ from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Worker
 
+from core.history import HistoryStore, create_history_store, open_history_store
+from core.history.log import DeliveryLog
+from core.history.writer import HistoryWriter
 from core.settings import Settings
 from core.store import Store, create_store
 from core.store.connection import reconnect_options
@@ -47,11 +50,11 @@ async def pump_window(ctx: dict[str, Any]) -> str:
 
 async def bulk_retry(ctx: dict[str, Any], job_id: str) -> dict[str, int]:
     """A manual retry of every delivery matching a filter (POST /v1/deliveries/retry)."""
-    return await run_bulk_retry(ctx["store"], job_id)
+    return await run_bulk_retry(ctx["store"], DeliveryLog(ctx["store"], ctx["history"]), job_id)
 
 
 async def retention_sweep(ctx: dict[str, Any]) -> int:
-    return await run_retention_sweep(ctx["store"])
+    return await run_retention_sweep(ctx["store"], ctx["history"], ctx["settings"])
 
 
 class JobQueue:
@@ -116,7 +119,7 @@ def create_pump_worker(settings: Settings, pump: Pump, pool: ArqRedis) -> Worker
     )
 
 
-def create_jobs_worker(settings: Settings, store: Store, pool: ArqRedis) -> Worker:
+def create_jobs_worker(settings: Settings, store: Store, history: HistoryStore, pool: ArqRedis) -> Worker:
     """Jobs any worker may run: bulk retries, and the retention sweep (a unique cron: one run a minute
     across all workers)."""
     return Worker(
@@ -134,7 +137,7 @@ def create_jobs_worker(settings: Settings, store: Store, pool: ArqRedis) -> Work
         ],
         queue_name=JOBS_QUEUE,
         redis_pool=pool,
-        ctx={"store": store},
+        ctx={"store": store, "history": history, "settings": settings},
         handle_signals=False,
         max_jobs=4,
         poll_delay=0.5,
@@ -158,11 +161,15 @@ async def run_worker(settings: Settings, stop: asyncio.Event, telemetry: Telemet
     sender = Sender(store, client, settings, instruments)
     pump = Pump(store, sender, settings, instruments)
     instruments.watch_outstanding(lambda: sender.outstanding)
+    history = create_history_store(settings)
+    await open_history_store(history, settings)
+    writer = HistoryWriter(store.outbox, history, consumer=settings.worker_id)
+    writing = asyncio.create_task(writer.run(), name="hookpump-history-writer")
     sender.start()
     pump.start()
     runners = [
         ArqRunner(lambda pool: create_pump_worker(settings, pump, pool), settings, "hookpump-arq-pump"),
-        ArqRunner(lambda pool: create_jobs_worker(settings, store, pool), settings, "hookpump-arq-jobs"),
+        ArqRunner(lambda pool: create_jobs_worker(settings, store, history, pool), settings, "hookpump-arq-jobs"),
     ]
     log.info(
         "worker %s started (pump every %.0f s)",
@@ -179,6 +186,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event, telemetry: Telemet
         await asyncio.gather(*(runner.stop(grace_seconds=3.0) for runner in runners))
         await sender.drain(grace_seconds=settings.request_timeout + 1)
         await pump.close()
+        await _stop_writer(writer, writing)
+        await history.close()
         await _forget_queue(store, settings)
         await client.aclose()
         await store.close()
@@ -235,6 +244,19 @@ class ArqRunner:
                 await asyncio.sleep(0.02)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def _stop_writer(writer: HistoryWriter, writing: asyncio.Task[None], grace_seconds: float = 3.0) -> None:
+    """Let the writer settle what the last results appended (bounded), then stop it. Anything left
+    stays in the outbox for the next writer."""
+    writing.cancel()
+    await asyncio.gather(writing, return_exceptions=True)
+    deadline = asyncio.get_running_loop().time() + grace_seconds
+    with contextlib.suppress(Exception):
+        while asyncio.get_running_loop().time() < deadline:
+            async with asyncio.timeout(max(0.1, deadline - asyncio.get_running_loop().time())):
+                if await writer.drain_once(block_ms=50) == 0:
+                    break
 
 
 async def _forget_queue(store: Store, settings: Settings) -> None:

@@ -12,6 +12,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Mount, Route
 
+from core.history import create_history_store, open_history_store
+from core.history.log import DeliveryLog
 from core.settings import Settings
 from core.store import create_store
 from core.telemetry import Telemetry, create_telemetry
@@ -104,19 +106,24 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Starle
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         store = await create_store(settings)
+        history = create_history_store(settings)
         try:
+            await open_history_store(history, settings)
             jobs = await JobQueue.connect(settings)
         except BaseException:
+            await history.close()
             await store.close()
             raise
         app.state.context = console.state.context = Context(
-            settings, store, Authenticator(settings.api_key, store.api_keys), jobs, api_telemetry
+            settings, store, Authenticator(settings.api_key, store.api_keys), jobs, api_telemetry, history,
+            DeliveryLog(store, history),
         )
         try:
             async with api_telemetry.refreshing(store):
                 yield
         finally:
             await jobs.close()
+            await history.close()
             await store.close()
             if telemetry is None:
                 process_telemetry.shutdown()

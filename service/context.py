@@ -1,5 +1,6 @@
 """What every handler needs, built once by the app's lifespan: settings, the store, the authenticator,
-the job queue that hands background work (bulk retries) to the workers, and the API's telemetry."""
+the job queue that hands background work (bulk retries) to the workers, the API's telemetry, and
+the history store that answers the delivery log."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import TYPE_CHECKING, cast
 
 from starlette.requests import Request
 
+from core.history import HistoryStore
+from core.history.log import DeliveryLog
 from core.settings import Settings
 from core.store import Store
 from scheduler.worker import JobQueue
@@ -24,6 +27,8 @@ class Context:
     auth: Authenticator
     jobs: JobQueue
     telemetry: ApiTelemetry
+    history: HistoryStore  # the delivery log on disk (core/history); Redis holds only live state
+    log: DeliveryLog  # what the monitoring routes (and the console) read the delivery log through
 
 
 def context(request: Request) -> Context:

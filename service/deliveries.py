@@ -13,8 +13,7 @@ from starlette.responses import JSONResponse, Response
 
 from core.errors import InvalidInput
 from core.ids import created_ms
-from core.models import iso
-from core.store import DeliveryFilter
+from core.models import DeliveryFilter, iso
 from service import validation
 from service.auth import READING
 from service.context import Context, context
@@ -59,16 +58,14 @@ async def delivery_page(ctx: Context, query: QueryParams) -> dict[str, Any]:
     wanted = delivery_filter(query)
     if wanted is None:
         return {"data": [], "next_cursor": None}
-    deliveries, next_cursor = await ctx.store.monitoring.list_deliveries(wanted, limit=limit, cursor=cursor)
+    deliveries, next_cursor = await ctx.log.list_deliveries(wanted, limit=limit, cursor=cursor)
     return {"data": [d.to_json() for d in deliveries], "next_cursor": next_cursor}
 
 
 async def delivery_detail(ctx: Context, did: str) -> dict[str, Any]:
     """A delivery with its message, every attempt and the operator actions on it."""
-    delivery = await ctx.store.deliveries.get(did)
-    monitoring = ctx.store.monitoring
-    attempts = await monitoring.attempts(did)
-    actions = await monitoring.actions(did)
+    found = await ctx.log.get_delivery(did)
+    delivery, attempts, actions = found.delivery, found.attempts, found.actions
     answer = delivery.to_json()
     return {
         "delivery": answer,
@@ -87,7 +84,7 @@ async def endpoint_attempts_page(ctx: Context, eid: str, query: QueryParams) -> 
     """The endpoint's attempts newest first, across its deliveries."""
     limit, cursor = validation.page_params(query)
     await ctx.store.endpoints.get(eid)  # 404 for an unknown or deleted endpoint, not an empty log
-    attempts, next_cursor = await ctx.store.monitoring.endpoint_attempts(eid, limit=limit, cursor=cursor)
+    attempts, next_cursor = await ctx.log.endpoint_attempts(eid, limit=limit, cursor=cursor)
     return {"data": [attempt_json(a) for a in attempts], "next_cursor": next_cursor}
 
 

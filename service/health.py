@@ -6,13 +6,14 @@ import asyncio
 import time
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.errors import StoreUnavailable
+from core.errors import HistoryError, StoreUnavailable
 from core.store import translated_errors
-from service.context import context
+from service.context import Context, context
 from service.problems import problem_response
 
 # In a wheel the contract is packaged beside this module; in a checkout it is at the repository root.
@@ -23,6 +24,8 @@ CONTRACT_PLACES = (
 
 
 PROBE_TIMEOUT_SECONDS = 2.0
+# The history writers normally keep the outbox under a second old; past this the log visibly lags.
+OUTBOX_LAG_DEGRADED_SECONDS = 60.0
 
 
 async def healthz(request: Request) -> Response:
@@ -49,7 +52,30 @@ async def readyz(request: Request) -> Response:
     if age > limit:
         return not_ready(f"The pump last ran {age:.0f} s ago, more than two pump intervals ({limit:g} s): "
                          "are the workers running and reaching Redis?")
-    return JSONResponse({"status": "ready", "pump_last_run_age_seconds": round(age, 3)})
+    return JSONResponse({"status": "ready", "pump_last_run_age_seconds": round(age, 3),
+                         "history": await history_health(ctx)})
+
+
+async def history_health(ctx: Context) -> dict[str, Any]:
+    """The history store's state. Never makes the service unready: delivery does not depend on it
+    (the outbox keeps every record until the database takes it), so it is reported as degraded."""
+    problems = []
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            await ctx.history.ping()
+    except (HistoryError, TimeoutError) as exc:
+        problems.append(f"the history store does not answer ({exc or 'timeout'})")
+    length, oldest = None, None
+    try:
+        async with translated_errors(), asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            backlog = await ctx.store.outbox.backlog()
+        length, oldest = backlog.length, backlog.oldest_age_seconds
+    except (StoreUnavailable, TimeoutError):
+        pass
+    if oldest is not None and oldest > OUTBOX_LAG_DEGRADED_SECONDS:
+        problems.append(f"the oldest history record has waited {oldest:.0f} s to be written; the delivery log lags")
+    return {"status": "degraded" if problems else "ok", "detail": "; ".join(problems) or None,
+            "outbox_length": length, "outbox_oldest_age_seconds": oldest}
 
 
 def not_ready(detail: str) -> Response:

@@ -87,8 +87,8 @@ async def get_message(request: Request) -> Response:
         # Starlette prefers this route's full match over the POST-only batch route's method mismatch.
         raise Problem(405, "GET is not supported on /v1/messages/batch; use POST.", headers={"Allow": "POST"})
     mid = validation.path_id(request.path_params["id"], validation.MESSAGE_ID, "message")
-    message = await ctx.store.messages.get(mid)
-    deliveries = await ctx.store.deliveries.get_many(list(message.delivery_ids))
+    message = await ctx.log.get_message(mid)
+    deliveries = await ctx.log.message_deliveries(message)
     return JSONResponse({
         "id": message.id,
         "event_type": message.event_type,

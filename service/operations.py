@@ -95,7 +95,7 @@ async def retry_one(ctx: Context, key: ApiKey, did: str) -> Delivery:
     """An ended delivery goes back to pending, due now, with a fresh retry budget; one waiting for
     its next automatic attempt is made due now ("try now"). Either way it still goes through the
     pump's pacing and waits out any pause."""
-    [result] = await ctx.store.operations.retry([did], actor(key), hasten=True)
+    [result] = await ctx.log.retry([did], actor(key), hasten=True)
     if result == "missing":
         raise NotFound("delivery", did)
     if result == "already_queued":
@@ -105,21 +105,24 @@ async def retry_one(ctx: Context, key: ApiKey, did: str) -> Delivery:
         raise Conflict(f"the message of delivery {did} has expired (past the retention), so there is nothing "
                        "to send again; send the message anew")
     logger.info("delivery retried (%s) by %s", result, key.id, extra={"delivery_id": did})
-    return await ctx.store.deliveries.get(did)
+    return (await ctx.log.get_delivery(did)).delivery
 
 
 async def cancel_one(ctx: Context, key: ApiKey, did: str) -> Delivery:
     [result] = await ctx.store.operations.cancel([did], actor(key))
     if result == "missing":
-        raise NotFound("delivery", did)
+        # Not in Redis: ended and forgotten (the history knows it), or never existed (NotFound).
+        ended = (await ctx.log.get_delivery(did)).delivery
+        raise Conflict(f"delivery {did} has already ended (status {ended.status}); there is nothing to cancel")
     if result == "delivering":
         raise Conflict(f"delivery {did} is being sent right now and cannot be cancelled; if it fails, cancel "
                        "it while it waits for its next attempt")
     if result == "terminal":
-        current = await ctx.store.deliveries.get(did)
+        current = (await ctx.log.get_delivery(did)).delivery
         raise Conflict(f"delivery {did} has already ended (status {current.status}); there is nothing to cancel")
     logger.info("delivery cancelled by %s", key.id, extra={"delivery_id": did})
-    return await ctx.store.deliveries.get(did)
+    # The history writer may forget a cancelled delivery any moment now: read it through the log.
+    return (await ctx.log.get_delivery(did)).delivery
 
 
 async def start_bulk(ctx: Context, key: ApiKey, body: dict[str, Any]) -> dict[str, Any]:

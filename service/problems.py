@@ -12,7 +12,15 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from core.errors import Conflict, ForbiddenTarget, HookpumpError, InvalidInput, NotFound, StoreUnavailable
+from core.errors import (
+    Conflict,
+    ForbiddenTarget,
+    HistoryUnavailable,
+    HookpumpError,
+    InvalidInput,
+    NotFound,
+    StoreUnavailable,
+)
 from core.store.connection import TRANSIENT_ERRORS
 
 logger = logging.getLogger(__name__)
@@ -119,6 +127,13 @@ async def on_store_unavailable(request: Request, exc: Exception) -> Response:
     return problem_response(503, detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
+async def on_history_unavailable(request: Request, exc: Exception) -> Response:
+    logger.warning("history store unavailable on %s %s: %s", request.method, request.url.path, exc)
+    detail = ("The delivery log's database is unreachable right now; deliveries go on and their history will "
+              "appear once it is back. Retry shortly.")
+    return problem_response(503, detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
 async def on_client_disconnect(request: Request, exc: Exception) -> Response:
     # Nobody will read this answer; it only has to keep the disconnect out of the error log.
     return problem_response(400, "The client disconnected before sending the whole body.")
@@ -140,6 +155,7 @@ def exception_handlers() -> dict[Any, Any]:
         InvalidInput: on_invalid_input,
         Conflict: on_conflict,
         StoreUnavailable: on_store_unavailable,
+        HistoryUnavailable: on_history_unavailable,
         ClientDisconnect: on_client_disconnect,
         Exception: on_unexpected,
     }

@@ -59,6 +59,8 @@ class QueueSnapshot:
     workers_alive: int
     endpoints: dict[str, EndpointLoad] = field(default_factory=dict)
     read_at_ms: int = 0
+    outbox_length: int = 0  # history records not yet committed to the history store
+    outbox_oldest_age: float | None = None
 
 
 class ApiTelemetry:
@@ -89,6 +91,8 @@ class ApiTelemetry:
             ("hookpump.endpoint.pace_state", "1",
              "1 for the state the same endpoints' pace is in: steady, probing, backing_off, retry_after, paused, "
              "disabled"),
+            ("hookpump.history.outbox_length", "{record}", "History records in the outbox, not yet in the database"),
+            ("hookpump.history.outbox_oldest_age", "s", "Age of the oldest history record not yet in the database"),
         ]
         for name, unit, description in gauges:
             observe_gauge(meter, name, self._reader(name), unit=unit, description=description)
@@ -114,6 +118,7 @@ class ApiTelemetry:
                 largest = [row["endpoint_id"] for row in overview["largest_backlogs"]]
                 eids = list(dict.fromkeys([*self._settings.metrics_endpoints, *largest]))
                 loads = await store.monitoring.endpoint_loads(eids) if eids else {}
+                outbox = await store.outbox.backlog()
         except (StoreUnavailable, TimeoutError) as exc:
             log.warning("queue gauges left out of the metrics: %s", exc or "Redis did not answer in time")
             self._queue = None
@@ -128,6 +133,8 @@ class ApiTelemetry:
             workers_alive=len(overview["workers"]),
             endpoints=loads,
             read_at_ms=now_ms(),
+            outbox_length=outbox.length,
+            outbox_oldest_age=outbox.oldest_age_seconds,
         )
 
     @contextlib.asynccontextmanager
@@ -171,6 +178,8 @@ class ApiTelemetry:
             "hookpump.queue.pump_lag": queue.pump_lag,
             "hookpump.queue.pump_last_run_age": queue.pump_last_run_age,
             "hookpump.queue.workers_alive": queue.workers_alive,
+            "hookpump.history.outbox_length": queue.outbox_length,
+            "hookpump.history.outbox_oldest_age": queue.outbox_oldest_age,
         }[name]
         return [] if value is None else [(value, {})]
 

@@ -20,6 +20,9 @@ from core.settings import Settings
 from core.store import Store, create_store
 from hookpump.embedded_redis import find_redis_server
 
+# The history-store fixtures (a private PostgreSQL database, both backends).
+pytest_plugins = ["tests.history_db"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -95,10 +98,18 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 @pytest.fixture
-def settings(redis_url: str) -> Settings:
+def database_url(tmp_path: Path) -> str:
+    """The history store's URL: a SQLite file of this test's own. Modules that read the delivery log
+    override this fixture to run on both backends (tests/history_db.py: `history_url`)."""
+    return f"sqlite:///{tmp_path / 'history.db'}"
+
+
+@pytest.fixture
+def settings(redis_url: str, database_url: str) -> Settings:
     """Settings for tests: private targets allowed (receivers are on loopback), 1 s pump windows."""
     return Settings(
         redis_url=redis_url,
+        database_url=database_url,
         api_key="test-admin-key",
         allow_private_targets=True,
         pump_interval=1.0,

@@ -9,6 +9,9 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from core.history import create_history_store
+from core.history.log import DeliveryLog
+from core.models import Delivery
 from core.settings import Settings
 from core.store import NewMessage, Store
 from core.telemetry import Telemetry
@@ -52,12 +55,28 @@ async def send(store: Store, count: int, *, endpoint_ids: list[str] | None = Non
     return dids
 
 
-async def statuses(store: Store, dids: list[str]) -> dict[str, int]:
+async def statuses(store: Store, dids: list[str], settings: Settings | None = None) -> dict[str, int]:
+    """How many of `dids` are in each status. Redis answers for the deliveries it still holds; a
+    finished delivery it has forgotten (its final state is in the history store) is looked up in the
+    history when `settings` are given, else counted under None."""
     pipe = store.redis.pipeline(transaction=False)
     for did in dids:
         pipe.hget(f"hp:dlv:{did}", "status")
+    found = list(await pipe.execute())
+    forgotten = [did for did, status in zip(dids, found, strict=True) if status is None]
+    if forgotten and settings is not None:
+        assert settings.database_url is not None
+        history = create_history_store(settings)
+        await history.open()
+        try:
+            for did in forgotten:
+                stored = await history.get_delivery(did)
+                if stored is not None:
+                    found[dids.index(did)] = stored.delivery.status.value
+        finally:
+            await history.close()
     counts: dict[str, int] = {}
-    for status in await pipe.execute():
+    for status in found:
         counts[status] = counts.get(status, 0) + 1
     return counts
 
@@ -82,3 +101,13 @@ async def recorded_send_times(client: Any, eid: str, expected: int, timeout: flo
         if len(times) >= expected or asyncio.get_running_loop().time() > deadline:
             return sorted(times)
         await asyncio.sleep(0.1)
+
+
+async def delivery(store: Store, settings: Settings, did: str) -> Delivery:
+    """The delivery as the API shows it: from Redis while it holds it, else from the history."""
+    history = create_history_store(settings)
+    await history.open()
+    try:
+        return (await DeliveryLog(store, history).get_delivery(did)).delivery
+    finally:
+        await history.close()

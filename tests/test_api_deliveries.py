@@ -16,11 +16,19 @@ from core.models import iso
 from core.settings import Settings
 from core.store import Actor, Store
 from tests.api import ADMIN, api_client, assert_matches_contract, assert_problem
+from tests.history_db import caught_up
+from tests.pumping import delivery as delivery_now
 from tests.pumping import make_endpoint, running_worker, send
 from tests.receiver import Receiver, Reply
 
 NOWHERE = "http://127.0.0.1:9/never"  # nothing is sent in tests without a worker
 MISSING_DELIVERY = "dlv_00000000000000000000000000_1"
+
+
+@pytest.fixture
+def database_url(history_url: str) -> str:
+    """Every test here runs on both history backends (SQLite and PostgreSQL)."""
+    return history_url
 
 
 @pytest.fixture
@@ -49,7 +57,9 @@ def newest_first(ids: list[str]) -> list[str]:
     return sorted(ids, reverse=True)
 
 
-async def test_each_filter_answers_exactly_the_matching_deliveries(client: httpx.AsyncClient, store: Store) -> None:
+async def test_each_filter_answers_exactly_the_matching_deliveries(
+    client: httpx.AsyncClient, store: Store, settings: Settings
+) -> None:
     a = await make_endpoint(store, NOWHERE)
     b = await make_endpoint(store, NOWHERE)
     paid_both = await send(store, 6, event_type="order.paid")  # fan out: to a and b
@@ -62,6 +72,7 @@ async def test_each_filter_answers_exactly_the_matching_deliveries(client: httpx
     cancelled = on_a[:2] + late_b[:1]
     assert await store.operations.cancel(cancelled, Actor("key_test")) == ["cancelled"] * 3
     pending = [d for d in every if d not in cancelled]
+    await caught_up(store, settings)
 
     assert await listed(client) == newest_first(every)
     assert await listed(client, endpoint_id=a, limit=3) == newest_first(on_a)
@@ -76,9 +87,9 @@ async def test_each_filter_answers_exactly_the_matching_deliveries(client: httpx
     assert await listed(client, endpoint_id=b, event_type="order.paid", status="pending") == newest_first(
         [d for d in paid_both + late_b if d not in cancelled and d not in on_a]
     )
-    message_id = (await store.deliveries.get(paid_both[0])).message_id
+    message_id = (await delivery_now(store, settings, paid_both[0])).message_id
     assert await listed(client, message_id=message_id) == newest_first(
-        [d for d in paid_both if (await store.deliveries.get(d)).message_id == message_id]
+        [d for d in paid_both if (await delivery_now(store, settings, d)).message_id == message_id]
     )
     # since/until: inclusive bounds; any offset; ms precision.
     since = iso(boundary_ms)
@@ -92,9 +103,12 @@ async def test_each_filter_answers_exactly_the_matching_deliveries(client: httpx
     assert await listed(client, endpoint_id="ep_00000000000000000000000000") == []
 
 
-async def test_paging_is_exact_while_new_deliveries_arrive(client: httpx.AsyncClient, store: Store) -> None:
+async def test_paging_is_exact_while_new_deliveries_arrive(
+    client: httpx.AsyncClient, store: Store, settings: Settings
+) -> None:
     eid = await make_endpoint(store, NOWHERE)
     first = await send(store, 120, endpoint_ids=[eid])
+    await caught_up(store, settings)
     seen: list[str] = []
     cursor = None
     while True:
@@ -102,6 +116,7 @@ async def test_paging_is_exact_while_new_deliveries_arrive(client: httpx.AsyncCl
         body = (await client.get("/v1/deliveries", params=params, headers=ADMIN)).json()
         seen += [d["id"] for d in body["data"]]
         await send(store, 7, endpoint_ids=[eid])  # arrivals between pages
+        await caught_up(store, settings)
         cursor = body["next_cursor"]
         if cursor is None:
             break
@@ -123,15 +138,16 @@ async def test_a_delivery_shows_every_attempt_with_the_receivers_answer(
         [did] = await send(store, 1, endpoint_ids=[eid], event_type="invoice.sent")
         async with running_worker(settings):
             await receiver.wait_for(2, timeout=15)
-            while (await store.deliveries.get(did)).status != "succeeded":
+            while (await delivery_now(store, settings, did)).status != "succeeded":
                 await asyncio.sleep(0.05)
+        await caught_up(store, settings)
         response = await client.get(f"/v1/deliveries/{did}", headers=ADMIN)
     finally:
         await receiver.stop()
     assert response.status_code == 200
     detail = response.json()
     assert_matches_contract(detail, "DeliveryDetail")
-    delivery = await store.deliveries.get(did)
+    delivery = await delivery_now(store, settings, did)
     assert detail["delivery"] == delivery.to_json()
     assert delivery.status == "succeeded" and delivery.attempts == 2 and detail["next_attempt_at"] is None
     assert detail["message"] == {"id": delivery.message_id, "event_type": "invoice.sent",
@@ -172,7 +188,7 @@ async def test_a_delivery_shows_every_attempt_with_the_receivers_answer(
     assert [page for page in pages if page] == [[second], [first]]
 
 
-async def test_a_lost_attempt_is_shown_as_lost(client: httpx.AsyncClient, store: Store) -> None:
+async def test_a_lost_attempt_is_shown_as_lost(client: httpx.AsyncClient, store: Store, settings: Settings) -> None:
     """reap.lua's record for a worker that died mid-attempt has no request and no answer."""
     eid = await make_endpoint(store, NOWHERE)
     [did] = await send(store, 1, endpoint_ids=[eid])
@@ -180,6 +196,7 @@ async def test_a_lost_attempt_is_shown_as_lost(client: httpx.AsyncClient, store:
     assert [d.id for d in claim.deliveries] == [did]
     await store.redis.zadd("hp:leases", {did: 0})  # its lease ran out long ago
     assert await store.pump.reap() == [did]
+    await caught_up(store, settings)
     detail = (await client.get(f"/v1/deliveries/{did}", headers=ADMIN)).json()
     assert_matches_contract(detail, "DeliveryDetail")
     [lost] = detail["attempts"]

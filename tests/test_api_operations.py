@@ -17,12 +17,19 @@ from core.models import iso
 from core.settings import Settings
 from core.store import Completion, Store
 from tests.api import ADMIN, api_client, assert_matches_contract, assert_problem, bearer, snapshot
+from tests.history_db import caught_up
 from tests.pumping import make_endpoint, running_worker, send, statuses
 from tests.receiver import Receiver, Reply, always, max_in_window
 
 NOWHERE = "http://127.0.0.1:9/never"
 MISSING_DELIVERY = "dlv_00000000000000000000000000_1"
 MISSING_ENDPOINT = "ep_00000000000000000000000000"
+
+
+@pytest.fixture
+def database_url(history_url: str) -> str:
+    """Every test here runs on both history backends (SQLite and PostgreSQL)."""
+    return history_url
 
 
 @pytest.fixture
@@ -47,10 +54,12 @@ async def api_key(client: httpx.AsyncClient, *scopes: str) -> dict[str, Any]:
     return body
 
 
-async def until_status(store: Store, dids: list[str], status: str, timeout: float = 15) -> None:
+async def until_status(
+    store: Store, dids: list[str], status: str, settings: Settings, timeout: float = 15
+) -> None:
     deadline = time.monotonic() + timeout
-    while (await statuses(store, dids)).get(status, 0) < len(dids):
-        assert time.monotonic() < deadline, await statuses(store, dids)
+    while (await statuses(store, dids, settings)).get(status, 0) < len(dids):
+        assert time.monotonic() < deadline, await statuses(store, dids, settings)
         await asyncio.sleep(0.05)
 
 
@@ -64,13 +73,14 @@ async def test_retry_requeues_a_failed_delivery_as_manual(
     receiver.script = always(Reply(400))
     async with running_worker(settings):
         await store.endpoints.update(eid, {"enabled": True})
-        await until_status(store, [did], "failed")
+        await until_status(store, [did], "failed", settings)
         receiver.script = always(Reply(200))
         response = await client.post(f"/v1/deliveries/{did}/retry", headers=bearer(operator["key"]))
         assert response.status_code == 202
         assert_matches_contract(response.json(), "Delivery")
         assert response.json()["status"] == "pending" and response.json()["next_attempt_at"] is not None
-        await until_status(store, [did], "succeeded")
+        await until_status(store, [did], "succeeded", settings)
+    await caught_up(store, settings)
     detail = (await client.get(f"/v1/deliveries/{did}", headers=ADMIN)).json()
     [action] = detail["actions"]
     assert action["action"] == "retry" and action["by"] == operator["id"]
@@ -148,7 +158,7 @@ async def test_retry_of_an_expired_message_or_unknown_delivery_is_refused(
     eid = await make_endpoint(store, NOWHERE)
     [did] = await send(store, 1, endpoint_ids=[eid])
     assert (await client.post(f"/v1/deliveries/{did}/cancel", headers=ADMIN)).status_code == 200
-    await store.redis.delete(f"hp:msg:{(await store.deliveries.get(did)).message_id}")  # as retention would
+    await store.redis.delete(f"hp:msg:msg_{did[4:30]}")  # as retention would
     before = await snapshot(store)
     assert "expired" in assert_problem(await client.post(f"/v1/deliveries/{did}/retry", headers=ADMIN), 409)["detail"]
     assert await snapshot(store) == before
@@ -169,6 +179,7 @@ async def test_cancel_takes_a_queued_delivery_and_refuses_one_being_sent_or_ende
     assert_matches_contract(response.json(), "Delivery")
     assert response.json()["status"] == "cancelled" and response.json()["next_attempt_at"] is None
     assert await store.redis.zscore(f"hp:ep:{eid}:due", queued) is None
+    await caught_up(store, settings)
     detail = (await client.get(f"/v1/deliveries/{queued}", headers=ADMIN)).json()
     assert [(a["action"], a["by"]) for a in detail["actions"]] == [("cancel", "bootstrap")]
     again = await client.post(f"/v1/deliveries/{queued}/cancel", headers=ADMIN)
@@ -177,10 +188,11 @@ async def test_cancel_takes_a_queued_delivery_and_refuses_one_being_sent_or_ende
     receiver.script = always(Reply(200, delay=1.5))
     async with running_worker(settings):
         await store.endpoints.update(eid, {"enabled": True})
-        await until_status(store, [slow], "delivering")
+        await until_status(store, [slow], "delivering", settings)
         sending = await client.post(f"/v1/deliveries/{slow}/cancel", headers=ADMIN)
         assert "being sent right now" in assert_problem(sending, 409)["detail"]
-        await until_status(store, [slow], "succeeded")
+        await until_status(store, [slow], "succeeded", settings)
+    await caught_up(store, settings)
     assert (await client.get(f"/v1/deliveries/{slow}", headers=ADMIN)).json()["actions"] == []
     assert len(receiver.received) == 1  # the cancelled one never went out
 
@@ -246,7 +258,7 @@ async def test_bulk_retry_through_the_api_is_run_by_the_worker_and_paced(
     untouched = await send(store, 5, endpoint_ids=[other])
     receiver.script = always(Reply(400))
     async with running_worker(settings):
-        await until_status(store, dids + untouched, "failed", timeout=30)
+        await until_status(store, dids + untouched, "failed", settings, timeout=30)
         patched = await client.patch(f"/v1/endpoints/{eid}", json={"rate_limit_per_minute": rate}, headers=ADMIN)
         assert patched.status_code == 200
         receiver.received.clear()
@@ -273,8 +285,9 @@ async def test_bulk_retry_through_the_api_is_run_by_the_worker_and_paced(
     times = [r.at for r in receiver.received]
     assert len(times) == 200 and not receiver.for_path("/other")
     assert max_in_window(times) <= math.ceil(rate / 60) + 1
-    assert await statuses(store, dids) == {"succeeded": 200}
-    assert await statuses(store, untouched) == {"failed": 5}
+    assert await statuses(store, dids, settings) == {"succeeded": 200}
+    assert await statuses(store, untouched, settings) == {"failed": 5}
+    await caught_up(store, settings)
     actions = (await client.get(f"/v1/deliveries/{dids[0]}", headers=ADMIN)).json()["actions"]
     assert [(a["action"], a["by"]) for a in actions] == [(f"bulk_retry:{accepted['id']}", "bootstrap")]
 
@@ -327,7 +340,7 @@ async def test_re_enabling_an_endpoint_disabled_by_410_is_recorded_and_releases_
         assert stats["paused"] is True and stats["pause_reason"] == "gone"
         enabled = await client.patch(f"/v1/endpoints/{eid}", json={"enabled": True}, headers=ADMIN)
         assert enabled.status_code == 200 and enabled.json()["disabled_reason"] is None
-        await until_status(store, dids, "succeeded")
+        await until_status(store, dids, "succeeded", settings)
     stats = (await client.get(f"/v1/endpoints/{eid}/stats", headers=ADMIN)).json()
     [action] = stats["recent_actions"]
     assert {k: action[k] for k in ("action", "by", "disabled_reason")} == {

@@ -50,6 +50,10 @@ def run_hookpump(*args: str, **variables: str) -> subprocess.CompletedProcess[st
         (["api-key", "create", "--name", "ci", "--scope", "send"], {}, "HOOKPUMP_REDIS_URL"),
         (["worker"], {**SOME_REDIS, "HOOKPUMP_LOG_LEVEL": "loud"}, "HOOKPUMP_LOG_LEVEL"),
         (["dev"], {"HOOKPUMP_ALLOW_PRIVATE_TARGETS": "maybe"}, "HOOKPUMP_ALLOW_PRIVATE_TARGETS"),
+        (["serve"], {**SOME_REDIS, "HOOKPUMP_DATABASE_URL": "mysql://db/hookpump"}, "HOOKPUMP_DATABASE_URL"),
+        (["worker"], {**SOME_REDIS, "HOOKPUMP_DATABASE_URL": "postgresql://db:port/x"}, "HOOKPUMP_DATABASE_URL"),
+        (["worker"], {**SOME_REDIS, "HOOKPUMP_DATABASE_URL": "postgresql://db:5432"}, "HOOKPUMP_DATABASE_URL"),
+        (["dev"], {"HOOKPUMP_DATABASE_URL": "sqlite://relative.db"}, "HOOKPUMP_DATABASE_URL"),
     ],
 )  # fmt: skip
 def test_a_bad_setting_exits_2_naming_the_variable(

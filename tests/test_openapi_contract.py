@@ -73,10 +73,11 @@ async def test_contract_and_health_are_served_without_a_key(store: Any, settings
 
 
 @pytest.fixture(scope="module")
-def contract_app(redis_server: RedisServer) -> Iterator[Starlette]:
+def contract_app(redis_server: RedisServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Starlette]:
     # A long pump interval: /readyz stays ready on the one heartbeat _flush leaves, however slow the run.
+    history = tmp_path_factory.mktemp("contract-history") / "history.db"
     settings = Settings(redis_url=redis_server.url, api_key=ADMIN_KEY, allow_private_targets=True,
-                        log_format="text", pump_interval=3600)
+                        log_format="text", pump_interval=3600, database_url=f"sqlite:///{history}")
     asyncio.run(_flush(settings))
     app = create_app(settings)
     late_app.app = app

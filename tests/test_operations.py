@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 import uuid
 
 import pytest
 from aiohttp import web
 
-from core.models import DeliveryStatus
+from core.history import DeliveryHistory, create_history_store
+from core.history.log import DeliveryLog
 from core.settings import Settings
 from core.store import Actor, DeliveryFilter, Store
 from scheduler.jobs import run_bulk_retry, run_retention_sweep
+from tests.history_db import caught_up
 from tests.pumping import make_endpoint, running_worker, send, statuses
 from tests.receiver import Receiver, Reply, always, max_in_window
 
@@ -24,8 +25,9 @@ async def fail_all(store: Store, settings: Settings, eid: str, dids: list[str], 
     """Drive deliveries to `failed` through the real pump (the receiver answers 400)."""
     receiver.script = always(Reply(400))
     async with running_worker(settings):
-        while (await statuses(store, dids)).get("failed", 0) < len(dids):
+        while (await statuses(store, dids, settings)).get("failed", 0) < len(dids):
             await asyncio.sleep(0.05)
+    await caught_up(store, settings)
 
 
 @pytest.mark.slow
@@ -41,7 +43,15 @@ async def test_a_bulk_retry_of_1000_failures_is_paced_by_the_pump(store: Store, 
         receiver.script = always(Reply())
         job_id = uuid.uuid4().hex
         await store.operations.start_bulk_retry(job_id, {"endpoint_id": eid, "status": ["failed"]}, OPERATOR)
-        totals = await run_bulk_retry(store, job_id)
+        # The failed deliveries have left Redis (their final state is in the history store): the bulk
+        # retry finds them in the history and brings them back.
+        assert await store.redis.exists(*(f"hp:dlv:{did}" for did in dids)) == 0
+        history = create_history_store(settings)
+        await history.open()
+        try:
+            totals = await run_bulk_retry(store, DeliveryLog(store, history), job_id)
+        finally:
+            await history.close()
         assert totals == {"matched": 1000, "queued": 1000, "skipped": 0}
         assert (await statuses(store, dids)) == {"pending": 1000}
         async with running_worker(settings):
@@ -51,7 +61,8 @@ async def test_a_bulk_retry_of_1000_failures_is_paced_by_the_pump(store: Store, 
         progress = await store.operations.bulk_progress(job_id)
         assert progress["state"] == "done" and progress["queued"] == "1000"
         # Each retried delivery records who retried it, and its next attempt is marked manual.
-        actions = await store.monitoring.actions(dids[0])
+        await caught_up(store, settings)
+        actions = (await delivery_log(settings, store, dids[0])).actions
         assert actions[-1]["by"] == "key_test" and actions[-1]["action"].startswith("bulk_retry")
     finally:
         await receiver.stop()
@@ -81,23 +92,29 @@ async def test_retention_removes_old_terminal_deliveries_and_never_a_queued_one(
         done = await send(store, 20, endpoint_ids=[done_eid])
         held = await send(store, 20, endpoint_ids=[held_eid])
         async with running_worker(settings):
-            while (await statuses(store, done)).get("succeeded", 0) < 20:
+            while (await statuses(store, done, settings)).get("succeeded", 0) < 20:
                 await asyncio.sleep(0.05)
-        # Nothing is old enough yet: the sweep removes nothing.
-        assert await run_retention_sweep(store) == 0
-        # Age the terminal ones past the retention (the sweep reads their end time from hp:terminal).
-        old = time.time() * 1000 - settings.retention * 1000 - 1000
-        await store.redis.zadd("hp:terminal", {did: old for did in done})
-        # Held deliveries are old too, but queued: they must survive any sweep.
-        assert await run_retention_sweep(store) == 20
-        assert await statuses(store, done) == {None: 20}  # type: ignore[dict-item]
-        assert await statuses(store, held) == {"pending": 20}
-        assert await store.redis.zcard(f"hp:ep:{done_eid}:attempts") == 0
-        assert await store.redis.zcard("hp:idx:dlv:st:succeeded") == 0
+        await caught_up(store, settings)
+        # Redis keeps only live state: the finished deliveries' hashes, attempts and indexes are gone.
+        assert await store.redis.exists(*(f"hp:dlv:{did}" for did in done)) == 0
+        assert await store.redis.keys("hp:att:*") == [] and await store.redis.keys("hp:idx:dlv:st:succeeded") == []
+        assert await store.redis.hget("hp:count", "succeeded") == "20"
+        history = create_history_store(settings)
+        await history.open()
+        try:
+            # Nothing is old enough yet: the sweep removes nothing.
+            assert await run_retention_sweep(store, history, settings) == 0
+            # With no retention at all, every finished delivery is past it; the queued ones, just as
+            # old, must survive (SQLite here: deletes by row; PostgreSQL drops whole past days).
+            assert await run_retention_sweep(store, history, settings.replace(retention=0, retry_horizon=0)) == 20
+            assert await statuses(store, done, settings) == {None: 20}  # type: ignore[dict-item]
+            assert await statuses(store, held, settings) == {"pending": 20}
+            assert (await history.endpoint_attempts(done_eid, limit=5, cursor=None)) == ([], None)
+        finally:
+            await history.close()
         assert await store.redis.hget("hp:count", "succeeded") == "0"
-        assert await store.redis.keys("hp:att:*") == []
-        messages = await store.redis.keys("hp:msg:*")
-        assert len(messages) == 20  # the held deliveries' messages stay, the done ones' are gone
+        # The held deliveries' messages stay in Redis; the finished ones' went to the history store.
+        assert set(await store.redis.keys("hp:msg:*")) == {f"hp:msg:msg_{d[4:30]}" for d in held}
     finally:
         await receiver.stop()
 
@@ -125,16 +142,22 @@ async def test_stats_agree_with_the_true_counts_after_a_mixed_run(store: Store, 
                 if int(counts.get("succeeded", 0)) + int(counts.get("failed", 0)) == 100:
                     break
                 await asyncio.sleep(0.1)
-        for path, eid in eids.items():
-            stats = await store.monitoring.endpoint_stats(eid)
-            truth: dict[str, int] = {}
-            for status in await store.redis.zrange(f"hp:idx:dlv:ep:{eid}", 0, -1):
-                value = await store.redis.hget(f"hp:dlv:{status}", "status")
-                truth[value] = truth.get(value, 0) + 1
-            assert {k: v for k, v in stats["counts"].items() if v} == truth, path
-            attempts = await store.redis.zcard(f"hp:ep:{eid}:attempts")
-            assert sum(stats["last_hour"].values()) == attempts, path
-            assert stats["backlog"] == 0 and stats["in_flight"] == 0
+        await caught_up(store, settings)
+        history = create_history_store(settings)
+        await history.open()
+        try:
+            for path, eid in eids.items():
+                stats = await store.monitoring.endpoint_stats(eid)
+                truth: dict[str, int] = {}
+                rows, _ = await history.list_deliveries(DeliveryFilter(endpoint_id=eid), limit=100, cursor=None)
+                for row in rows:
+                    truth[row.status.value] = truth.get(row.status.value, 0) + 1
+                assert {k: v for k, v in stats["counts"].items() if v} == truth, path
+                attempts, _ = await history.endpoint_attempts(eid, limit=250, cursor=None)
+                assert sum(stats["last_hour"].values()) == len(attempts), path
+                assert stats["backlog"] == 0 and stats["in_flight"] == 0
+        finally:
+            await history.close()
         fail = await store.monitoring.endpoint_stats(eids["/fail"])
         assert fail["counts"]["failed"] == 25 and fail["success_ratio"] == 0
         overview = await store.monitoring.queue_overview(pump_interval=settings.pump_interval)
@@ -144,16 +167,10 @@ async def test_stats_agree_with_the_true_counts_after_a_mixed_run(store: Store, 
         await receiver.stop()
 
 
-async def test_the_delivery_log_paginates_stably_while_new_deliveries_arrive(store: Store) -> None:
-    eid = await make_endpoint(store, "http://127.0.0.1:9/never")
-    first = await send(store, 120, endpoint_ids=[eid])
-    seen: list[str] = []
-    cursor = None
-    wanted = DeliveryFilter(endpoint_id=eid, statuses=frozenset({DeliveryStatus.PENDING}))
-    while True:
-        page, cursor = await store.monitoring.list_deliveries(wanted, limit=25, cursor=cursor)
-        seen += [d.id for d in page]
-        await send(store, 7, endpoint_ids=[eid])  # arrivals between pages
-        if cursor is None:
-            break
-    assert seen == sorted(first, reverse=True)  # each exactly once, newest first, none of the newcomers
+async def delivery_log(settings: Settings, store: Store, did: str) -> DeliveryHistory:
+    history = create_history_store(settings)
+    await history.open()
+    try:
+        return await DeliveryLog(store, history).get_delivery(did)
+    finally:
+        await history.close()

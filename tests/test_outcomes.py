@@ -3,36 +3,50 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from core.history import create_history_store
 from core.settings import Settings
 from core.store import NewMessage, Store
 from delivery.signing import generate_secret
-from tests.pumping import make_endpoint, running_worker, send, statuses
+from tests.history_db import caught_up
+from tests.pumping import delivery, make_endpoint, running_worker, send, statuses
 from tests.receiver import Receiver, Reply, always
 
 pytestmark = pytest.mark.slow
 
 
-async def wait_status(store: Store, did: str, wanted: set[str], timeout: float = 10) -> dict[str, str]:
+async def wait_status(
+    store: Store, settings: Settings, did: str, wanted: set[str], timeout: float = 10
+) -> dict[str, str]:
+    """The delivery's fields (as strings, "" for none) once its status is one of `wanted`; read from
+    Redis while it holds the delivery, else from the history store."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
-        record = await store.redis.hgetall(f"hp:dlv:{did}")
-        if record.get("status") in wanted:
-            return record
+        found = await delivery(store, settings, did)
+        if found.status in wanted:
+            return {"status": found.status.value, "attempts": str(found.attempts),
+                    "last_code": str(found.last_status_code or ""), "last_error": found.last_error or ""}
         if loop.time() > deadline:
-            raise AssertionError(f"delivery {did} is {record.get('status')}, expected {wanted}")
+            raise AssertionError(f"delivery {did} is {found.status}, expected {wanted}")
         await asyncio.sleep(0.05)
 
 
-async def attempts(store: Store, did: str) -> list[dict[str, object]]:
-    aids = await store.redis.lrange(f"hp:dlv:{did}:attempts", 0, -1)
-    return [json.loads(await store.redis.get(f"hp:att:{aid}")) for aid in aids]
+async def attempts(store: Store, settings: Settings, did: str) -> list[dict[str, object]]:
+    """The delivery's attempt records, from the history store once the outbox has drained."""
+    await caught_up(store, settings)
+    history = create_history_store(settings)
+    await history.open()
+    try:
+        found = await history.get_delivery(did)
+        assert found is not None
+        return found.attempts
+    finally:
+        await history.close()
 
 
 async def test_500_then_success_retries_with_the_same_webhook_id(store: Store, settings: Settings) -> None:
@@ -41,11 +55,11 @@ async def test_500_then_success_retries_with_the_same_webhook_id(store: Store, s
         eid = await make_endpoint(store, receiver.url())
         [did] = await send(store, 1, endpoint_ids=[eid])
         async with running_worker(settings):
-            record = await wait_status(store, did, {"succeeded"})
+            record = await wait_status(store, settings, did, {"succeeded"})
         assert record["attempts"] == "3"
         ids = {r.headers["webhook-id"] for r in receiver.received}
         assert len(ids) == 1 and len(receiver.received) == 3
-        log = await attempts(store, did)
+        log = await attempts(store, settings, did)
         assert [a["response"]["status"] for a in log] == [500, 500, 200]  # type: ignore[index]
         # The retries waited: at least retry_base/2 (equal jitter) between attempts.
         gaps = [b.at - a.at for a, b in zip(receiver.received, receiver.received[1:], strict=False)]
@@ -62,7 +76,7 @@ async def test_other_4xx_and_redirects_fail_without_retry(store: Store, settings
         eid = await make_endpoint(store, receiver.url())
         [did] = await send(store, 1, endpoint_ids=[eid])
         async with running_worker(settings):
-            record = await wait_status(store, did, {"failed"})
+            record = await wait_status(store, settings, did, {"failed"})
             await asyncio.sleep(0.5)
         assert record["last_code"] == str(status)
         assert len(receiver.received) == 1  # no retry, and the redirect was not followed
@@ -108,8 +122,8 @@ async def test_transport_failures_retry_and_record_the_error(store: Store, setti
         eid = await make_endpoint(store, receiver.url())
         [did] = await send(store, 1, endpoint_ids=[eid])
         async with running_worker(settings):
-            await wait_status(store, did, {"succeeded"}, timeout=15)
-        log = await attempts(store, did)
+            await wait_status(store, settings, did, {"succeeded"}, timeout=15)
+        log = await attempts(store, settings, did)
         kinds = [a["error"]["kind"] if a["error"] else None for a in log]  # type: ignore[index]
         assert kinds[0] in ("reset", "protocol")
         assert kinds[1] == "timeout"
@@ -122,7 +136,7 @@ async def test_an_unresolvable_name_is_retried_with_a_dns_error(store: Store, se
     eid = await make_endpoint(store, "http://hookpump-test.invalid/hook")
     [did] = await send(store, 1, endpoint_ids=[eid])
     async with running_worker(settings):
-        record = await wait_status(store, did, {"retrying"})
+        record = await wait_status(store, settings, did, {"retrying"})
     assert record["last_error"].startswith("dns")
 
 
@@ -160,7 +174,7 @@ async def test_private_addresses_are_refused_at_connect_time(store: Store, setti
         eid = await make_endpoint(store, receiver.url().replace("127.0.0.1", "localhost"))
         [did] = await send(store, 1, endpoint_ids=[eid])
         async with running_worker(settings.replace(allow_private_targets=False)):
-            record = await wait_status(store, did, {"retrying", "failed"})
+            record = await wait_status(store, settings, did, {"retrying", "failed"})
         assert receiver.received == []
         assert "forbidden_address" in record["last_error"]
     finally:

@@ -18,6 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 from prometheus_client.parser import text_string_to_metric_families
 
+from core.history import create_history_store
+from core.history.log import DeliveryLog
 from core.models import Scope
 from core.settings import Settings
 from core.store import Store
@@ -53,11 +55,23 @@ async def start_receiver(receivers: list[Receiver], script: Callable[[int, Any],
     return receiver
 
 
-async def settled(store: Store, dids: list[str], expected: dict[str, int], timeout: float = 20) -> None:
+async def settled(
+    store: Store, settings: Settings, dids: list[str], expected: dict[str, int], timeout: float = 20
+) -> None:
     deadline = time.monotonic() + timeout
-    while (seen := await statuses(store, dids)) != expected:
+    while (seen := await statuses(store, dids, settings)) != expected:
         assert time.monotonic() < deadline, f"expected {expected}, got {seen}"
         await asyncio.sleep(0.05)
+
+
+async def stored_trace(store: Store, settings: Settings, mid: str) -> str:
+    """The traceparent stored with the message: in Redis while it is live, else in the history."""
+    history = create_history_store(settings)
+    await history.open()
+    try:
+        return (await DeliveryLog(store, history).get_message(mid)).trace
+    finally:
+        await history.close()
 
 
 def header(received: Any, name: str) -> str | None:
@@ -86,7 +100,7 @@ async def test_one_message_is_traced_from_ingest_through_a_retried_delivery(
         assert answer.status_code == 202, answer.text
         mid, did = answer.json()["id"], answer.json()["deliveries"][0]["id"]
         async with running_worker(settings, telemetry):
-            await settled(store, [did], {"succeeded": 1})
+            await settled(store, settings, [did], {"succeeded": 1})
     finally:
         telemetry.shutdown()
     finished = spans.get_finished_spans()
@@ -96,7 +110,7 @@ async def test_one_message_is_traced_from_ingest_through_a_retried_delivery(
     assert ingest.context.trace_id == caller_trace and ingest.parent.span_id == caller_span
     assert ingest.attributes is not None and ingest.attributes["hookpump.message.id"] == mid
     assert ingest.attributes["http.response.status_code"] == 202
-    stored = await store.redis.hget(f"hp:msg:{mid}", "trace")
+    stored = await stored_trace(store, settings, mid)
     assert stored == f"00-{caller_trace:032x}-{ingest.context.span_id:016x}-{int(ingest.context.trace_flags):02x}"
 
     attempts = [s for s in finished if s.name == "delivery attempt"]
@@ -136,7 +150,7 @@ async def test_an_endpoint_that_opts_out_of_trace_propagation_gets_no_traceparen
     dids = await send(store, 2, endpoint_ids=[eid])
     try:
         async with running_worker(settings, telemetry):
-            await settled(store, dids, {"succeeded": 2})
+            await settled(store, settings, dids, {"succeeded": 2})
     finally:
         telemetry.shutdown()
     assert [header(r, "traceparent") for r in receiver.received] == [None, None]
@@ -153,8 +167,8 @@ async def test_with_tracing_off_nothing_is_stored_or_propagated(
                                    headers={**ADMIN, "traceparent": caller_traceparent()[2]})
     did = answer.json()["deliveries"][0]["id"]
     async with running_worker(settings):
-        await settled(store, [did], {"succeeded": 1})
-    assert await store.redis.hget(f"hp:msg:{answer.json()['id']}", "trace") == ""
+        await settled(store, settings, [did], {"succeeded": 1})
+    assert await stored_trace(store, settings, answer.json()["id"]) == ""
     assert header(receiver.received[0], "traceparent") is None
 
 
@@ -208,7 +222,7 @@ async def test_metrics_count_a_scripted_run(
         dids += await send(store, 1, endpoint_ids=[eids[path]])
     try:
         async with running_worker(settings, telemetry):
-            await settled(store, dids, {"succeeded": 5, "failed": 1})
+            await settled(store, settings, dids, {"succeeded": 5, "failed": 1})
             assert values(reader, "hookpump.worker.outstanding") == {(): 0}
     finally:
         telemetry.shutdown()
@@ -259,8 +273,9 @@ async def test_metrics_route_serves_prometheus_text_with_queue_gauges(
             assert before["hookpump_endpoint_backlog"] == {(("endpoint_id", busy),): 3, (("endpoint_id", quiet),): 0}
             assert_problem(await client.get("/readyz"), 503)
 
+            queued = await store.redis.zrange("hp:idx:dlv:st:pending", 0, -1)
             async with running_worker(settings, telemetry):
-                await settled(store, [d for d in await store.redis.zrange("hp:idx:dlv", 0, -1)], {"succeeded": 3})
+                await settled(store, settings, queued, {"succeeded": 3})
                 ready = await client.get("/readyz")
                 assert ready.status_code == 200 and ready.json()["status"] == "ready"
                 after = await scrape(client, ADMIN)
@@ -315,7 +330,7 @@ async def test_a_worker_process_serves_its_own_metrics(
     dids = await send(store, 2, endpoint_ids=[await make_endpoint(store, receiver.url())])
     port = free_port()
     async with worker_process(settings.replace(worker_metrics_port=port), "metrics-worker"):
-        await settled(store, dids, {"succeeded": 2})
+        await settled(store, settings, dids, {"succeeded": 2})
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
             deadline = time.monotonic() + 10
             while True:  # the port opens beside the worker, perhaps a moment after the first delivery

@@ -5,14 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from core import keys
+from core.models import DeliveryFilter
 from core.settings import Settings
 from core.store.api_keys import ApiKeyStore
 from core.store.connection import Redis, create_redis, translated_errors
 from core.store.deliveries import DeliveryStore
 from core.store.endpoints import EndpointFlow, EndpointStore
 from core.store.messages import Accepted, Idempotency, MessageStore, NewMessage
-from core.store.monitoring import DeliveryFilter, MonitoringStore
+from core.store.monitoring import MonitoringStore
 from core.store.operations import Actor, OperationsStore
+from core.store.outbox import OutboxBacklog, OutboxStore
 from core.store.pump import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, PumpStore
 from core.store.sessions import Session, SessionStore
 from core.store.timeline import TimelineStore
@@ -34,6 +36,8 @@ __all__ = [
     "MonitoringStore",
     "NewMessage",
     "OperationsStore",
+    "OutboxBacklog",
+    "OutboxStore",
     "PumpStore",
     "Session",
     "SessionStore",
@@ -56,6 +60,7 @@ class Store:
         self.operations = OperationsStore(client, retention=settings.retention)
         self.timeline = TimelineStore(client)
         self.sessions = SessionStore(client)
+        self.outbox = OutboxStore(client, retention=settings.retention)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

@@ -82,4 +82,5 @@ class MessageStore:
             payload_json=raw["payload"],
             created_at_ms=int(raw["created_ms"]),
             delivery_ids=tuple(d for d in raw.get("deliveries", "").split(",") if d),
+            trace=raw.get("trace", ""),
         )

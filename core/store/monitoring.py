@@ -1,12 +1,11 @@
-"""Monitoring queries: the delivery log by filter, attempt logs, endpoint stats, the queue overview.
+"""Monitoring from Redis's live state: endpoint stats, the queue overview, counts by status.
 
-Every answer reads indexes and counters kept by the Lua scripts; nothing scans the whole log. The
-delivery indexes are ordered by id (= creation time), so pages are lexical ranges.
+Every answer reads counters and live-status indexes kept by the Lua scripts. The delivery log itself
+(deliveries by filter, attempts, actions) is in the history store: core/history/log.py.
 """
 
 from __future__ import annotations
 
-import heapq
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -14,16 +13,12 @@ from typing import Any
 from core import keys
 from core.clock import now_ms
 from core.errors import NotFound
-from core.ids import created_ms, lower_bound
-from core.models import QUEUED, Delivery, DeliveryStatus
+from core.ids import created_ms
+from core.models import QUEUED, DeliveryFilter, DeliveryStatus
 from core.pacing import Pace, pace_from_flow
-from core.store.connection import Redis, typed
+from core.store.connection import Redis, hgetall, typed
 from core.store.deliveries import DeliveryStore
-from core.store.paging import page
 
-# Candidates examined per request when a filter is not served by an index (e.g. event type and
-# endpoint together): the page may come back short, with a cursor to continue.
-MAX_SCANNED = 5000
 OUTCOMES = ("succeeded", "failed", "retrying", "overloaded")
 
 
@@ -34,127 +29,25 @@ class EndpointLoad:
     pace: Pace
 
 
-@dataclass(frozen=True, slots=True)
-class DeliveryFilter:
-    endpoint_id: str | None = None
-    statuses: frozenset[DeliveryStatus] = frozenset()  # empty: any status
-    event_type: str | None = None
-    message_id: str | None = None
-    since_ms: int | None = None
-    until_ms: int | None = None
-
-
 class MonitoringStore:
     def __init__(self, client: Redis, deliveries: DeliveryStore) -> None:
         self._redis = client
         self._deliveries = deliveries
 
-    async def list_deliveries(
-        self, wanted: DeliveryFilter, *, limit: int, cursor: str | None
-    ) -> tuple[list[Delivery], str | None]:
-        """Newest first. `cursor` is the last id of the previous page; it stays exact while new
-        deliveries arrive (they sort before it) and while listed ones change status."""
-        if wanted.message_id is not None:
-            return await self._by_message(wanted, limit, cursor)
-        sources, residual = _choose_indexes(wanted)
-        high = (
-            f"({cursor}"
-            if cursor
-            else (f"({lower_bound('dlv', wanted.until_ms + 1)}" if wanted.until_ms is not None else "+")
-        )
-        low = f"[{lower_bound('dlv', wanted.since_ms)}" if wanted.since_ms is not None else "-"
-        found: list[Delivery] = []
-        scanned = 0
-        batch = min(max(limit, 50), 500)
-        while scanned < MAX_SCANNED:
-            candidates = await self._merge(sources, high, low, batch)
-            if not candidates:
-                return found, None
-            scanned += len(candidates)
-            rows = await self._deliveries.get_many(candidates)
-            for delivery in rows:
-                if residual(delivery):
-                    found.append(delivery)
-                    if len(found) == limit:
-                        return found, delivery.id
-            if len(candidates) < batch:
-                return found, None
-            high = f"({candidates[-1]}"
-        return found, high[1:]  # scanned enough: continue from here next time
-
     async def count_estimate(self, wanted: DeliveryFilter) -> int | None:
-        """How many deliveries match, when an index answers exactly (endpoint and/or statuses only:
-        the status sets are disjoint, so their sizes add up); None when only a scan could tell."""
+        """How many deliveries match, when the status counters answer exactly (endpoint and/or
+        statuses only); None when only the history store could tell."""
         if wanted.event_type is not None or wanted.message_id is not None:
             return None
         if wanted.since_ms is not None or wanted.until_ms is not None:
             return None
-        sources, _residual = _choose_indexes(wanted)
-        pipe = self._redis.pipeline(transaction=False)
-        for key in sources:
-            pipe.zcard(key)
-        return sum(int(n) for n in await pipe.execute())
-
-    async def _merge(self, sources: list[str], high: str, low: str, count: int) -> list[str]:
-        """The `count` largest ids below `high` across several index sets (a k-way merge)."""
-        pipe = self._redis.pipeline(transaction=False)
-        for key in sources:
-            pipe.zrevrangebylex(key, high, low, start=0, num=count)
-        lists: list[list[str]] = await pipe.execute()
-        merged = heapq.merge(*lists, reverse=True)
-        out: list[str] = []
-        for did in merged:
-            if not out or out[-1] != did:
-                out.append(did)
-            if len(out) == count:
-                break
-        return out
-
-    async def _by_message(
-        self, wanted: DeliveryFilter, limit: int, cursor: str | None
-    ) -> tuple[list[Delivery], str | None]:
-        raw = await typed(self._redis.hget(keys.message(wanted.message_id or ""), "deliveries"))
-        dids = sorted((d for d in (raw or "").split(",") if d), reverse=True)
-        if cursor:
-            dids = [d for d in dids if d < cursor]
-        _sources, residual = _choose_indexes(wanted)
-        rows = [d for d in await self._deliveries.get_many(dids) if residual(d) and _in_time(d, wanted)]
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return rows, rows[-1].id if more else None
-
-    async def attempts(self, did: str) -> list[dict[str, Any]]:
-        aids = await typed(self._redis.lrange(keys.delivery_attempts(did), 0, -1))
-        return await self._attempt_records(aids)
-
-    async def _attempt_records(self, aids: list[str]) -> list[dict[str, Any]]:
-        if not aids:
-            return []
-        raw = await self._redis.mget([keys.attempt(a) for a in aids])
-        records = []
-        for aid, text in zip(aids, raw, strict=True):
-            if text is None:
-                continue  # expired by retention
-            record = json.loads(text)
-            record["id"] = aid
-            record["delivery_id"] = aid.rsplit(".", 1)[0]
-            records.append(record)
-        return records
-
-    async def actions(self, did: str) -> list[dict[str, Any]]:
-        return [json.loads(a) for a in await typed(self._redis.lrange(keys.delivery_actions(did), 0, -1))]
+        key = keys.endpoint_counts(wanted.endpoint_id) if wanted.endpoint_id else keys.COUNTS
+        counts = await hgetall(self._redis, key)
+        statuses = wanted.statuses or frozenset(DeliveryStatus)
+        return sum(int(counts.get(s.value, 0)) for s in statuses)
 
     async def endpoint_actions(self, eid: str) -> list[dict[str, Any]]:
         return [json.loads(a) for a in await typed(self._redis.lrange(keys.endpoint_actions(eid), 0, -1))]
-
-    async def endpoint_attempts(
-        self, eid: str, *, limit: int, cursor: str | None
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """The endpoint's attempt log, newest first."""
-        aids, next_cursor = await page(
-            self._redis, keys.endpoint_attempts(eid), limit=limit, cursor=cursor, newest_first=True
-        )
-        return await self._attempt_records(aids), next_cursor
 
     async def endpoint_stats(self, eid: str) -> dict[str, Any]:
         now = now_ms()
@@ -265,34 +158,3 @@ class MonitoringStore:
             pace = pace_from_flow(flow, ceiling=int(rate), enabled=enabled == "1")
             loads[eid] = EndpointLoad(int(backlog or 0), int(in_flight), pace)
         return loads
-
-
-def _choose_indexes(wanted: DeliveryFilter) -> tuple[list[str], Any]:
-    """The index sets that serve the filter, and a check for whatever they do not cover."""
-    eid, statuses, event_type = wanted.endpoint_id, wanted.statuses, wanted.event_type
-    if eid and statuses:
-        sources = [keys.index_by_endpoint_status(eid, s.value) for s in statuses]
-    elif eid:
-        sources = [keys.index_by_endpoint(eid)]
-    elif statuses:
-        sources = [keys.index_by_status(s.value) for s in statuses]
-    elif event_type:
-        sources = [keys.index_by_event_type(event_type)]
-    else:
-        sources = [keys.DELIVERY_INDEX]
-
-    def residual(d: Delivery) -> bool:
-        return (
-            (not eid or d.endpoint_id == eid)
-            and (not statuses or d.status in statuses)
-            and (not event_type or d.event_type == event_type)
-        )
-
-    return sources, residual
-
-
-def _in_time(d: Delivery, wanted: DeliveryFilter) -> bool:
-    created = created_ms(d.id)
-    return (wanted.since_ms is None or created >= wanted.since_ms) and (
-        wanted.until_ms is None or created <= wanted.until_ms
-    )

@@ -1,5 +1,6 @@
 """Operator actions: manual retry and cancel of deliveries, pause and resume of endpoints, bulk
-retry progress, and the retention sweep. Each action is recorded on what it touched."""
+retry progress, restoring forgotten deliveries for a retry, and the counters the retention sweep
+lowers. Each action is recorded on what it touched (in the history outbox)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ class OperationsStore:
         self._retry = load_script(client, "retry")
         self._cancel = load_script(client, "cancel")
         self._pause = load_script(client, "pause")
-        self._sweep = load_script(client, "sweep")
+        self._restore = load_script(client, "restore")
         self._retention_ms = int(retention * 1000)
 
     async def retry(self, dids: list[str], actor: Actor, *, via: str = "retry", hasten: bool = False) -> list[str]:
@@ -63,9 +64,20 @@ class OperationsStore:
         pipe.ltrim(keys.endpoint_actions(eid), 0, 99)
         await pipe.execute()
 
-    async def sweep(self, limit: int = 500) -> int:
-        """Remove up to `limit` terminal deliveries older than the retention; returns how many."""
-        return int(await self._sweep(args=[now_ms(), self._retention_ms, limit]))
+    async def restore(self, rows: list[dict[str, Any]]) -> list[str]:
+        """Put forgotten terminal deliveries back from their history rows (see restore.lua), so a
+        manual retry can queue them; returns the ids restored."""
+        if not rows:
+            return []
+        return list(await self._restore(args=[json.dumps(rows)]))
+
+    async def decrement_counts(self, removed: dict[tuple[str, str], int]) -> None:
+        """The retention sweep removed these (endpoint, status) deliveries from the history store."""
+        pipe = self._redis.pipeline(transaction=False)
+        for (eid, status), n in removed.items():
+            pipe.hincrby(keys.endpoint_counts(eid), status, -n)
+            pipe.hincrby(keys.COUNTS, status, -n)
+        await pipe.execute()
 
     async def start_bulk_retry(self, job_id: str, filter_json: dict[str, Any], actor: Actor) -> None:
         key = keys.bulk_retry(job_id)

@@ -7,8 +7,18 @@
 -- Scripts handle deliveries in batches, so index moves and counter increments are collected in
 -- `B` and written once per key at the end (`flush()`): one variadic ZADD/ZREM per index and one
 -- HINCRBY per counter instead of one command per delivery. Every script must call flush() last.
+--
+-- The history outbox: every change of a delivery appends a compact record to the stream hp:log in
+-- the same script (so the history is exactly as atomic as the state): `move_status` marks the
+-- delivery and flush() appends its state as it stands at the end of the script, with a version the
+-- delivery's hash counts up (`v`) so the history store never moves a delivery backwards;
+-- `log_message`, `log_attempt` and `log_action` append messages (with their payload), attempt
+-- records and operator actions. The history writer
+-- (core/history/writer.py) drains the stream into PostgreSQL or SQLite.
 
-local B = {incr = {}, zrem = {}, zadd = {}, expire = {}}
+local B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}}
+local LOG = 'hp:log'
+local LOG_FIELDS = {'mid', 'eid', 'event_type', 'status', 'attempts', 'updated_ms', 'due_ms', 'last_code', 'last_error'}
 local QUEUED = {pending = true, retrying = true}
 
 local function incr(key, field, n)
@@ -37,6 +47,36 @@ local function chunked(command, key, args)
   end
 end
 
+-- Record the delivery's state in the outbox when the script ends (flush()).
+local function log_delivery(did)
+  B.log[did] = true
+end
+
+local function log_attempt(did, eid, number, now, record)
+  redis.call('XADD', LOG, '*', 'k', 'a', 'i', did, 'e', eid, 'n', number, 't', now, 'r', record)
+end
+
+local function log_message(mid, event_type, payload, created_ms, trace, dids)
+  redis.call('XADD', LOG, '*', 'k', 'm', 'i', mid, 'y', event_type, 'p', payload, 'c', created_ms, 't', trace,
+    'd', dids)
+end
+
+local function log_action(did, action)
+  redis.call('XADD', LOG, '*', 'k', 'x', 'i', did, 'a', action)
+end
+
+local function flush_log()
+  for did in pairs(B.log) do
+    local dkey = 'hp:dlv:' .. did
+    local d = redis.call('HMGET', dkey, unpack(LOG_FIELDS))
+    if d[1] then
+      local v = redis.call('HINCRBY', dkey, 'v', 1)
+      redis.call('XADD', LOG, '*', 'k', 'd', 'i', did, 'm', d[1], 'e', d[2], 'y', d[3], 's', d[4], 'n', d[5] or 0,
+        'u', d[6] or 0, 'w', d[7] or '', 'c', d[8] or '', 'x', d[9] or '', 'v', v)
+    end
+  end
+end
+
 local function flush()
   for key, members in pairs(B.zrem) do chunked('ZREM', key, members) end
   for key, args in pairs(B.zadd) do chunked('ZADD', key, args) end
@@ -48,16 +88,25 @@ local function flush()
     end
   end
   for key, seconds in pairs(B.expire) do redis.call('EXPIRE', key, seconds) end
-  B = {incr = {}, zrem = {}, zadd = {}, expire = {}}
+  flush_log()
+  B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}}
 end
 
--- Index sets are ordered by member (delivery ids sort by creation time): every score is 0.
+-- Status index sets exist only for the live statuses (the delivery log itself is in the history
+-- store); they are ordered by member (delivery ids sort by creation time): every score is 0.
+local LIVE = {pending = true, retrying = true, delivering = true}
+
 local function move_status(did, eid, from, to)
+  log_delivery(did)
   if from == to then return end
-  zrem('hp:idx:dlv:st:' .. from, did)
-  zrem('hp:idx:dlv:ep:' .. eid .. ':st:' .. from, did)
-  zadd('hp:idx:dlv:st:' .. to, 0, did)
-  zadd('hp:idx:dlv:ep:' .. eid .. ':st:' .. to, 0, did)
+  if LIVE[from] then
+    zrem('hp:idx:dlv:st:' .. from, did)
+    zrem('hp:idx:dlv:ep:' .. eid .. ':st:' .. from, did)
+  end
+  if LIVE[to] then
+    zadd('hp:idx:dlv:st:' .. to, 0, did)
+    zadd('hp:idx:dlv:ep:' .. eid .. ':st:' .. to, 0, did)
+  end
   incr('hp:ep:' .. eid .. ':count', from, -1)
   incr('hp:ep:' .. eid .. ':count', to, 1)
   incr('hp:count', from, -1)
@@ -83,11 +132,11 @@ local function enqueue(did, eid, from, to, due_ms, now)
   zadd('hp:ep:' .. eid .. ':due', due_ms, did)
 end
 
--- End a delivery: terminal status, out of every queue, remembered for the retention sweep.
+-- End a delivery: terminal status, out of every queue. Its keys are removed once the history
+-- writer has committed this final state (forget.lua).
 local function finish(did, eid, from, to, now)
   move_status(did, eid, from, to)
   redis.call('HSET', 'hp:dlv:' .. did, 'status', to, 'due_ms', '', 'updated_ms', now, 'ended_ms', now)
-  zadd('hp:terminal', now, did)
 end
 
 -- Take a delivery out of the in-flight bookkeeping.

@@ -1,6 +1,6 @@
 -- Cancel queued deliveries (pending or retrying): they become terminal and leave the due set.
 -- A delivery being sent right now cannot be cancelled (its request may already be on the wire).
--- Keys touched: hp:dlv:{did}, hp:dlv:{did}:actions, hp:ep:{eid}:due, hp:terminal, hp:active,
+-- Keys touched: hp:dlv:{did}, hp:ep:{eid}:due, hp:active,
 --   status indexes, counters and hp:backlog (via _lib).
 -- ARGV: now_ms, action JSON, did... Returns per did: "cancelled", "delivering", "terminal", "missing".
 local now, action = tonumber(ARGV[1]), ARGV[2]
@@ -19,7 +19,7 @@ for i = 3, #ARGV do
     redis.call('ZREM', 'hp:ep:' .. d[1] .. ':due', did)
     finish(did, d[1], d[2], 'cancelled', now)
     redis.call('HSET', dkey, 'last_error', 'cancelled by an operator')
-    redis.call('RPUSH', dkey .. ':actions', action)
+    log_action(did, action)
     touched[d[1]] = true
     out[#out + 1] = 'cancelled'
   end

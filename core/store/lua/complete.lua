@@ -1,8 +1,7 @@
 -- Record finished attempts and move each delivery on, atomically, in one batch.
--- Keys touched: hp:dlv:{did}, hp:dlv:{did}:attempts, hp:att:{aid}, hp:ep:{eid}:attempts,
---   hp:ep:{eid}:inflight, hp:leases, hp:ep:{eid}:due, hp:ep:{eid}, hp:ep:{eid}:flow,
---   hp:ep:{eid}:pauses, hp:evt:*, hp:active, hp:terminal, hp:ep:{eid}:m:{minute},
---   hp:ep:{eid}:sent:{minute}, status indexes and counters (via _lib).
+-- Keys touched: hp:dlv:{did}, hp:log (attempt records, via _lib), hp:ep:{eid}:inflight, hp:leases,
+--   hp:ep:{eid}:due, hp:ep:{eid}, hp:ep:{eid}:flow, hp:ep:{eid}:pauses, hp:evt:*, hp:active,
+--   hp:ep:{eid}:m:{minute}, hp:ep:{eid}:sent:{minute}, status indexes and counters (via _lib).
 -- ARGV[1]: now_ms, ARGV[2]: retention_ms, ARGV[3]: JSON array of results, each
 --   [did, attempt number, outcome, due_ms, status code ("" if none), error ("" if none),
 --    attempt record JSON ("" for a release), pause reason ("" unless overloaded), started_ms (0 if unknown)]
@@ -48,10 +47,7 @@ for _, r in ipairs(cjson.decode(ARGV[3])) do
   local eid, status = d[1], d[2]
   if eid then
     if record ~= '' then
-      local aid = did .. '.' .. number
-      redis.call('SET', 'hp:att:' .. aid, record, 'PX', retention)
-      redis.call('RPUSH', dkey .. ':attempts', aid)
-      zadd('hp:ep:' .. eid .. ':attempts', now, aid)
+      log_attempt(did, eid, number, now, record)
       if sent_ms > 0 then count_second(eid, sent_ms) end
     end
     local current = tonumber(d[3]) == number and (status == 'delivering' or status == 'pending' or status == 'retrying')

@@ -1,6 +1,6 @@
 -- Ingest messages atomically: idempotency check, fan-out, message + deliveries + indexes + counters.
 -- Keys touched: hp:idem:*, hp:ep:{eid}, hp:evt:{type}, hp:evt-all, hp:msg:{mid}, hp:dlv:{did},
---   hp:ep:{eid}:due, hp:active, hp:idx:dlv*, hp:ep:{eid}:count, hp:count; publishes hp:wake.
+--   hp:ep:{eid}:due, hp:active, hp:idx:dlv:*st:pending, hp:ep:{eid}:count, hp:count, hp:log; publishes hp:wake.
 -- ARGV[1]: JSON {now, idem_key ("" for none), idem_hash, idem_ttl_ms,
 --                messages: [{id, event_type, endpoint_ids (array or null), trace}]}
 -- ARGV[2..n+1]: each message's payload as compact JSON, in order.
@@ -55,15 +55,13 @@ for i, m in ipairs(req.messages) do
       'mid', mid, 'eid', eid, 'event_type', m.event_type, 'status', 'pending', 'attempts', 0,
       'created_ms', now, 'updated_ms', now, 'due_ms', now, 'budget_ms', now, 'trigger', 'scheduled')
     zadd('hp:ep:' .. eid .. ':due', now, did)
+    log_delivery(did)
     if enabled[eid] == nil then
       enabled[eid] = redis.call('HGET', 'hp:ep:' .. eid, 'enabled') == '1'
     end
-    -- Indexes are ordered by member (ids sort by creation time), so every score is 0.
-    zadd('hp:idx:dlv', 0, did)
-    zadd('hp:idx:dlv:ep:' .. eid, 0, did)
+    -- Live-status indexes are ordered by member (ids sort by creation time), so every score is 0.
     zadd('hp:idx:dlv:st:pending', 0, did)
     zadd('hp:idx:dlv:ep:' .. eid .. ':st:pending', 0, did)
-    zadd('hp:idx:dlv:evt:' .. m.event_type, 0, did)
     incr('hp:ep:' .. eid .. ':count', 'pending', 1)
     incr('hp:count', 'pending', 1)
     incr('hp:backlog', eid, 1)
@@ -71,6 +69,7 @@ for i, m in ipairs(req.messages) do
   end
   redis.call('HSET', 'hp:msg:' .. mid, 'event_type', m.event_type, 'payload', ARGV[i + 1],
     'created_ms', now, 'deliveries', table.concat(dids, ','), 'remaining', #dids, 'trace', m.trace or '')
+  log_message(mid, m.event_type, ARGV[i + 1], now, m.trace or '', table.concat(dids, ','))
   if #dids == 0 then
     redis.call('PEXPIRE', 'hp:msg:' .. mid, req.retention_ms)
   end

@@ -1,7 +1,6 @@
 -- Crash recovery: deliveries whose lease expired (their worker died or stalled) go back to their
 -- endpoint's due set, due now, with an attempt record saying the result was lost.
--- Keys touched: hp:leases, hp:ep:{eid}:inflight, hp:ep:{eid}:due, hp:dlv:{did}, hp:dlv:{did}:attempts,
---   hp:att:{aid}, hp:ep:{eid}:attempts, hp:active, status indexes and counters (via _lib).
+-- Keys touched: hp:leases, hp:ep:{eid}:inflight, hp:ep:{eid}:due, hp:dlv:{did}, hp:log, hp:active, status indexes and counters (via _lib).
 -- ARGV: now_ms, retention_ms, limit. Returns the dids put back.
 local now, retention, limit = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local back, touched = {}, {}
@@ -11,15 +10,12 @@ for _, did in ipairs(redis.call('ZRANGEBYSCORE', 'hp:leases', '-inf', now, 'LIMI
   if d[1] then
     release_lease(did, d[1])
     if d[2] == 'delivering' then
-      local aid = did .. '.' .. d[3]
       local record = cjson.encode({
         number = tonumber(d[3]), trigger = d[6] or 'scheduled', outcome = 'lost', duration_ms = cjson.null,
         started_at = cjson.null, request = cjson.null, response = cjson.null,
         error = {kind = 'lease_expired', message = 'worker ' .. (d[5] or '?') ..
           ' held this delivery past its lease without reporting a result; it will be sent again'}})
-      redis.call('SET', 'hp:att:' .. aid, record, 'PX', retention)
-      redis.call('RPUSH', dkey .. ':attempts', aid)
-      redis.call('ZADD', 'hp:ep:' .. d[1] .. ':attempts', now, aid)
+      log_attempt(did, d[1], d[3], now, record)
       enqueue(did, d[1], 'delivering', 'retrying', now, now)
       if d[6] == 'manual' then redis.call('HSET', dkey, 'trigger', 'scheduled') end
       touched[d[1]] = true

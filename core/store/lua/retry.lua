@@ -2,7 +2,7 @@
 -- With `hasten` set, a delivery waiting for its next automatic attempt (pending/retrying) is made
 -- due now instead ("try now"; its budget and attempt count are kept).
 -- Either way it still passes through the pump (pace, pause, max_in_flight): a retry never bypasses it.
--- Keys touched: hp:dlv:{did}, hp:dlv:{did}:actions, hp:ep:{eid}:due, hp:terminal, hp:msg:{mid},
+-- Keys touched: hp:dlv:{did}, hp:ep:{eid}:due, hp:msg:{mid},
 --   hp:active, status indexes, counters and hp:backlog (via _lib); publishes hp:wake.
 -- ARGV: now_ms, action JSON (who/when/what, appended to each delivery's actions), hasten ("1"/"0"), did...
 -- Returns one word per did: "queued", "hastened" (pending/retrying made due now), "already_queued"
@@ -20,7 +20,7 @@ for i = 4, #ARGV do
     local due = tonumber(redis.call('ZSCORE', 'hp:ep:' .. d[1] .. ':due', did))
     if not due or due > now then enqueue(did, d[1], d[2], d[2], now, now) end
     redis.call('HSET', dkey, 'trigger', 'manual')
-    redis.call('RPUSH', dkey .. ':actions', action)
+    log_action(did, action)
     touched[d[1]] = true
     out[#out + 1] = 'hastened'
   elseif d[2] == 'pending' or d[2] == 'retrying' or d[2] == 'delivering' then
@@ -30,8 +30,7 @@ for i = 4, #ARGV do
   else
     enqueue(did, d[1], d[2], 'pending', now, now)
     redis.call('HSET', dkey, 'budget_ms', now, 'trigger', 'manual', 'ended_ms', '')
-    zrem('hp:terminal', did)
-    redis.call('RPUSH', dkey .. ':actions', action)
+    log_action(did, action)
     touched[d[1]] = true
     out[#out + 1] = 'queued'
   end

@@ -1,0 +1,367 @@
+"""The history store's costs: Redis bytes per pending delivery and per finished one once the outbox
+has drained, disk bytes per delivery with one attempt (PostgreSQL and SQLite), delivery-log query
+latency at size, and outbox lag under load.
+
+    python -m bench.history redis --count 100000
+    python -m bench.history disk --count 50000
+    python -m bench.history queries --postgres 300000 --sqlite 100000
+    python -m bench.history lag --seconds 20 --rate 400 [--postgres]
+
+PostgreSQL: HOOKPUMP_BENCH_DATABASE_URL, else a database with a unique name created on
+127.0.0.1:5432 (user postgres) and dropped afterwards. Redis: a private redis-server. Query figures
+are through the HistoryStore adapter (what GET /v1/deliveries runs after parsing), not over HTTP.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from bench.memory import PAYLOAD_BYTES, create_endpoints, fill, used_memory
+from bench.processes import free_port, machine_facts, start_redis, stop
+from core.history import AttemptRecord, DeliveryState, HistoryBatch, HistoryStore
+from core.history.postgres import PostgresHistory
+from core.history.sqlite import SqliteHistory
+from core.history.writer import HistoryWriter
+from core.ids import lower_bound
+from core.models import DeliveryFilter, DeliveryStatus
+from core.settings import Settings
+from core.store import Actor, NewMessage, Store, create_store
+
+ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
+DAY = 86_400_000
+ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+# An attempt record shaped like delivery/attempt.py's for a 200 "ok" answer (about 600 bytes of JSON).
+RECORD = json.dumps({
+    "number": 1, "trigger": "scheduled", "started_at": "2026-11-30T13:00:00.000Z", "duration_ms": 12.345,
+    "request": {"url": "https://receiver.example.com/webhooks/hookpump", "headers": {
+        "webhook-id": "msg_01m8pbat2persky3rmcnagkqq2", "webhook-timestamp": "1796046654",
+        "webhook-signature": "[redacted]", "content-type": "application/json", "user-agent": "hookpump/0.1",
+        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}},
+    "response": {"status": 200, "headers": {"content-type": "text/plain; charset=utf-8", "content-length": "2",
+                                            "date": "Mon, 30 Nov 2026 13:00:00 GMT", "server": "nginx"},
+                 "body": "ok", "body_truncated": False},
+    "error": None, "outcome": "succeeded"}, separators=(",", ":"))
+
+
+def did_at(ms: int, rng: random.Random) -> str:
+    return lower_bound("dlv", ms) + "".join(rng.choice(ALPHABET) for _ in range(16)) + "_1"
+
+
+@contextlib.asynccontextmanager
+async def postgres_url() -> AsyncIterator[str]:
+    given = os.environ.get("HOOKPUMP_BENCH_DATABASE_URL")
+    if given:
+        yield given
+        return
+    name = f"hookpump_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(ADMIN_URL)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    await admin.close()
+    try:
+        yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        admin = await asyncpg.connect(ADMIN_URL)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def private_redis() -> AsyncIterator[str]:
+    with tempfile.TemporaryDirectory(prefix="hookpump-bench-redis-") as directory:
+        port = free_port()
+        process = start_redis(Path(directory), port, appendonly=False)
+        try:
+            yield f"redis://127.0.0.1:{port}/0"
+        finally:
+            stop(process)
+
+
+async def drain(store: Store, history: HistoryStore) -> None:
+    writer = HistoryWriter(store.outbox, history, consumer="bench")
+    await store.outbox.ensure_group()
+    while (await store.outbox.backlog()).length:
+        await writer.drain_once(block_ms=20)
+
+
+# --- Redis bytes -----------------------------------------------------------------------------------
+
+
+async def redis_bytes(count: int) -> dict[str, Any]:
+    async with private_redis() as url:
+        store = await create_store(Settings(redis_url=url))
+        with tempfile.TemporaryDirectory() as directory:
+            history = SqliteHistory(str(Path(directory) / "history.db"))
+            await history.open()
+            try:
+                eids = await create_endpoints(store)
+                base = await used_memory(store)
+                written = await fill(store, eids, count, limit=120)
+                with_outbox = await used_memory(store) - base
+                await drain(store, history)
+                pending = await used_memory(store) - base
+                dids = [d.id for d in (await history.list_deliveries(DeliveryFilter(), limit=count, cursor=None))[0]]
+                for start in range(0, len(dids), 1000):
+                    await store.operations.cancel(dids[start:start + 1000], Actor("bench"))
+                await drain(store, history)
+                finished = await used_memory(store) - base
+                keys: dict[str, int] = {}
+                async for key in store.redis.scan_iter(match="hp:*", count=1000):
+                    kind = ":".join(key.split(":")[:2])
+                    keys[kind] = keys.get(kind, 0) + 1
+            finally:
+                await history.close()
+                await store.close()
+    return {
+        "deliveries": written,
+        "pending_with_undrained_outbox_bytes": round(with_outbox / written - PAYLOAD_BYTES),
+        "pending_beyond_payload_bytes": round(pending / written - PAYLOAD_BYTES),
+        "finished_after_drain_bytes": round(finished / written),
+        "keys_left_after_drain": keys,
+        "payload_bytes": PAYLOAD_BYTES,
+    }
+
+
+# --- disk bytes ------------------------------------------------------------------------------------
+
+
+def batches(count: int, *, days: int = 1, endpoints: int = 100, seed: int = 7,
+            statuses: tuple[str, ...] = ("succeeded",)) -> list[HistoryBatch]:
+    rng = random.Random(seed)
+    now = int(time.time() * 1000)
+    out, batch = [], HistoryBatch()
+    for n in range(count):
+        ms = now - (n * days * DAY) // max(count, 1)  # spread over `days`, newest first
+        did = did_at(ms, rng)
+        eid = f"ep_{n % endpoints:026d}"
+        status = statuses[n % len(statuses)]
+        batch.add_delivery(DeliveryState(did, "msg_" + did[4:30], eid, f"event.type_{n % 20}", status, 1, ms + 50,
+                                         None, 200 if status == "succeeded" else 500, None, 3))
+        batch.add_attempt(AttemptRecord(did, eid, 1, ms + 50, RECORD))
+        if len(batch) >= 10_000:
+            out.append(batch)
+            batch = HistoryBatch()
+    if len(batch):
+        out.append(batch)
+    return out
+
+
+async def write_all(history: HistoryStore, work: list[HistoryBatch]) -> float:
+    started = time.perf_counter()
+    for batch in work:
+        await history.write(batch)
+    return time.perf_counter() - started
+
+
+async def postgres_bytes(url: str) -> int:
+    db = await asyncpg.connect(url)
+    try:
+        return int(await db.fetchval(
+            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'hp\\_%'"))
+    finally:
+        await db.close()
+
+
+async def disk_bytes(count: int) -> dict[str, Any]:
+    work = batches(count)
+    out: dict[str, Any] = {"deliveries": count, "attempt_record_bytes": len(RECORD)}
+    with tempfile.TemporaryDirectory() as directory:
+        path = str(Path(directory) / "history.db")
+        sqlite_store = SqliteHistory(path)
+        await sqlite_store.open()
+        seconds = await write_all(sqlite_store, work)
+        await sqlite_store.close()
+        with sqlite3.connect(path) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        out["sqlite_bytes_per_delivery"] = round(Path(path).stat().st_size / count)  # noqa: ASYNC240
+
+        out["sqlite_rows_per_second"] = round(2 * count / seconds)
+    async with postgres_url() as url:
+        pg_store = PostgresHistory(url)
+        await pg_store.open()
+        empty = await postgres_bytes(url)
+        seconds = await write_all(pg_store, work)
+        await pg_store.close()
+        db = await asyncpg.connect(url)
+        await db.execute("VACUUM ANALYZE")
+        await db.close()
+        out["postgres_bytes_per_delivery"] = round((await postgres_bytes(url) - empty) / count)
+        out["postgres_rows_per_second"] = round(2 * count / seconds)
+    return out
+
+
+# --- queries ---------------------------------------------------------------------------------------
+
+FILTERS: dict[str, DeliveryFilter] = {
+    "none": DeliveryFilter(),
+    "endpoint": DeliveryFilter(endpoint_id=f"ep_{7:026d}"),
+    "status=failed": DeliveryFilter(statuses=frozenset({DeliveryStatus.FAILED})),
+    "endpoint+status": DeliveryFilter(endpoint_id=f"ep_{46:026d}", statuses=frozenset({DeliveryStatus.FAILED})),
+    "event_type": DeliveryFilter(event_type="event.type_3"),
+    "endpoint+event_type": DeliveryFilter(endpoint_id=f"ep_{7:026d}", event_type="event.type_7"),
+    "since 1 h": DeliveryFilter(since_ms=int(time.time() * 1000) - 3_600_000),
+}
+STATUS_MIX = ("succeeded",) * 45 + ("failed",) * 4 + ("pending",)
+
+
+async def timed(call: Callable[[], Awaitable[Any]], count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await call()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def p(samples: list[float], q: float) -> float:
+    return round(statistics.quantiles(samples, n=100, method="inclusive")[q - 1], 2) if len(samples) > 1 else 0.0
+
+
+async def query_figures(history: HistoryStore, queries: int) -> dict[str, dict[str, float]]:
+    figures = {}
+    for name, wanted in FILTERS.items():
+        first, cursor = await history.list_deliveries(wanted, limit=50, cursor=None)
+        deep_cursor = cursor
+        for _ in range(20):  # 20 pages in: a cursor page past the newest rows
+            if deep_cursor is None:
+                break
+            _, next_cursor = await history.list_deliveries(wanted, limit=50, cursor=deep_cursor)
+            deep_cursor = next_cursor or deep_cursor
+            if next_cursor is None:
+                break
+        first_page = await timed(lambda w=wanted: history.list_deliveries(w, limit=50, cursor=None), queries)
+        cursor_page = await timed(lambda w=wanted, c=deep_cursor: history.list_deliveries(w, limit=50, cursor=c),
+                                  queries)
+        figures[name] = {"first_p50_ms": p(first_page, 50), "first_p99_ms": p(first_page, 99),
+                         "cursor_p50_ms": p(cursor_page, 50), "cursor_p99_ms": p(cursor_page, 99),
+                         "page_rows": len(first)}
+    sample = (await history.list_deliveries(DeliveryFilter(), limit=1000, cursor=None))[0]
+    ids = [d.id for d in sample]
+    detail = await timed(lambda: history.get_delivery(random.choice(ids)), queries)
+    figures["detail (delivery+attempts)"] = {"first_p50_ms": p(detail, 50), "first_p99_ms": p(detail, 99)}
+    log = await timed(lambda: history.endpoint_attempts(f"ep_{7:026d}", limit=50, cursor=None), queries)
+    figures["endpoint attempt log"] = {"first_p50_ms": p(log, 50), "first_p99_ms": p(log, 99)}
+    return figures
+
+
+async def queries(postgres_size: int, sqlite_size: int, count: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if sqlite_size:
+        with tempfile.TemporaryDirectory() as directory:
+            store = SqliteHistory(str(Path(directory) / "history.db"))
+            await store.open()
+            seconds = await write_all(store, batches(sqlite_size, days=4, statuses=STATUS_MIX))
+            print(f"sqlite: {sqlite_size:,} deliveries written in {seconds:.1f} s", file=sys.stderr)
+            out["sqlite"] = {"deliveries": sqlite_size, "figures": await query_figures(store, count)}
+            await store.close()
+    if postgres_size:
+        async with postgres_url() as url:
+            pg = PostgresHistory(url)
+            await pg.open()
+            seconds = await write_all(pg, batches(postgres_size, days=4, statuses=STATUS_MIX))
+            print(f"postgres: {postgres_size:,} deliveries written in {seconds:.1f} s", file=sys.stderr)
+            db = await asyncpg.connect(url)
+            await db.execute("ANALYZE")
+            await db.close()
+            out["postgres"] = {"deliveries": postgres_size, "figures": await query_figures(pg, count)}
+            await pg.close()
+    return out
+
+
+# --- outbox lag ------------------------------------------------------------------------------------
+
+
+async def lag(seconds: float, rate: int, postgres: bool) -> dict[str, Any]:
+    if not postgres:
+        with tempfile.TemporaryDirectory() as directory:
+            return {"backend": "sqlite", **await lag_on(seconds, rate, f"sqlite:///{directory}/history.db")}
+    async with postgres_url() as url:
+        return {"backend": "postgres", **await lag_on(seconds, rate, url)}
+
+
+async def lag_on(seconds: float, rate: int, database_url: str) -> dict[str, Any]:
+    """A real worker delivers to a local receiver while messages arrive at `rate`/s; every 20 ms the
+    age of the oldest record not yet in the history store is sampled. A record's lag (change
+    in Redis to visible in GET /v1/deliveries) is at most the oldest age at the next sample."""
+    from scheduler.worker import run_worker
+    from tests.pumping import make_endpoint
+    from tests.receiver import Receiver
+
+    receiver = await Receiver().start()
+    async with private_redis() as url:
+        settings = Settings(redis_url=url, database_url=database_url, api_key="k",
+                            allow_private_targets=True, pump_interval=1.0, log_format="text", log_level="WARNING")
+        store = await create_store(settings)
+        eids = [await make_endpoint(store, receiver.url(f"/e{i}"), rate_limit_per_minute=60000, max_in_flight=50)
+                for i in range(10)]
+        stop_event = asyncio.Event()
+        worker = asyncio.create_task(run_worker(settings, stop_event))
+        ages: list[float] = []
+        sent = 0
+        started = time.monotonic()
+        async def produce() -> None:
+            nonlocal sent
+            while time.monotonic() - started < seconds:
+                await store.messages.ingest([NewMessage("order.paid", '{"n":1}', [random.choice(eids)])
+                                             for _ in range(max(1, rate // 20))])
+                sent += max(1, rate // 20)
+                await asyncio.sleep(0.05)
+
+        async def sample() -> None:
+            while time.monotonic() - started < seconds:
+                ages.append((await store.outbox.backlog()).oldest_age_seconds or 0.0)
+                await asyncio.sleep(0.02)
+
+        await asyncio.gather(produce(), sample())
+        stop_event.set()
+        await worker
+        await store.close()
+    await receiver.stop()
+    return {"messages": sent, "seconds": seconds, "received": len(receiver.received),
+            "oldest_age_p50_ms": round(p(ages, 50) * 1000), "oldest_age_p99_ms": round(p(ages, 99) * 1000),
+            "oldest_age_max_ms": round(max(ages) * 1000), "samples": len(ages)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    sub.add_parser("redis").add_argument("--count", type=int, default=100_000)
+    sub.add_parser("disk").add_argument("--count", type=int, default=50_000)
+    q = sub.add_parser("queries")
+    q.add_argument("--postgres", type=int, default=300_000)
+    q.add_argument("--sqlite", type=int, default=100_000)
+    q.add_argument("--queries", type=int, default=200)
+    lag_parser = sub.add_parser("lag")
+    lag_parser.add_argument("--seconds", type=float, default=20)
+    lag_parser.add_argument("--rate", type=int, default=400)
+    lag_parser.add_argument("--postgres", action="store_true", help="history in PostgreSQL (default SQLite)")
+    args = parser.parse_args()
+    if args.what == "redis":
+        result = asyncio.run(redis_bytes(args.count))
+    elif args.what == "disk":
+        result = asyncio.run(disk_bytes(args.count))
+    elif args.what == "queries":
+        result = asyncio.run(queries(args.postgres, args.sqlite, args.queries))
+    else:
+        result = asyncio.run(lag(args.seconds, args.rate, args.postgres))
+    print(json.dumps({"machine": machine_facts(), "command": " ".join(sys.argv), **result}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

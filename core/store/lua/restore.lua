@@ -1,0 +1,28 @@
+-- Bring forgotten terminal deliveries back into Redis from their history rows, for a manual retry,
+-- with their message (payload, trace) when Redis no longer holds it. Only when the delivery is not
+-- in Redis and its message is known (in Redis or given).
+-- Keys touched: hp:dlv:{did}, hp:msg:{mid}.
+-- ARGV[1]: JSON array of {id, mid, eid, event_type, status, attempts, created_ms, updated_ms,
+--   last_code, last_error, version, message: {event_type, payload, created_ms, trace, deliveries} or
+--   absent}. Returns the ids restored.
+local ENDED = {succeeded = true, failed = true, cancelled = true}
+local restored = {}
+for _, r in ipairs(cjson.decode(ARGV[1])) do
+  local dkey, mkey = 'hp:dlv:' .. r.id, 'hp:msg:' .. r.mid
+  if ENDED[r.status] and redis.call('EXISTS', dkey) == 0 and redis.call('EXISTS', mkey) == 0
+      and type(r.message) == 'table' then
+    local m = r.message
+    redis.call('HSET', mkey, 'event_type', m.event_type, 'payload', m.payload, 'created_ms', m.created_ms,
+      'deliveries', m.deliveries, 'remaining', 0, 'trace', m.trace)
+  end
+  if ENDED[r.status] and redis.call('EXISTS', dkey) == 0 and redis.call('EXISTS', mkey) == 1 then
+    redis.call('HSET', dkey, 'mid', r.mid, 'eid', r.eid, 'event_type', r.event_type, 'status', r.status,
+      'attempts', r.attempts, 'created_ms', r.created_ms, 'updated_ms', r.updated_ms, 'due_ms', '',
+      'budget_ms', r.updated_ms, 'trigger', 'scheduled', 'last_code', r.last_code, 'last_error', r.last_error,
+      'v', r.version)
+    redis.call('HINCRBY', mkey, 'remaining', 1)
+    redis.call('PERSIST', mkey)
+    restored[#restored + 1] = r.id
+  end
+end
+return restored
