@@ -91,7 +91,7 @@ async def test_retry_requeues_a_failed_delivery_as_manual(
 
 
 async def test_retry_of_a_delivery_waiting_for_its_next_attempt_means_try_now(
-    client: httpx.AsyncClient, store: Store
+    client: httpx.AsyncClient, store: Store, settings: Settings
 ) -> None:
     """Due at once, recorded as an operator's action, its attempt count kept; 409 only while it is
     being sent."""
@@ -113,6 +113,7 @@ async def test_retry_of_a_delivery_waiting_for_its_next_attempt_means_try_now(
     assert now_due["status"] == "retrying" and now_due["attempts"] == 1
     assert abs(_seconds(now_due["next_attempt_at"]) - time.time()) < 5
     assert (await store.redis.zscore(f"hp:ep:{eid}:due", did)) <= time.time() * 1000
+    await caught_up(store, settings)  # actions are read from the history store
     [action] = (await client.get(f"/v1/deliveries/{did}", headers=ADMIN)).json()["actions"]
     assert action["action"] == "retry" and action["by"] == "bootstrap"
     again = (await store.pump.claim("w-test", horizon_ms=200, max_endpoints=10, max_deliveries=10)).deliveries

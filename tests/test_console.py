@@ -18,6 +18,7 @@ from service.console.render import CSP
 from service.console.session import FAILED_SIGN_IN_LIMIT
 from tests.api import ADMIN, ADMIN_KEY, api_client, snapshot
 from tests.console import SAME_ORIGIN, csrf_token, row_ids, sign_in
+from tests.history_db import caught_up
 from tests.pumping import make_endpoint, send
 
 NOWHERE = "http://127.0.0.1:9/never"
@@ -37,8 +38,9 @@ async def new_key(client: httpx.AsyncClient, scope: str) -> dict[str, Any]:
     return body
 
 
-async def failed_delivery(store: Store, eid: str, record: dict[str, Any] | None = None) -> str:
-    """A delivery whose one attempt failed (HTTP 400), recorded through the pump's own completion path."""
+async def failed_delivery(store: Store, settings: Settings, eid: str, record: dict[str, Any] | None = None) -> str:
+    """A delivery whose one attempt failed (HTTP 400), recorded through the pump's own completion path
+    and written to the history store (where the log pages read it)."""
     [did] = await send(store, 1, endpoint_ids=[eid])
     claim = await store.pump.claim("w-test", horizon_ms=200, max_endpoints=10, max_deliveries=10)
     [claimed] = [d for d in claim.deliveries if d.id == did]
@@ -48,6 +50,7 @@ async def failed_delivery(store: Store, eid: str, record: dict[str, Any] | None 
                          "error": None, "outcome": "failed"}
     await store.pump.complete([Completion(did, claimed.attempt, "failed", status_code=400, error="HTTP 400",
                                           record=attempt, started_ms=int(time.time() * 1000))])
+    await caught_up(store, settings)
     return did
 
 
@@ -111,11 +114,12 @@ async def test_deleting_the_key_signs_its_sessions_out(client: httpx.AsyncClient
 
 
 async def test_every_page_renders_for_both_scopes_and_a_read_key_sees_no_action(
-    client: httpx.AsyncClient, store: Store
+    client: httpx.AsyncClient, store: Store, settings: Settings
 ) -> None:
     eid = await make_endpoint(store, NOWHERE)
-    did = await failed_delivery(store, eid)
+    did = await failed_delivery(store, settings, eid)
     await send(store, 2, endpoint_ids=[eid])
+    await caught_up(store, settings)
     blk = (await client.post("/v1/deliveries/retry", json={"status": ["cancelled"]}, headers=ADMIN)).json()["id"]
     reader = await new_key(client, "read")
     pages = ("/ui/", "/ui/deliveries", "/ui/deliveries?status=failed", f"/ui/deliveries/{did}", "/ui/endpoints",
@@ -139,10 +143,10 @@ async def test_every_page_renders_for_both_scopes_and_a_read_key_sees_no_action(
 
 
 async def test_a_read_session_is_refused_every_action_and_nothing_changes(
-    client: httpx.AsyncClient, store: Store
+    client: httpx.AsyncClient, store: Store, settings: Settings
 ) -> None:
     eid = await make_endpoint(store, NOWHERE)
-    did = await failed_delivery(store, eid)
+    did = await failed_delivery(store, settings, eid)
     [pending] = await send(store, 1, endpoint_ids=[eid])
     reader = await new_key(client, "read")
     await sign_in(client, reader["key"])
@@ -158,10 +162,10 @@ async def test_a_read_session_is_refused_every_action_and_nothing_changes(
 
 
 async def test_forms_without_the_csrf_token_or_from_another_origin_are_refused(
-    client: httpx.AsyncClient, store: Store
+    client: httpx.AsyncClient, store: Store, settings: Settings
 ) -> None:
     eid = await make_endpoint(store, NOWHERE)
-    did = await failed_delivery(store, eid)
+    did = await failed_delivery(store, settings, eid)
     await sign_in(client, ADMIN_KEY)
     csrf = await csrf_token(client)
     before = await snapshot(store)
@@ -181,16 +185,17 @@ async def test_forms_without_the_csrf_token_or_from_another_origin_are_refused(
 
 
 async def test_retry_and_cancel_work_as_plain_forms_and_as_htmx_fragments(
-    client: httpx.AsyncClient, store: Store
+    client: httpx.AsyncClient, store: Store, settings: Settings
 ) -> None:
     eid = await make_endpoint(store, NOWHERE)
-    failed = await failed_delivery(store, eid)
+    failed = await failed_delivery(store, settings, eid)
     [waiting] = await send(store, 1, endpoint_ids=[eid])
     await sign_in(client, ADMIN_KEY)
     csrf = await csrf_token(client)
     plain = await client.post(f"/ui/deliveries/{failed}/retry",
                               data={"csrf": csrf, "next": "/ui/deliveries?status=failed"}, headers=SAME_ORIGIN)
     assert plain.status_code == 303 and plain.headers["location"] == "/ui/deliveries?status=failed"
+    await caught_up(store, settings)  # the action is read from the history store
     detail = (await client.get(f"/v1/deliveries/{failed}", headers=ADMIN)).json()
     assert detail["delivery"]["status"] == "pending" and detail["actions"][0]["action"] == "retry"
     htmx = {**SAME_ORIGIN, "HX-Request": "true"}
@@ -236,10 +241,11 @@ async def test_the_deliveries_page_shows_what_the_api_returns_for_every_filter(
 
 
 async def test_cursor_pages_never_repeat_or_skip_while_deliveries_arrive(
-    client: httpx.AsyncClient, store: Store
+    client: httpx.AsyncClient, store: Store, settings: Settings
 ) -> None:
     eid = await make_endpoint(store, NOWHERE)
     first = await send(store, 7, endpoint_ids=[eid])
+    await caught_up(store, settings)
     await sign_in(client, ADMIN_KEY)
     seen: list[str] = []
     url = "/ui/deliveries?limit=3"
@@ -247,12 +253,15 @@ async def test_cursor_pages_never_repeat_or_skip_while_deliveries_arrive(
         page = await client.get(url)
         seen += row_ids(page.text)
         await send(store, 2, endpoint_ids=[eid])  # newer ones arrive between the pages
+        await caught_up(store, settings)
         older = re.search(r'href="([^"]+)" data-testid="older"', page.text)
         url = older.group(1).replace("&amp;", "&") if older else ""
     assert seen == sorted(first, reverse=True)
 
 
-async def test_a_hostile_receiver_answer_is_rendered_inert(client: httpx.AsyncClient, store: Store) -> None:
+async def test_a_hostile_receiver_answer_is_rendered_inert(
+    client: httpx.AsyncClient, store: Store, settings: Settings
+) -> None:
     eid = await make_endpoint(store, NOWHERE)
     record = {"number": 1, "trigger": "scheduled", "started_at": "2026-01-01T00:00:00.000Z", "duration_ms": 1.0,
               "request": {"url": NOWHERE, "headers": {"webhook-signature": "[redacted]"}},
@@ -260,7 +269,7 @@ async def test_a_hostile_receiver_answer_is_rendered_inert(client: httpx.AsyncCl
                                                       "set-cookie": "receiver-session=s3cr3t"},
                            "body": "<script>alert(1)</script></pre><b>bold</b>", "body_truncated": False},
               "error": None, "outcome": "failed"}
-    did = await failed_delivery(store, eid, record)
+    did = await failed_delivery(store, settings, eid, record)
     await sign_in(client, ADMIN_KEY)
     html = (await client.get(f"/ui/deliveries/{did}")).text
     assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html

@@ -27,6 +27,8 @@ def worker_env(settings: Settings, worker_id: str, **overrides: object) -> dict[
     env["HOOKPUMP_WORKER_ID"] = worker_id
     for field in _FIELDS:
         value = overrides.get(field, getattr(settings, field))
+        if value is None:  # unset: the default applies, as it would for a user
+            continue
         env[f"HOOKPUMP_{field.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return env
 

@@ -127,8 +127,11 @@ def running_stack(redis_url: str) -> Iterator[Stack]:
                         connect_timeout=1.0, request_timeout=2.0, lease_seconds=3.0, retry_base=0.2, retry_cap=1.0,
                         backoff_base=0.2, backoff_cap=1.0, log_format="text")
     port = free_port()
+    history = tempfile.TemporaryDirectory(prefix="hookpump-browser-")
+    # Both processes share one SQLite history file of the test's own, not one in the working directory.
     env = {**worker_env(settings, "browser-worker"), "HOOKPUMP_API_KEY": ADMIN_KEY,
-           "HOOKPUMP_HOST": "127.0.0.1", "HOOKPUMP_PORT": str(port)}
+           "HOOKPUMP_HOST": "127.0.0.1", "HOOKPUMP_PORT": str(port),
+           "HOOKPUMP_DATABASE_URL": f"sqlite:///{history.name}/history.db", "HOOKPUMP_DATA_DIR": history.name}
     logs = tempfile.TemporaryFile()
     processes = []
     try:
@@ -158,6 +161,7 @@ def running_stack(redis_url: str) -> Iterator[Stack]:
                 process.kill()
                 process.wait()
         logs.close()
+        history.cleanup()
 
 
 def chromium_available() -> bool:
