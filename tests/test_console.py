@@ -321,3 +321,18 @@ async def test_pause_and_resume_from_the_endpoint_page(client: httpx.AsyncClient
     assert bad.status_code == 422
     await client.post(f"/ui/endpoints/{eid}/resume", data={"csrf": csrf}, headers=SAME_ORIGIN)
     assert not (await client.get(f"/v1/endpoints/{eid}/stats", headers=ADMIN)).json()["paused"]
+
+
+async def test_the_overview_shows_what_each_pace_learnt_and_whether_the_log_keeps_up(
+    client: httpx.AsyncClient, store: Store, settings: Settings
+) -> None:
+    eid = await make_endpoint(store, NOWHERE, rate_limit_per_minute=600)
+    await send(store, 3, endpoint_ids=[eid])
+    await store.redis.hset(f"hp:ep:{eid}:flow", mapping={"eff_rate": "240", "w_max": "300", "cut_ms": "1"})
+    await sign_in(client, ADMIN_KEY)
+    waiting = (await client.get("/ui/")).text
+    # The ingest's history records are still in the outbox: the page says so.
+    assert re.search(r'data-testid="history">up to date · \d+ records waiting to be written', waiting), waiting
+    assert re.search(r'data-testid="pace">probing \(refused at 300.0/min\)', waiting)
+    await caught_up(store, settings)
+    assert 'data-testid="history">up to date · 0 records waiting' in (await client.get("/ui/")).text

@@ -18,6 +18,7 @@ from service.console.session import viewer
 from service.context import context
 from service.deliveries import FILTERS, delivery_detail, delivery_page, endpoint_attempts_page
 from service.endpoints import endpoint_page
+from service.health import history_health
 from service.monitoring import endpoint_stats_json, queue_overview_json, timeline_json
 from service.operations import RETRYABLE, bulk_estimate, bulk_progress, endpoint_with_flow
 
@@ -44,7 +45,9 @@ async def overview(request: Request) -> Response:
             backlogs.append(await endpoint_stats_json(ctx, entry["endpoint_id"]))
         except NotFound:  # deleted between the two reads
             continue
-    return render(request, "overview.html", viewer=who, queue=queue, backlogs=backlogs, statuses=STATUSES)
+    history = await history_health(ctx)  # the same report as /readyz: is the delivery log keeping up?
+    return render(request, "overview.html", viewer=who, queue=queue, backlogs=backlogs, statuses=STATUSES,
+                  history=history)
 
 
 async def deliveries(request: Request) -> Response:
