@@ -113,12 +113,19 @@ def dev_server(redis_url: str, **variables: str) -> Iterator[DevServer]:
             print("--- hookpump dev log ---\n" + server.log_tail())
             raise
         finally:
-            process.terminate()
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (a graceful stop), then SIGKILL if it has not exited within 20 s."""
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 def wait_until_ready(server: DevServer, process: subprocess.Popen[bytes]) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import RedisServer, free_port
-from tests.dev_server import REPO, DevServer, clean_env, empty_database, wait_until_ready
+from tests.dev_server import REPO, DevServer, clean_env, empty_database, stop_process, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -91,10 +91,4 @@ def test_the_readme_try_it_section_runs_as_written(redis_server: RedisServer, tm
         assert "RATE / LIMIT" in outputs[1]  # hookpump top --once
     finally:
         for server in reversed(servers):
-            if server.poll() is None:
-                server.terminate()
-                try:
-                    server.wait(20)
-                except subprocess.TimeoutExpired:
-                    server.kill()
-                    server.wait()
+            stop_process(server)
