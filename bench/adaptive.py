@@ -36,6 +36,8 @@ import httpx
 from aiohttp import web
 
 from bench.processes import PYTHON, Result, Row, free_port, hookpump_env, machine_facts, start_redis, stop
+from core.history import create_history_store
+from core.history.writer import HistoryWriter
 from core.settings import Settings
 from core.store import NewMessage, create_store
 from delivery.signing import generate_secret
@@ -162,9 +164,24 @@ async def load(redis_url: str, receiver: str, strategy: str, plan: list[Scenario
     return eids
 
 
-async def recorded_starts(redis_url: str, eid: str) -> list[float]:
+async def write_history(redis_url: str, database_url: str) -> None:
+    """Write what the stopped worker's outbox still holds into the history store, as its writer would."""
+    settings = Settings(redis_url=redis_url, database_url=database_url)
+    store, history = await create_store(settings), create_history_store(settings)
+    await history.open()
+    try:
+        writer = HistoryWriter(store.outbox, history, consumer="bench-adaptive")
+        await store.outbox.ensure_group()
+        while (await store.outbox.backlog()).length:
+            await writer.drain_once(block_ms=20)
+    finally:
+        await history.close()
+        await store.close()
+
+
+async def recorded_starts(redis_url: str, database_url: str, eid: str) -> list[float]:
     """The send moments hookpump recorded for the endpoint's attempts, through the monitoring API."""
-    settings = Settings(redis_url=redis_url, api_key="bench-admin-key")
+    settings = Settings(redis_url=redis_url, api_key="bench-admin-key", database_url=database_url)
     app = create_app(settings)
     starts: list[float] = []
     async with app.router.lifespan_context(app), httpx.AsyncClient(
@@ -245,8 +262,9 @@ def figures(
     )
 
 
-def _worker(strategy: str, redis_url: str) -> subprocess.Popen[bytes]:
-    env = hookpump_env(redis_url, allow_private_targets="true", worker_id=f"bench-{strategy}")
+def _worker(strategy: str, redis_url: str, database_url: str) -> subprocess.Popen[bytes]:
+    env = hookpump_env(redis_url, allow_private_targets="true", worker_id=f"bench-{strategy}",
+                       database_url=database_url)
     module = "bench.baseline_worker" if strategy == "baseline" else "hookpump"
     args = [PYTHON, "-m", module] + ([] if strategy == "baseline" else ["worker"])
     return subprocess.Popen(args, env=env)
@@ -269,20 +287,22 @@ async def measure(seconds: float) -> tuple[list[Scenario], dict[str, list[Figure
                 directory.mkdir()
                 servers.append(start_redis(directory, port, appendonly=False))
                 redis_url = f"redis://127.0.0.1:{port}/0"
+                database_url = f"sqlite:///{directory}/history.db"  # each strategy its own history
                 eids[strategy] = await load(redis_url, url, strategy, plan, seconds)
                 for i, s in enumerate(plan):
                     receivers.paths[f"{strategy}-{i}"] = Path_(s)
-                workers.append((strategy, redis_url))
+                workers.append((strategy, redis_url, database_url))
             print(f"adaptive: both strategies, {len(plan)} scenarios each, {seconds:.0f} s ...", file=sys.stderr)
             receivers.started = time.time()
-            processes = [_worker(strategy, redis_url) for strategy, redis_url in workers]
+            processes = [_worker(*worker) for worker in workers]
             try:
                 await asyncio.sleep(seconds)
             finally:
                 for process in processes:
                     stop(process)
-            for strategy, redis_url in workers:
-                sends[strategy] = [await recorded_starts(redis_url, eid) for eid in eids[strategy]]
+            for strategy, redis_url, database_url in workers:
+                await write_history(redis_url, database_url)
+                sends[strategy] = [await recorded_starts(redis_url, database_url, eid) for eid in eids[strategy]]
         finally:
             for server in servers:
                 stop(server)

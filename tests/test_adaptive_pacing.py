@@ -61,12 +61,11 @@ async def test_refusals_of_one_burst_cut_the_pace_once(store: Store) -> None:
     # Sent just after the cut, before it could take effect: the same congestion event.
     await store.pump.complete([overloaded(same_event, cut + 50)])
     assert (await flow(store, eid))["eff_rate"] == pytest.approx(6000 * BETA)
-    # Sent at the new pace and still refused: a new event. It failed below the last peak, so the peak
-    # comes down further than the pace that failed (CUBIC's fast convergence).
+    # Sent at the new pace and still refused: a new event, and a new rate that failed.
     await store.pump.complete([overloaded(next_event, cut + 500)])
     later = await flow(store, eid)
     assert later["eff_rate"] == pytest.approx(6000 * BETA * BETA)
-    assert later["w_max"] == pytest.approx(6000 * BETA * (1 + BETA) / 2)
+    assert later["w_max"] == pytest.approx(6000 * BETA)
     # The refused deliveries wait in the due set, due at once (the pace decides): no pause.
     assert await store.redis.zcard(f"hp:ep:{eid}:due") == 7
     assert later.get("paused_until", 0) < time.time() * 1000
