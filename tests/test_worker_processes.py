@@ -45,7 +45,7 @@ async def test_a_sigkilled_workers_deliveries_are_completed_by_another(store: St
             total += len(await send(store, 100, endpoint_ids=[eid]))
         slow = {"request_timeout": 6.0, "lease_seconds": 7.0, "worker_concurrency": 1000}
         async with worker_process(settings, "victim", **slow) as victim:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 60  # a worker starts slowly on a busy machine
             while receiver.in_flight < 900 and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
             in_flight_at_kill = receiver.in_flight
