@@ -69,10 +69,14 @@ History outbox (core/history): what the history store has not yet committed
   hp:log                      STREAM records appended by the scripts in the same step as each change:
                                     k=d delivery state (i did, m mid, e eid, y event_type, s status,
                                     n attempts, u updated_ms, w due_ms, c last_code, x last_error,
-                                    v version = hp:dlv:{did} field v, counted up on every change);
+                                    v version = hp:dlv:{did} field v, counted up on every change;
+                                    with an, at, ar when the script also recorded the attempt that led
+                                    to this state: its number, recorded_ms and record JSON, so a
+                                    completed attempt and its delivery's new state are one entry);
                                     k=m message (i mid, y event_type, p payload, c created_ms, t trace,
                                     d delivery ids);
-                                    k=a attempt (i did, e eid, n number, t recorded_ms, r record JSON);
+                                    k=a attempt (i did, e eid, n number, t recorded_ms, r record JSON)
+                                    when no state record of the same script carries it (a late result);
                                     k=x operator action (i did, a action JSON).
                                     Consumer group "history"; entries are XACKed and XDELed once
                                     committed, so XLEN is the backlog. No TTL, never trimmed.

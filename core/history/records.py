@@ -143,7 +143,10 @@ def batch_from_entries(entries: list[tuple[str, dict[str, str]]]) -> tuple[Histo
         try:
             kind = f["k"]
             if kind == "d":
-                batch.add_delivery(_delivery(f))
+                state = _delivery(f)
+                if "ar" in f:  # the attempt that led to this state, in the same entry
+                    batch.add_attempt(_attempt({"i": f["i"], "e": f["e"], "n": f["an"], "t": f["at"], "r": f["ar"]}))
+                batch.add_delivery(state)
             elif kind == "a":
                 batch.add_attempt(_attempt(f))
             elif kind == "m":

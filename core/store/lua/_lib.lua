@@ -13,10 +13,11 @@
 -- delivery and flush() appends its state as it stands at the end of the script, with a version the
 -- delivery's hash counts up (`v`) so the history store never moves a delivery backwards;
 -- `log_message`, `log_attempt` and `log_action` append messages (with their payload), attempt
--- records and operator actions. The history writer
--- (core/history/writer.py) drains the stream into PostgreSQL or SQLite.
+-- records and operator actions (an attempt rides in the same entry as the state it led to, at
+-- flush(): one XADD instead of two). The history writer (core/history/writer.py) drains the
+-- stream into PostgreSQL or SQLite.
 
-local B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}}
+local B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}, attempts = {}}
 local LOG = 'hp:log'
 local LOG_FIELDS = {'mid', 'eid', 'event_type', 'status', 'attempts', 'updated_ms', 'due_ms', 'last_code', 'last_error'}
 local QUEUED = {pending = true, retrying = true}
@@ -52,8 +53,12 @@ local function log_delivery(did)
   B.log[did] = true
 end
 
+-- An attempt record rides in its delivery's state record when the script also logs that state (one
+-- stream entry instead of two: fields an, at, ar); otherwise it is an entry of its own (k=a).
 local function log_attempt(did, eid, number, now, record)
-  redis.call('XADD', LOG, '*', 'k', 'a', 'i', did, 'e', eid, 'n', number, 't', now, 'r', record)
+  local list = B.attempts[did]
+  if not list then list = {}; B.attempts[did] = list end
+  list[#list + 1] = {eid, number, now, record}
 end
 
 local function log_message(mid, event_type, payload, created_ms, trace, dids)
@@ -66,13 +71,32 @@ local function log_action(did, action)
 end
 
 local function flush_log()
+  for did, list in pairs(B.attempts) do
+    -- All but the last go alone (the last one recorded is the one a state record may carry).
+    local last = B.log[did] and #list - 1 or #list
+    for i = 1, last do
+      local a = list[i]
+      redis.call('XADD', LOG, '*', 'k', 'a', 'i', did, 'e', a[1], 'n', a[2], 't', a[3], 'r', a[4])
+    end
+  end
   for did in pairs(B.log) do
     local dkey = 'hp:dlv:' .. did
     local d = redis.call('HMGET', dkey, unpack(LOG_FIELDS))
+    local list = B.attempts[did]
+    local a = list and list[#list]
     if d[1] then
       local v = redis.call('HINCRBY', dkey, 'v', 1)
-      redis.call('XADD', LOG, '*', 'k', 'd', 'i', did, 'm', d[1], 'e', d[2], 'y', d[3], 's', d[4], 'n', d[5] or 0,
-        'u', d[6] or 0, 'w', d[7] or '', 'c', d[8] or '', 'x', d[9] or '', 'v', v)
+      if a and a[1] == d[2] then
+        redis.call('XADD', LOG, '*', 'k', 'd', 'i', did, 'm', d[1], 'e', d[2], 'y', d[3], 's', d[4], 'n', d[5] or 0,
+          'u', d[6] or 0, 'w', d[7] or '', 'c', d[8] or '', 'x', d[9] or '', 'v', v, 'an', a[2], 'at', a[3], 'ar', a[4])
+        a = nil
+      else
+        redis.call('XADD', LOG, '*', 'k', 'd', 'i', did, 'm', d[1], 'e', d[2], 'y', d[3], 's', d[4], 'n', d[5] or 0,
+          'u', d[6] or 0, 'w', d[7] or '', 'c', d[8] or '', 'x', d[9] or '', 'v', v)
+      end
+    end
+    if a then
+      redis.call('XADD', LOG, '*', 'k', 'a', 'i', did, 'e', a[1], 'n', a[2], 't', a[3], 'r', a[4])
     end
   end
 end
@@ -89,7 +113,7 @@ local function flush()
   end
   for key, seconds in pairs(B.expire) do redis.call('EXPIRE', key, seconds) end
   flush_log()
-  B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}}
+  B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}, attempts = {}}
 end
 
 -- Status index sets exist only for the live statuses (the delivery log itself is in the history
