@@ -138,7 +138,10 @@ async def test_one_message_is_traced_from_ingest_through_a_retried_delivery(
         assert sent == f"00-{attempt.context.trace_id:032x}-{attempt.context.span_id:016x}-{flags:02x}"
 
     windows = [s for s in finished if s.name == "pump window"]
-    assert windows and sum(attribute(w, "hookpump.window.claimed") for w in windows) == 2
+    # Both attempts were claimed in the windows' spans; a claim that missed its pacing slot on a busy
+    # machine is released unsent and claimed again, so there may be more claims than attempts (this
+    # failed about one run in six when it asked for exactly two).
+    assert windows and sum(attribute(w, "hookpump.window.claimed") for w in windows) >= len(attempts)
 
 
 async def test_an_endpoint_that_opts_out_of_trace_propagation_gets_no_traceparent(

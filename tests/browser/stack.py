@@ -136,12 +136,24 @@ def running_stack(redis_url: str) -> Iterator[Stack]:
     processes = []
     try:
         with Receiver() as receiver:
-            processes.append(subprocess.Popen([sys.executable, "-m", "hookpump", "serve"], env=env,
-                                              stdout=logs, stderr=subprocess.STDOUT))
+            # serve is up before the worker opens its connections: a free port picked here was once
+            # taken by another process's outgoing connection before serve could bind it, so a serve
+            # that cannot bind gets a fresh port (up to three times).
+            for attempt in range(3):
+                serve = subprocess.Popen([sys.executable, "-m", "hookpump", "serve"], env=env,
+                                         stdout=logs, stderr=subprocess.STDOUT)
+                base = f"http://127.0.0.1:{port}"
+                try:
+                    _wait_until_up(base + "/healthz", serve)
+                    break
+                except AssertionError:
+                    if attempt == 2:
+                        raise
+                    port = free_port()
+                    env["HOOKPUMP_PORT"] = str(port)
+            processes.append(serve)
             processes.append(subprocess.Popen([sys.executable, "-m", "hookpump", "worker"], env=env,
                                               stdout=logs, stderr=subprocess.STDOUT))
-            base = f"http://127.0.0.1:{port}"
-            _wait_until_up(base + "/healthz", processes[0])
             running = Stack(base, receiver, redis_url)
             try:
                 yield running
