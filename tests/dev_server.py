@@ -96,18 +96,29 @@ class DevServer:
 def dev_server(redis_url: str, **variables: str) -> Iterator[DevServer]:
     """`hookpump dev` on a free port against `redis_url`, with its data dir in a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="hookpump-cli-") as directory:
-        port = free_port()
         env = clean_env()
         env.update(DEV_SETTINGS)
-        env.update({"HOOKPUMP_REDIS_URL": redis_url, "HOOKPUMP_PORT": str(port),
-                    "HOOKPUMP_DATA_DIR": str(Path(directory) / "data")})  # fmt: skip
+        env.update({"HOOKPUMP_REDIS_URL": redis_url, "HOOKPUMP_DATA_DIR": str(Path(directory) / "data")})
         env.update(variables)
         log_path = Path(directory) / "dev.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen([sys.executable, "-m", "hookpump", "dev"], env=env, stdout=log, stderr=log)
-        server = DevServer(f"http://127.0.0.1:{port}", Path(directory) / "data", log_path)
+        # A free port picked here can be taken by another process's outgoing connection before `hookpump
+        # dev` binds it: then it says it could not listen, and gets a fresh port (up to three times).
+        for attempt in range(3):
+            port = free_port()
+            env["HOOKPUMP_PORT"] = str(port)
+            with log_path.open("wb") as log:
+                process = subprocess.Popen([sys.executable, "-m", "hookpump", "dev"], env=env, stdout=log,
+                                           stderr=log)
+            server = DevServer(f"http://127.0.0.1:{port}", Path(directory) / "data", log_path)
+            try:
+                wait_until_ready(server, process)
+                break
+            except RuntimeError:
+                stop_process(process)
+                if attempt == 2 or "could not listen" not in server.log_tail():
+                    print("--- hookpump dev log ---\n" + server.log_tail())
+                    raise
         try:
-            wait_until_ready(server, process)
             yield server
         except BaseException:
             print("--- hookpump dev log ---\n" + server.log_tail())
