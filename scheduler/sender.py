@@ -192,7 +192,7 @@ class Sender:
                 f"{(now - delivery.budget_start_ms) / 3_600_000:.1f} h: {report.error or ''}",
             )
         if report.outcome is Outcome.OVERLOADED:
-            # The endpoint's pace decides what a 429/503 means (scheduler/.. _flow.lua): a congestion
+            # The endpoint's pace decides what a 429/503 means (core/store/lua/_flow.lua): a congestion
             # cut while the receiver takes some, this pause only once it takes nothing (or it asked
             # for one with Retry-After).
             pause = overload_pause(endpoint.backoff_level, report.retry_after, base=s.backoff_base, cap=s.backoff_cap)

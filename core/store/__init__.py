@@ -55,7 +55,7 @@ class Store:
         self.messages = MessageStore(client, idempotency_ttl=settings.idempotency_ttl, retention=settings.retention)
         self.api_keys = ApiKeyStore(client)
         self.deliveries = DeliveryStore(client)
-        self.pump = PumpStore(client, lease_seconds=settings.lease_seconds, retention=settings.retention)
+        self.pump = PumpStore(client, lease_seconds=settings.lease_seconds)
         self.monitoring = MonitoringStore(client, self.deliveries)
         self.operations = OperationsStore(client, retention=settings.retention)
         self.timeline = TimelineStore(client)

@@ -65,7 +65,7 @@ class Completion:
 
 
 class PumpStore:
-    def __init__(self, client: Redis, *, lease_seconds: float, retention: float) -> None:
+    def __init__(self, client: Redis, *, lease_seconds: float) -> None:
         self._redis = client
         self._claim = load_script(client, "claim")
         self._complete = load_script(client, "complete", preludes=("_lib", "_flow"))
@@ -73,7 +73,6 @@ class PumpStore:
         self._lease = load_script(client, "lease")
         self._permit = load_script(client, "permit", preludes=())
         self.lease_ms = int(lease_seconds * 1000)
-        self._retention_ms = int(retention * 1000)
 
     async def claim(self, worker_id: str, *, horizon_ms: int, max_endpoints: int, max_deliveries: int) -> Claim:
         now = now_ms()
@@ -132,7 +131,7 @@ class PumpStore:
             ]
             for c in completions
         ]
-        args = [now_ms(), self._retention_ms, json.dumps(batch, separators=(",", ":"))]
+        args = [now_ms(), json.dumps(batch, separators=(",", ":"))]
         _applied, paused = await self._complete(args=args)
         return {paused[i]: int(paused[i + 1]) for i in range(0, len(paused), 2)}
 
@@ -144,7 +143,7 @@ class PumpStore:
 
     async def reap(self, limit: int = 200) -> list[str]:
         """Put deliveries whose lease expired back in their due sets; returns their ids."""
-        return list(await self._reap(args=[now_ms(), self._retention_ms, limit]))
+        return list(await self._reap(args=[now_ms(), limit]))
 
     async def acquire_run_lease(self, worker_id: str, ttl_ms: int) -> str | None:
         token = secrets.token_hex(8)

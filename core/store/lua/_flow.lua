@@ -142,6 +142,7 @@ local function flow_save(now)
       if f.pause_until then
         local current = tonumber(redis.call('HGET', fkey, 'paused_until')) or 0
         local until_ms = math.max(current, f.pause_until)
+        f.pause_until = until_ms  -- complete.lua holds the refused deliveries until then
         -- Nothing goes out before the pause ends: the pacing clock restarts there too.
         fields[#fields + 1] = 'paused_until'; fields[#fields + 1] = until_ms
         fields[#fields + 1] = 'pause_reason'; fields[#fields + 1] = f.pause_reason

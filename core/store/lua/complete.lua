@@ -2,7 +2,7 @@
 -- Keys touched: hp:dlv:{did}, hp:log (attempt records, via _lib), hp:ep:{eid}:inflight, hp:leases,
 --   hp:ep:{eid}:due, hp:ep:{eid}, hp:ep:{eid}:flow, hp:ep:{eid}:pauses, hp:evt:*, hp:active,
 --   hp:ep:{eid}:m:{minute}, hp:ep:{eid}:sent:{minute}, status indexes and counters (via _lib).
--- ARGV[1]: now_ms, ARGV[2]: retention_ms, ARGV[3]: JSON array of results, each
+-- ARGV[1]: now_ms, ARGV[2]: JSON array of results, each
 --   [did, attempt number, outcome, due_ms, status code ("" if none), error ("" if none),
 --    attempt record JSON ("" for a release), pause reason ("" unless overloaded), started_ms (0 if unknown)]
 -- outcome: succeeded | retry | failed | overloaded | gone | released
@@ -18,9 +18,9 @@
 -- the delivery's state.
 -- Returns {applied, paused}: how many results changed a delivery's state, and a flat list
 -- eid, paused_until_ms of the endpoints this batch paused (so the worker stops their booked slots).
-local now, retention = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = tonumber(ARGV[1])
 local applied = 0
--- Per endpoint: {gone = bool}; deliveries held by this batch's pauses: {did, eid, status}
+-- Per endpoint: {gone = bool}; the refused deliveries of this batch: {did, eid}
 local touched, overloaded = {}, {}
 
 -- Sends per second for the endpoint's timeline, by the second each attempt started (core/keys.py).
@@ -37,7 +37,7 @@ local function effects(eid)
   return t
 end
 
-for _, r in ipairs(cjson.decode(ARGV[3])) do
+for _, r in ipairs(cjson.decode(ARGV[2])) do
   local did, number, outcome = r[1], tonumber(r[2]), r[3]
   local due_ms, code, err, record, reason = tonumber(r[4]), r[5], r[6], r[7], r[8]
   local sent_ms = tonumber(r[9]) or 0
@@ -98,9 +98,8 @@ flush()
 local paused = flow_save(now)
 -- A paused endpoint's refused deliveries wait for the pause's end, not in front of it.
 for _, held in ipairs(overloaded) do
-  local f = F[held[2]]
-  if f.pause_until then
-    local until_ms = math.max(f.pause_until, tonumber(redis.call('HGET', 'hp:ep:' .. held[2] .. ':flow', 'paused_until')) or 0)
+  local until_ms = F[held[2]].pause_until  -- as flow_save wrote it: the later of this pause and any running one
+  if until_ms then
     redis.call('ZADD', 'hp:ep:' .. held[2] .. ':due', 'XX', until_ms, held[1])
     redis.call('HSET', 'hp:dlv:' .. held[1], 'due_ms', until_ms)
   end
