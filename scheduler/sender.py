@@ -25,6 +25,7 @@ from delivery.client import DeliveryClient
 from delivery.outcome import Outcome
 from delivery.retry_policy import overload_pause, retry_allowed, retry_delay
 from scheduler.instruments import WorkerTelemetry
+from scheduler.permits import PermitBatcher
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,9 @@ class Sender:
         self._stopping = False
         self._closing = False
         # Fast endpoints (see _gate_fast_send): one gate each, so this worker's sends to it go out in
-        # order and an interval apart.
+        # order and an interval apart, and their permits.
         self._gates: dict[str, _Gate] = {}
+        self._permits = PermitBatcher(store)
         # Wakes the pump when capacity frees up or state changed.
         self.progress = asyncio.Event()
 
@@ -149,22 +151,24 @@ class Sender:
         """Space this worker's sends to a fast endpoint an interval apart, and take a send permit from
         Redis: a sliding log of the endpoint's sends in the last second, shared by every worker, that
         refuses one past ceil(rate/60) + 1. The permit's time (Redis's clock) is the send's recorded
-        moment, so the bound holds on recorded send times whatever the workers' event loops do."""
+        moment, so the bound holds on recorded send times whatever the workers' event loops do.
+        Permits are asked for in batches (scheduler/permits.py); a send books its local moment before
+        it asks, so several sends to one endpoint can wait for the same batch."""
         gate = self._gates.setdefault(endpoint.id, _Gate())
         interval = endpoint.interval_ms / 1000
         bound = math.ceil(1000 / endpoint.interval_ms) + 1
-        async with gate.lock:
-            while True:
-                wait = gate.last + interval - time.time()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                granted, at_ms = await self._store.pump.send_permit(
-                    endpoint.id, f"{delivery.id}.{delivery.attempt}", bound
-                )
-                if granted:
-                    gate.last = at_ms / 1000
-                    return gate.last
-                await asyncio.sleep(max(0.0, at_ms / 1000 - time.time()))
+        send_id = f"{delivery.id}.{delivery.attempt}"
+        while True:
+            moment = max(time.time(), gate.next)
+            gate.next = moment + interval
+            wait = moment - time.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            granted, at_ms = await self._permits.take(endpoint.id, send_id, bound)
+            if granted:
+                return at_ms / 1000
+            # The endpoint's last second is full: nobody in this worker asks again before a place frees.
+            gate.next = max(gate.next, at_ms / 1000)
 
     def _next_state(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery, report: AttemptReport) -> Completion:
         """Turn an attempt's outcome into what happens next (the retry policy lives in delivery/)."""
@@ -258,6 +262,7 @@ class Sender:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1)
+        await self._permits.close()
         self._closing = True
         self._results_ready.set()
         if self._flusher is not None:
@@ -270,8 +275,7 @@ class Sender:
 
 @dataclasses.dataclass
 class _Gate:
-    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-    last: float = 0.0  # when this worker last sent to the endpoint (unix seconds)
+    next: float = 0.0  # the earliest moment this worker's next send to the endpoint may ask (unix seconds)
 
 
 def _reconnect_delays() -> Iterator[float]:

@@ -135,11 +135,15 @@ class PumpStore:
         _applied, paused = await self._complete(args=args)
         return {paused[i]: int(paused[i + 1]) for i in range(0, len(paused), 2)}
 
-    async def send_permit(self, eid: str, send_id: str, bound: int) -> tuple[bool, int]:
-        """May `send_id` go to endpoint `eid` now without a 1-s window over `bound`? (granted, ms):
-        granted, ms is the send's moment by Redis's clock; refused, the earliest moment to ask again."""
-        granted, at_ms = await self._permit(args=[eid, send_id, bound])
-        return granted == 1, int(at_ms)
+    async def send_permits(self, requests: list[tuple[str, str, int]]) -> list[tuple[bool, int]]:
+        """For each (endpoint id, send id, bound), in order: may that send go now without a 1-s
+        window of its endpoint over `bound`? (granted, ms): granted, ms is the send's moment by
+        Redis's clock; refused, the earliest moment to ask again. One script call for the batch."""
+        args: list[object] = []
+        for eid, send_id, bound in requests:
+            args += [eid, send_id, bound]
+        flat = await self._permit(args=args)
+        return [(flat[i] == 1, int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     async def reap(self, limit: int = 200) -> list[str]:
         """Put deliveries whose lease expired back in their due sets; returns their ids."""
