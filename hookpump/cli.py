@@ -196,7 +196,7 @@ def command_worker(settings: Settings) -> int:
         shutdown = Shutdown()
         return await run_parts(
             shutdown,
-            worker=run_worker(settings, shutdown.stop, telemetry),
+            worker=run_worker(settings, shutdown.stop, telemetry, writer_process=True),
             metrics=worker_metrics_server(settings, telemetry),
         )
 
@@ -225,7 +225,8 @@ def command_dev(environ: Mapping[str, str]) -> int:
         async def main() -> int:
             shutdown = Shutdown()
             return await run_parts(
-                shutdown, api=api_server(settings, telemetry), worker=run_worker(settings, shutdown.stop, telemetry)
+                shutdown, api=api_server(settings, telemetry),
+                worker=run_worker(settings, shutdown.stop, telemetry, writer_process=True),
             )
 
         try:

@@ -23,13 +23,13 @@ from arq.worker import Worker
 
 from core.history import HistoryStore, create_history_store, open_history_store
 from core.history.log import DeliveryLog
-from core.history.writer import HistoryWriter
 from core.settings import Settings
 from core.store import Store, create_store
 from core.store.connection import reconnect_options
 from core.telemetry import Telemetry
 from delivery.client import DeliveryClient
 from scheduler.cadence import cron_fields
+from scheduler.history_writing import HistoryWriterProcess, InlineHistoryWriter, WriterHandle
 from scheduler.instruments import WorkerTelemetry
 from scheduler.jobs import run_bulk_retry, run_retention_sweep
 from scheduler.pump import Pump
@@ -146,9 +146,12 @@ def create_jobs_worker(settings: Settings, store: Store, history: HistoryStore, 
     )
 
 
-async def run_worker(settings: Settings, stop: asyncio.Event, telemetry: Telemetry | None = None) -> None:
+async def run_worker(
+    settings: Settings, stop: asyncio.Event, telemetry: Telemetry | None = None, *, writer_process: bool = False
+) -> None:
     """Run until `stop` is set; then stop claiming, finish in-flight requests (bounded), and return.
-    `telemetry` is the process's (its owner shuts it down); None records nothing."""
+    `telemetry` is the process's (its owner shuts it down); None records nothing. The history writer
+    runs in a child process with `writer_process` (the commands), else on this event loop."""
     store = await create_store(settings)
     client = DeliveryClient(
         connect_timeout=settings.connect_timeout,
@@ -163,8 +166,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event, telemetry: Telemet
     instruments.watch_outstanding(lambda: sender.outstanding)
     history = create_history_store(settings)
     await open_history_store(history, settings)
-    writer = HistoryWriter(store.outbox, history, consumer=settings.worker_id)
-    writing = asyncio.create_task(writer.run(), name="hookpump-history-writer")
+    writer: WriterHandle = (
+        HistoryWriterProcess(settings) if writer_process else InlineHistoryWriter(store, history, settings)
+    )
     sender.start()
     pump.start()
     runners = [
@@ -186,7 +190,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, telemetry: Telemet
         await asyncio.gather(*(runner.stop(grace_seconds=3.0) for runner in runners))
         await sender.drain(grace_seconds=settings.request_timeout + 1)
         await pump.close()
-        await _stop_writer(writer, writing)
+        await writer.stop()
         await history.close()
         await _forget_queue(store, settings)
         await client.aclose()
@@ -244,19 +248,6 @@ class ArqRunner:
                 await asyncio.sleep(0.02)
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
-
-
-async def _stop_writer(writer: HistoryWriter, writing: asyncio.Task[None], grace_seconds: float = 3.0) -> None:
-    """Let the writer settle what the last results appended (bounded), then stop it. Anything left
-    stays in the outbox for the next writer."""
-    writing.cancel()
-    await asyncio.gather(writing, return_exceptions=True)
-    deadline = asyncio.get_running_loop().time() + grace_seconds
-    with contextlib.suppress(Exception):
-        while asyncio.get_running_loop().time() < deadline:
-            async with asyncio.timeout(max(0.1, deadline - asyncio.get_running_loop().time())):
-                if await writer.drain_once(block_ms=50) == 0:
-                    break
 
 
 async def _forget_queue(store: Store, settings: Settings) -> None:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import math
+import os
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -111,6 +113,82 @@ async def test_sigterm_finishes_in_flight_requests_before_exiting(store: Store, 
             counts = await store.redis.hgetall("hp:count")
             assert counts.get("succeeded") == "20", counts  # and it was recorded: no resend
             assert await store.redis.zcard("hp:leases") == 0
+            # The history writer (a child process) stopped after those results: nothing left waiting.
+            assert (await store.outbox.backlog()).length == 0
+    finally:
+        await receiver.stop()
+
+
+def _history_writer_pids(worker_pid: int) -> list[int]:
+    """The worker's history writer children (multiprocessing's spawned interpreters; the resource
+    tracker multiprocessing also starts is not one)."""
+    children = Path(f"/proc/{worker_pid}/task/{worker_pid}/children").read_text().split()
+    writers = []
+    for pid in map(int, children):
+        try:
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except FileNotFoundError:
+            continue
+        if b"spawn_main" in command:
+            writers.append(pid)
+    return writers
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie (an orphan's exit status waits for init to reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+async def _until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await condition():
+        assert time.monotonic() < deadline, what
+        await asyncio.sleep(0.1)
+
+
+async def test_the_history_writer_runs_in_its_own_process_is_restarted_and_dies_with_its_worker(
+    store: Store, settings: Settings
+) -> None:
+    receiver = await Receiver().start()
+    try:
+        eid = await make_endpoint(store, receiver.url(), rate_limit_per_minute=60000)
+        await send(store, 50, endpoint_ids=[eid])
+        async with worker_process(settings, "writer-host") as worker:
+
+            async def one_writer() -> bool:
+                return len(_history_writer_pids(worker.pid)) == 1
+
+            await _until(one_writer, 60, "the worker started no history writer process")
+            (first,) = _history_writer_pids(worker.pid)
+            await wait_succeeded(store, 50, timeout=60)
+            os.kill(first, signal.SIGKILL)
+            await send(store, 50, endpoint_ids=[eid])
+            await wait_succeeded(store, 100, timeout=60)
+
+            async def replaced() -> bool:
+                pids = _history_writer_pids(worker.pid)
+                return len(pids) == 1 and pids != [first]
+
+            await _until(replaced, 30, "the dead history writer was not started again")
+
+            async def drained() -> bool:
+                return (await store.outbox.backlog()).length == 0
+
+            await _until(drained, 30, "the new history writer did not drain the outbox")
+            (second,) = _history_writer_pids(worker.pid)
+            worker.send_signal(signal.SIGKILL)
+            await asyncio.to_thread(worker.wait, 5)
+
+            async def orphan_gone() -> bool:
+                return _gone(second)
+
+            await _until(orphan_gone, 10, "the history writer outlived its worker")
+        # Every delivery reached the history once, the writer's kill notwithstanding.
+        assert await _history_holds_each_attempt_once(settings, 100) == 0
     finally:
         await receiver.stop()
 
