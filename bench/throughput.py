@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from bench.processes import (
     PYTHON,
     Result,
     Row,
+    cpu_seconds,
     free_port,
     hookpump_env,
     machine_facts,
@@ -59,6 +60,10 @@ class Drain:
     seconds: float  # from the worker's start to the last delivery (or the timeout)
     done: int
     cpu_per_1000: dict[str, float]  # CPU seconds per 1,000 deliveries, by process
+    # hookpump only: ages (ms) of the oldest history-outbox record appended since the worker started,
+    # sampled as the drain is watched (an upper bound of any attempt's attempt-to-visible delay then),
+    # each with whether the records of the backlog's ingest (before the worker started) were all committed.
+    outbox_lag_ms: list[tuple[bool, float]] = field(default_factory=list)
 
 
 async def load_backlog(redis_url: str, receiver_port: int, deliveries: int, max_in_flight: int) -> None:
@@ -99,10 +104,20 @@ async def watch(done: Callable[[], Awaitable[int]], total: int, timeout: float) 
     return rate, last_t - started, last
 
 
-async def hookpump_done(redis_url: str, total: int, timeout: float) -> tuple[float, float, int]:
+async def hookpump_done(
+    redis_url: str, total: int, timeout: float, outbox_lag_ms: list[tuple[bool, float]]
+) -> tuple[float, float, int]:
     store = await create_store(Settings(redis_url=redis_url))
+    started_ms = int(time.time() * 1000)
 
     async def succeeded() -> int:
+        # Committed outbox entries are deleted, so the first one since the start still there is the
+        # oldest record of the drain not yet visible in the history.
+        first = await store.redis.xrange("hp:log", f"{started_ms}-0", "+", count=1)
+        now_ms = time.time() * 1000
+        ingest_left = await store.redis.xrange("hp:log", "-", f"{started_ms - 1}", count=1)
+        age = max(0.0, now_ms - int(first[0][0].split("-")[0])) if first else 0.0
+        outbox_lag_ms.append((not ingest_left, age))
         return int(await typed(store.redis.hget("hp:count", "succeeded")) or 0)
 
     try:
@@ -135,9 +150,12 @@ def measure(
 ) -> Drain:
     pids = {"worker": worker.pid, **others}
     before = {name: tree_cpu_seconds(pid) for name, pid in pids.items()}
+    own_before = cpu_seconds(worker.pid)
     try:
         rate, seconds, count = done()
         used = {name: tree_cpu_seconds(pid) - before[name] for name, pid in pids.items()}
+        # What the worker's children used (hookpump's history writer process, a Celery prefork pool).
+        used["of which worker's children"] = used["worker"] - (cpu_seconds(worker.pid) - own_before)
     finally:
         stop(worker)
     return Drain(rate, seconds, count, {name: s / max(count, 1) * 1000 for name, s in used.items()})
@@ -164,12 +182,15 @@ def run_hookpump(
             database_url=database_url,
         )
         worker = start_hookpump("worker", env)
-        return measure(
+        lag: list[tuple[bool, float]] = []
+        drain = measure(
             worker,
             {"redis": redis.pid, "receiver": receiver.pid},
-            lambda: run_async(hookpump_done(redis_url, total, timeout)),
+            lambda: run_async(hookpump_done(redis_url, total, timeout, lag)),
             total,
         )
+        drain.outbox_lag_ms.extend(lag)
+        return drain
     finally:
         stop(redis)
 
@@ -264,6 +285,15 @@ def run_arq(tmp: Path, receiver: subprocess.Popen[bytes], receiver_port: int, to
         stop(redis)
 
 
+def percentiles(samples: list[float]) -> str:
+    if not samples:
+        return "no samples"
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    median = ordered[len(ordered) // 2]
+    return f"p50 {median:.0f} ms, p99 {p99:.0f} ms, max {ordered[-1]:.0f} ms ({len(ordered)} samples)"
+
+
 def cpu_note(name: str, drain: Drain) -> str:
     parts = ", ".join(f"{who} {s:.3f}" for who, s in drain.cpu_per_1000.items())
     return f"{name}: CPU s per 1,000 deliveries: {parts}; drained {drain.done:,} in {drain.seconds:.1f} s"
@@ -313,6 +343,19 @@ def run(
         )
     )
     result.notes.append(cpu_note("hookpump", hp))
+    if hp.outbox_lag_ms:
+        backend = "PostgreSQL" if os.environ.get("HOOKPUMP_BENCH_DATABASE_URL") else "SQLite"
+        ages = [age for _, age in hp.outbox_lag_ms]
+        # The writer starts behind the backlog's own ingest records; it has caught up at the first
+        # sample where those are committed and the newest records wait less than one sampling period.
+        caught_up = next((i for i, (ingest_done, age) in enumerate(hp.outbox_lag_ms) if ingest_done and age < 250),
+                         len(ages))
+        result.notes.append(
+            f"hookpump history in {backend}: outbox lag during the drain (the oldest record appended since the "
+            f"worker started and not yet committed, sampled every 0.25 s): all samples {percentiles(ages)}; the "
+            f"writer caught up with the backlog's {total:,} ingest records after {caught_up * 0.25:.2f} s, and from "
+            f"then on {percentiles(ages[caught_up:])}"
+        )
     if celery is not None:
         result.rows.append(
             Row(
