@@ -190,11 +190,15 @@ def p(samples: list[float], q: int) -> float:
     return round(statistics.quantiles(samples, n=100, method="inclusive")[q - 1], 2) if len(samples) > 1 else 0.0
 
 
-async def query_figures(history: HistoryStore, queries: int) -> dict[str, dict[str, float]]:
+async def query_figures(history: HistoryStore, queries: int, days: int) -> dict[str, dict[str, float]]:
+    """p50/p99 of the first page, of a cursor page 20 pages in, and of a page from a cursor half-way
+    back through the stored days (a keyset that is not an index condition shows there)."""
     sample = (await history.list_deliveries(DeliveryFilter(), limit=1000, cursor=None))[0]
     newest = sample[0].created_at_ms
     a_day_back = DeliveryFilter(since_ms=newest - DAY - 3_600_000, until_ms=newest - DAY)
     message_id = (await history.list_deliveries(a_day_back, limit=1, cursor=None))[0][0].message_id
+    halfway = DeliveryFilter(until_ms=newest - days * DAY // 2)
+    halfway_cursor = (await history.list_deliveries(halfway, limit=1, cursor=None))[0][0].id
     figures = {}
     for name, wanted in filters(newest, message_id).items():
         first, cursor = await history.list_deliveries(wanted, limit=50, cursor=None)
@@ -213,6 +217,10 @@ async def query_figures(history: HistoryStore, queries: int) -> dict[str, dict[s
             cursor_page = await timed(
                 lambda w=wanted, c=deep_cursor: history.list_deliveries(w, limit=50, cursor=c), queries)
             figures[name] |= {"cursor_p50_ms": p(cursor_page, 50), "cursor_p99_ms": p(cursor_page, 99)}
+        if wanted.message_id is None and wanted.since_ms is None and wanted.until_ms is None:
+            halfway_page = await timed(
+                lambda w=wanted: history.list_deliveries(w, limit=50, cursor=halfway_cursor), queries)
+            figures[name] |= {"halfway_p50_ms": p(halfway_page, 50), "halfway_p99_ms": p(halfway_page, 99)}
     ids = [d.id for d in sample]
     detail = await timed(lambda: history.get_delivery(random.choice(ids)), queries)
     figures["detail (delivery+attempts)"] = {"first_p50_ms": p(detail, 50), "first_p99_ms": p(detail, 99)}
@@ -242,7 +250,7 @@ async def postgres_queries(url: str, size: int, days: int, count: int) -> dict[s
             url, "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent "
             "WHERE p.relname = 'hp_delivery'")
         out["partitions"] = int(partitions)
-        out["figures"] = await query_figures(pg, count)
+        out["figures"] = await query_figures(pg, count, days)
         return out
     finally:
         await pg.close()
@@ -256,7 +264,7 @@ async def queries(postgres_sizes: list[int], sqlite_size: int, count: int, days:
             await store.open()
             seconds = await write_all(store, batches(sqlite_size, days=days))
             print(f"sqlite: {sqlite_size:,} deliveries written in {seconds:.1f} s", file=sys.stderr)
-            out["sqlite"] = {"deliveries": sqlite_size, "figures": await query_figures(store, count)}
+            out["sqlite"] = {"deliveries": sqlite_size, "figures": await query_figures(store, count, days)}
             await store.close()
     out["postgres"] = []
     for size in postgres_sizes:
