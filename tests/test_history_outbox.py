@@ -162,6 +162,7 @@ OUTAGE_SECONDS = 10.0
 
 
 @pytest.mark.parametrize("history_backend", ["postgres"], indirect=True)
+@pytest.mark.timeout(180)  # 10 s away, then the catch-up deadlines below (generous for a busy machine)
 async def test_postgres_away_for_10_s_with_deliveries_flowing_sends_every_one_and_records_each_once(
     store: Store, settings: Settings, database_url: str
 ) -> None:
