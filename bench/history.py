@@ -8,8 +8,10 @@ latency at size, and outbox lag under load.
     python -m bench.history lag --seconds 20 --rate 400 [--postgres]
 
 PostgreSQL: HOOKPUMP_BENCH_DATABASE_URL, else a database with a unique name created on
-127.0.0.1:5432 (user postgres) and dropped afterwards. Redis: a private redis-server. Query figures
-are through the HistoryStore adapter (what GET /v1/deliveries runs after parsing), not over HTTP.
+127.0.0.1:5432 (user postgres) and dropped afterwards; `queries` measures a given database that
+already holds deliveries as it is (fill 10,000,000 once, then measure after each change). Redis: a
+private redis-server. Query figures are through the HistoryStore adapter (what GET /v1/deliveries
+runs after parsing), not over HTTP.
 """
 
 from __future__ import annotations
