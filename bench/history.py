@@ -4,12 +4,14 @@ latency at size, and outbox lag under load.
 
     python -m bench.history redis --count 100000
     python -m bench.history disk --count 50000
-    python -m bench.history queries --postgres 300000 --sqlite 100000
+    python -m bench.history queries --postgres 300000 10000000 --sqlite 100000
     python -m bench.history lag --seconds 20 --rate 400 [--postgres]
 
 PostgreSQL: HOOKPUMP_BENCH_DATABASE_URL, else a database with a unique name created on
-127.0.0.1:5432 (user postgres) and dropped afterwards. Redis: a private redis-server. Query figures
-are through the HistoryStore adapter (what GET /v1/deliveries runs after parsing), not over HTTP.
+127.0.0.1:5432 (user postgres) and dropped afterwards; `queries` measures a given database that
+already holds deliveries as it is (fill 10,000,000 once, then measure after each change). Redis: a
+private redis-server. Query figures are through the HistoryStore adapter (what GET /v1/deliveries
+runs after parsing), not over HTTP.
 """
 
 from __future__ import annotations
@@ -25,42 +27,24 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
+from bench.history_fill import RECORD, batches, endpoint_id, event_type, fill_postgres
 from bench.memory import PAYLOAD_BYTES, create_endpoints, fill, used_memory
 from bench.processes import free_port, machine_facts, start_redis, stop
-from core.history import AttemptRecord, DeliveryState, HistoryBatch, HistoryStore
+from core.history import HistoryBatch, HistoryStore
 from core.history.postgres import PostgresHistory
+from core.history.postgres.admin import execute, fetch, scratch_database
 from core.history.sqlite import SqliteHistory
 from core.history.writer import HistoryWriter
-from core.ids import lower_bound
 from core.models import DeliveryFilter, DeliveryStatus
 from core.settings import Settings
 from core.store import Actor, NewMessage, Store, create_store
 
-ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 DAY = 86_400_000
 ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
-# An attempt record shaped like delivery/attempt.py's for a 200 "ok" answer (about 600 bytes of JSON).
-RECORD = json.dumps({
-    "number": 1, "trigger": "scheduled", "started_at": "2026-11-30T13:00:00.000Z", "duration_ms": 12.345,
-    "request": {"url": "https://receiver.example.com/webhooks/hookpump", "headers": {
-        "webhook-id": "msg_01m8pbat2persky3rmcnagkqq2", "webhook-timestamp": "1796046654",
-        "webhook-signature": "[redacted]", "content-type": "application/json", "user-agent": "hookpump/0.1",
-        "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}},
-    "response": {"status": 200, "headers": {"content-type": "text/plain; charset=utf-8", "content-length": "2",
-                                            "date": "Mon, 30 Nov 2026 13:00:00 GMT", "server": "nginx"},
-                 "body": "ok", "body_truncated": False},
-    "error": None, "outcome": "succeeded"}, separators=(",", ":"))
-
-
-def did_at(ms: int, rng: random.Random) -> str:
-    return lower_bound("dlv", ms) + "".join(rng.choice(ALPHABET) for _ in range(16)) + "_1"
 
 
 @contextlib.asynccontextmanager
@@ -69,16 +53,8 @@ async def postgres_url() -> AsyncIterator[str]:
     if given:
         yield given
         return
-    name = f"hookpump_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(ADMIN_URL)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    await admin.close()
-    try:
-        yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    finally:
-        admin = await asyncpg.connect(ADMIN_URL)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with scratch_database(ADMIN_URL, "hookpump_bench") as url:
+        yield url
 
 
 @contextlib.asynccontextmanager
@@ -140,27 +116,6 @@ async def redis_bytes(count: int) -> dict[str, Any]:
 # --- disk bytes ------------------------------------------------------------------------------------
 
 
-def batches(count: int, *, days: int = 1, endpoints: int = 100, seed: int = 7,
-            statuses: tuple[str, ...] = ("succeeded",)) -> list[HistoryBatch]:
-    rng = random.Random(seed)
-    now = int(time.time() * 1000)
-    out, batch = [], HistoryBatch()
-    for n in range(count):
-        ms = now - (n * days * DAY) // max(count, 1)  # spread over `days`, newest first
-        did = did_at(ms, rng)
-        eid = f"ep_{n % endpoints:026d}"
-        status = statuses[n % len(statuses)]
-        batch.add_delivery(DeliveryState(did, "msg_" + did[4:30], eid, f"event.type_{n % 20}", status, 1, ms + 50,
-                                         None, 200 if status == "succeeded" else 500, None, 3))
-        batch.add_attempt(AttemptRecord(did, eid, 1, ms + 50, RECORD))
-        if len(batch) >= 10_000:
-            out.append(batch)
-            batch = HistoryBatch()
-    if len(batch):
-        out.append(batch)
-    return out
-
-
 async def write_all(history: HistoryStore, work: list[HistoryBatch]) -> float:
     started = time.perf_counter()
     for batch in work:
@@ -169,17 +124,14 @@ async def write_all(history: HistoryStore, work: list[HistoryBatch]) -> float:
 
 
 async def postgres_bytes(url: str) -> int:
-    db = await asyncpg.connect(url)
-    try:
-        return int(await db.fetchval(
-            "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
-            "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'hp\\_%'"))
-    finally:
-        await db.close()
+    [(size,)] = await fetch(
+        url, "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = 'public' AND c.relkind = 'r' AND c.relname LIKE 'hp\\_%'")
+    return int(size)
 
 
 async def disk_bytes(count: int) -> dict[str, Any]:
-    work = batches(count)
+    work = batches(count, mixed=False)
     out: dict[str, Any] = {"deliveries": count, "attempt_record_bytes": len(RECORD)}
     with tempfile.TemporaryDirectory() as directory:
         path = str(Path(directory) / "history.db")
@@ -198,9 +150,7 @@ async def disk_bytes(count: int) -> dict[str, Any]:
         empty = await postgres_bytes(url)
         seconds = await write_all(pg_store, work)
         await pg_store.close()
-        db = await asyncpg.connect(url)
-        await db.execute("VACUUM ANALYZE")
-        await db.close()
+        await execute(url, "VACUUM ANALYZE")
         out["postgres_bytes_per_delivery"] = round((await postgres_bytes(url) - empty) / count)
         out["postgres_rows_per_second"] = round(2 * count / seconds)
     return out
@@ -208,16 +158,25 @@ async def disk_bytes(count: int) -> dict[str, Any]:
 
 # --- queries ---------------------------------------------------------------------------------------
 
-FILTERS: dict[str, DeliveryFilter] = {
-    "none": DeliveryFilter(),
-    "endpoint": DeliveryFilter(endpoint_id=f"ep_{7:026d}"),
-    "status=failed": DeliveryFilter(statuses=frozenset({DeliveryStatus.FAILED})),
-    "endpoint+status": DeliveryFilter(endpoint_id=f"ep_{46:026d}", statuses=frozenset({DeliveryStatus.FAILED})),
-    "event_type": DeliveryFilter(event_type="event.type_3"),
-    "endpoint+event_type": DeliveryFilter(endpoint_id=f"ep_{7:026d}", event_type="event.type_7"),
-    "since 1 h": DeliveryFilter(since_ms=int(time.time() * 1000) - 3_600_000),
-}
-STATUS_MIX = ("succeeded",) * 45 + ("failed",) * 4 + ("pending",)
+
+def filters(newest_ms: int, message_id: str) -> dict[str, DeliveryFilter]:
+    """Every filter GET /v1/deliveries takes, alone and in the combinations with an index of their own."""
+    failed, queued = frozenset({DeliveryStatus.FAILED}), frozenset({DeliveryStatus.PENDING, DeliveryStatus.RETRYING})
+    return {
+        "none": DeliveryFilter(),
+        "endpoint": DeliveryFilter(endpoint_id=endpoint_id(7)),
+        "status=failed": DeliveryFilter(statuses=failed),
+        "status=pending,retrying": DeliveryFilter(statuses=queued),
+        "endpoint+status": DeliveryFilter(endpoint_id=endpoint_id(46), statuses=failed),
+        "event_type": DeliveryFilter(event_type=event_type(3)),
+        "endpoint+event_type": DeliveryFilter(endpoint_id=endpoint_id(7), event_type=event_type(7)),
+        "message_id": DeliveryFilter(message_id=message_id),
+        "since 1 h": DeliveryFilter(since_ms=newest_ms - 3_600_000),
+        "since+until (1 h, a day back)": DeliveryFilter(since_ms=newest_ms - DAY - 3_600_000,
+                                                        until_ms=newest_ms - DAY),
+        "endpoint+since+until": DeliveryFilter(endpoint_id=endpoint_id(7), since_ms=newest_ms - DAY - 3_600_000,
+                                               until_ms=newest_ms - DAY),
+    }
 
 
 async def timed(call: Callable[[], Awaitable[Any]], count: int) -> list[float]:
@@ -229,58 +188,90 @@ async def timed(call: Callable[[], Awaitable[Any]], count: int) -> list[float]:
     return samples
 
 
-def p(samples: list[float], q: float) -> float:
+def p(samples: list[float], q: int) -> float:
     return round(statistics.quantiles(samples, n=100, method="inclusive")[q - 1], 2) if len(samples) > 1 else 0.0
 
 
-async def query_figures(history: HistoryStore, queries: int) -> dict[str, dict[str, float]]:
+async def query_figures(history: HistoryStore, queries: int, days: int) -> dict[str, dict[str, float]]:
+    """p50/p99 of the first page, of a cursor page 20 pages in, and of a page from a cursor half-way
+    back through the stored days (a keyset that is not an index condition shows there)."""
+    sample = (await history.list_deliveries(DeliveryFilter(), limit=1000, cursor=None))[0]
+    newest = sample[0].created_at_ms
+    a_day_back = DeliveryFilter(since_ms=newest - DAY - 3_600_000, until_ms=newest - DAY)
+    message_id = (await history.list_deliveries(a_day_back, limit=1, cursor=None))[0][0].message_id
+    halfway = DeliveryFilter(until_ms=newest - days * DAY // 2)
+    halfway_cursor = (await history.list_deliveries(halfway, limit=1, cursor=None))[0][0].id
     figures = {}
-    for name, wanted in FILTERS.items():
+    for name, wanted in filters(newest, message_id).items():
         first, cursor = await history.list_deliveries(wanted, limit=50, cursor=None)
         deep_cursor = cursor
         for _ in range(20):  # 20 pages in: a cursor page past the newest rows
             if deep_cursor is None:
                 break
             _, next_cursor = await history.list_deliveries(wanted, limit=50, cursor=deep_cursor)
-            deep_cursor = next_cursor or deep_cursor
             if next_cursor is None:
                 break
+            deep_cursor = next_cursor
         first_page = await timed(lambda w=wanted: history.list_deliveries(w, limit=50, cursor=None), queries)
-        cursor_page = await timed(lambda w=wanted, c=deep_cursor: history.list_deliveries(w, limit=50, cursor=c),
-                                  queries)
         figures[name] = {"first_p50_ms": p(first_page, 50), "first_p99_ms": p(first_page, 99),
-                         "cursor_p50_ms": p(cursor_page, 50), "cursor_p99_ms": p(cursor_page, 99),
                          "page_rows": len(first)}
-    sample = (await history.list_deliveries(DeliveryFilter(), limit=1000, cursor=None))[0]
+        if deep_cursor is not None:
+            cursor_page = await timed(
+                lambda w=wanted, c=deep_cursor: history.list_deliveries(w, limit=50, cursor=c), queries)
+            figures[name] |= {"cursor_p50_ms": p(cursor_page, 50), "cursor_p99_ms": p(cursor_page, 99)}
+        if wanted.message_id is None and wanted.since_ms is None and wanted.until_ms is None:
+            halfway_page = await timed(
+                lambda w=wanted: history.list_deliveries(w, limit=50, cursor=halfway_cursor), queries)
+            figures[name] |= {"halfway_p50_ms": p(halfway_page, 50), "halfway_p99_ms": p(halfway_page, 99)}
     ids = [d.id for d in sample]
     detail = await timed(lambda: history.get_delivery(random.choice(ids)), queries)
     figures["detail (delivery+attempts)"] = {"first_p50_ms": p(detail, 50), "first_p99_ms": p(detail, 99)}
-    log = await timed(lambda: history.endpoint_attempts(f"ep_{7:026d}", limit=50, cursor=None), queries)
+    log = await timed(lambda: history.endpoint_attempts(endpoint_id(7), limit=50, cursor=None), queries)
     figures["endpoint attempt log"] = {"first_p50_ms": p(log, 50), "first_p99_ms": p(log, 99)}
     return figures
 
 
-async def queries(postgres_size: int, sqlite_size: int, count: int) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+async def postgres_queries(url: str, size: int, days: int, count: int) -> dict[str, Any]:
+    """A database that already holds deliveries (a given HOOKPUMP_BENCH_DATABASE_URL) is measured as
+    it is: fill it once, then measure after each change."""
+    pg = PostgresHistory(url)
+    await pg.open()
+    try:
+        [(held,)] = await fetch(url, "SELECT count(*) FROM hp_delivery")
+        out: dict[str, Any] = {"deliveries": size}
+        if held:
+            out = {"deliveries": int(held), "filled": "before this run"}
+        else:
+            empty = await postgres_bytes(url)
+            started = time.monotonic()
+            await fill_postgres(pg, url, size, days=days, progress=True)
+            out["fill_seconds"] = round(time.monotonic() - started)
+            out["bytes_per_delivery"] = round((await postgres_bytes(url) - empty) / size)
+            print(f"postgres: {size:,} deliveries filled in {out['fill_seconds']} s", file=sys.stderr)
+        [(partitions,)] = await fetch(
+            url, "SELECT count(*) FROM pg_inherits i JOIN pg_class p ON p.oid = i.inhparent "
+            "WHERE p.relname = 'hp_delivery'")
+        out["partitions"] = int(partitions)
+        out["figures"] = await query_figures(pg, count, days)
+        return out
+    finally:
+        await pg.close()
+
+
+async def queries(postgres_sizes: list[int], sqlite_size: int, count: int, days: int) -> dict[str, Any]:
+    out: dict[str, Any] = {"days": days}
     if sqlite_size:
         with tempfile.TemporaryDirectory() as directory:
             store = SqliteHistory(str(Path(directory) / "history.db"))
             await store.open()
-            seconds = await write_all(store, batches(sqlite_size, days=4, statuses=STATUS_MIX))
+            seconds = await write_all(store, batches(sqlite_size, days=days))
             print(f"sqlite: {sqlite_size:,} deliveries written in {seconds:.1f} s", file=sys.stderr)
-            out["sqlite"] = {"deliveries": sqlite_size, "figures": await query_figures(store, count)}
+            out["sqlite"] = {"deliveries": sqlite_size, "figures": await query_figures(store, count, days)}
             await store.close()
-    if postgres_size:
+    out["postgres"] = []
+    for size in postgres_sizes:
         async with postgres_url() as url:
-            pg = PostgresHistory(url)
-            await pg.open()
-            seconds = await write_all(pg, batches(postgres_size, days=4, statuses=STATUS_MIX))
-            print(f"postgres: {postgres_size:,} deliveries written in {seconds:.1f} s", file=sys.stderr)
-            db = await asyncpg.connect(url)
-            await db.execute("ANALYZE")
-            await db.close()
-            out["postgres"] = {"deliveries": postgres_size, "figures": await query_figures(pg, count)}
-            await pg.close()
+            out["postgres"].append(await postgres_queries(url, size, days, count))
     return out
 
 
@@ -344,9 +335,11 @@ def main() -> None:
     sub.add_parser("redis").add_argument("--count", type=int, default=100_000)
     sub.add_parser("disk").add_argument("--count", type=int, default=50_000)
     q = sub.add_parser("queries")
-    q.add_argument("--postgres", type=int, default=300_000)
-    q.add_argument("--sqlite", type=int, default=100_000)
-    q.add_argument("--queries", type=int, default=200)
+    q.add_argument("--postgres", type=int, nargs="*", default=[300_000],
+                   help="one PostgreSQL database per size, filled server-side (see bench/history_fill.py)")
+    q.add_argument("--sqlite", type=int, default=100_000, help="0: none")
+    q.add_argument("--queries", type=int, default=200, help="timed calls per figure")
+    q.add_argument("--days", type=int, default=7, help="days the deliveries are spread over, ending now")
     lag_parser = sub.add_parser("lag")
     lag_parser.add_argument("--seconds", type=float, default=20)
     lag_parser.add_argument("--rate", type=int, default=400)
@@ -357,7 +350,7 @@ def main() -> None:
     elif args.what == "disk":
         result = asyncio.run(disk_bytes(args.count))
     elif args.what == "queries":
-        result = asyncio.run(queries(args.postgres, args.sqlite, args.queries))
+        result = asyncio.run(queries(args.postgres, args.sqlite, args.queries, args.days))
     else:
         result = asyncio.run(lag(args.seconds, args.rate, args.postgres))
     print(json.dumps({"machine": machine_facts(), "command": " ".join(sys.argv), **result}, indent=2))
