@@ -20,11 +20,12 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import pytest
 
+from core.errors import HistoryUnavailable
 from core.history import HistoryStore
 from core.history.postgres import PostgresHistory
+from core.history.postgres import admin as postgres_admin
 from core.history.sqlite import SqliteHistory
 from core.history.writer import HistoryWriter
 from core.settings import Settings
@@ -50,10 +51,9 @@ def _unavailable(reason: str) -> None:
 
 async def _try(url: str) -> bool:
     try:
-        db = await asyncpg.connect(url, timeout=3)
-    except (OSError, asyncpg.PostgresError, TimeoutError):
+        await postgres_admin.execute(url, "SELECT 1")
+    except HistoryUnavailable:
         return False
-    await db.close()
     return True
 
 
@@ -81,11 +81,7 @@ def postgres_url() -> Iterator[str]:
 
 
 async def _admin(url: str, statement: str) -> None:
-    db = await asyncpg.connect(url, timeout=5)
-    try:
-        await db.execute(statement)
-    finally:
-        await db.close()
+    await postgres_admin.execute(url, statement)
 
 
 def _own_cluster() -> Iterator[str]:

@@ -216,11 +216,7 @@ async def _record_future_version(url: str) -> None:
             db.execute("INSERT INTO hp_schema_migrations VALUES (9999, 'from_the_future', 0)")
             assert db.execute("SELECT count(*) FROM hp_schema_migrations WHERE version = 1").fetchone() == (1,)
         return
-    import asyncpg
+    from core.history.postgres import admin
 
-    db = await asyncpg.connect(url)
-    try:
-        assert await db.fetchval("SELECT count(*) FROM hp_schema_migrations WHERE version = 1") == 1
-        await db.execute("INSERT INTO hp_schema_migrations VALUES (9999, 'from_the_future', 0)")
-    finally:
-        await db.close()
+    assert await admin.fetch(url, "SELECT count(*) FROM hp_schema_migrations WHERE version = 1") == [(1,)]
+    await admin.execute(url, "INSERT INTO hp_schema_migrations VALUES (9999, 'from_the_future', 0)")
