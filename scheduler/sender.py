@@ -152,23 +152,23 @@ class Sender:
         Redis: a sliding log of the endpoint's sends in the last second, shared by every worker, that
         refuses one past ceil(rate/60) + 1. The permit's time (Redis's clock) is the send's recorded
         moment, so the bound holds on recorded send times whatever the workers' event loops do.
-        Permits are asked for in batches (scheduler/permits.py); a send books its local moment before
-        it asks, so several sends to one endpoint can wait for the same batch."""
+
+        One send at a time per endpoint asks (the gate's lock), so a stalled event loop cannot release
+        a bunch of them at once; permits of different endpoints share script calls
+        (scheduler/permits.py)."""
         gate = self._gates.setdefault(endpoint.id, _Gate())
         interval = endpoint.interval_ms / 1000
         bound = math.ceil(1000 / endpoint.interval_ms) + 1
-        send_id = f"{delivery.id}.{delivery.attempt}"
-        while True:
-            moment = max(time.time(), gate.next)
-            gate.next = moment + interval
-            wait = moment - time.time()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            granted, at_ms = await self._permits.take(endpoint.id, send_id, bound)
-            if granted:
-                return at_ms / 1000
-            # The endpoint's last second is full: nobody in this worker asks again before a place frees.
-            gate.next = max(gate.next, at_ms / 1000)
+        async with gate.lock:
+            while True:
+                wait = gate.last + interval - time.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                granted, at_ms = await self._permits.take(endpoint.id, f"{delivery.id}.{delivery.attempt}", bound)
+                if granted:
+                    gate.last = at_ms / 1000
+                    return gate.last
+                await asyncio.sleep(max(0.0, at_ms / 1000 - time.time()))
 
     def _next_state(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery, report: AttemptReport) -> Completion:
         """Turn an attempt's outcome into what happens next (the retry policy lives in delivery/)."""
@@ -275,7 +275,8 @@ class Sender:
 
 @dataclasses.dataclass
 class _Gate:
-    next: float = 0.0  # the earliest moment this worker's next send to the endpoint may ask (unix seconds)
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    last: float = 0.0  # when this worker last sent to the endpoint (unix seconds)
 
 
 def _reconnect_delays() -> Iterator[float]:

@@ -27,7 +27,7 @@ from core.store.outbox import OutboxStore
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZE = 2000
+BATCH_SIZE = 1000
 BLOCK_MS = 500
 # A batch starts at most this often unless the last one was full: the records of the interval gather
 # in one batch, so a delivery's 'delivering' and final states (usually milliseconds apart) are mostly
