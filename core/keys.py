@@ -55,13 +55,10 @@ Pump state (see scheduler/)
   hp:workers                  ZSET  worker_id -> last heartbeat ms (alive if within 3 pump intervals)
   hp:pump:stats               HASH  last_run_ms, last_window_start_ms, windows, sent_total ...
 
-Live-status indexes (the delivery log by filter is the history store's). Members are dids, every
-score is 0: read in lexical order, a did sorts by creation time, so the first member is the oldest.
-  hp:idx:dlv:st:{status}      ZSET  deliveries in a live status: pending, retrying, delivering
-  hp:idx:dlv:ep:{eid}:st:{status} ZSET the same per endpoint
-  Invariant: a live delivery is in exactly one hp:idx:dlv:st:* set (its status) and one ep/st set;
-  a terminal one is in none.
-  hp:backlog                  ZSET  eid -> queued (pending + retrying) deliveries, for "largest backlogs"
+Monitoring (there is no per-delivery index: the delivery log by filter is the history store's, and
+"oldest pending" is read from the due sets' heads, see store/lua/oldest_due.lua)
+  hp:backlog                  ZSET  eid -> queued (pending + retrying) deliveries, for "largest backlogs";
+                                    its members scored > 0 are the endpoints oldest_due.lua visits
   hp:ep:{eid}:actions         LIST  JSON operator actions on the endpoint, newest 100
   hp:bulk:{job_id}            HASH  a bulk retry's filter and progress. TTL 1 day
 
@@ -103,6 +100,10 @@ API keys and idempotency
   hp:keys                     ZSET  kid -> created_ms, for listing
   hp:idem:{principal}:{key}   STRING JSON {"hash": body sha256, "status": int, "body": response}.
                                     TTL `idempotency_ttl`
+
+Keys older versions wrote, no longer read or written (safe to delete after an upgrade)
+  hp:idx:dlv:st:{status}, hp:idx:dlv:ep:{eid}:st:{status}   the live-status indexes ("oldest pending" now
+                                    comes from the due sets' heads)
 """
 
 from __future__ import annotations
@@ -156,14 +157,6 @@ def pump_lease(worker_id: str) -> str:
 
 def pump_handover(worker_id: str) -> str:
     return f"hp:pump:handover:{worker_id}"
-
-
-def index_by_status(status: str) -> str:
-    return f"hp:idx:dlv:st:{status}"
-
-
-def index_by_endpoint_status(eid: str, status: str) -> str:
-    return f"hp:idx:dlv:ep:{eid}:st:{status}"
 
 
 def endpoint_actions(eid: str) -> str:

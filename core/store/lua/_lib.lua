@@ -1,11 +1,12 @@
 -- Shared prelude, prepended to every script by core/store/connection.py:load_script.
 --
 -- Status bookkeeping lives here so every script moves a delivery between statuses the same way:
--- the status indexes (hp:idx:dlv:st:*, hp:idx:dlv:ep:{eid}:st:*), the counters (hp:count,
--- hp:ep:{eid}:count) and hp:backlog always agree with the status field of hp:dlv:{did}.
+-- the counters (hp:count, hp:ep:{eid}:count) and hp:backlog always agree with the status field of
+-- hp:dlv:{did}. There is no per-status index of deliveries: the due sets hold the queued ones, the
+-- in-flight sets the delivering ones, and the history store answers the delivery log.
 --
--- Scripts handle deliveries in batches, so index moves and counter increments are collected in
--- `B` and written once per key at the end (`flush()`): one variadic ZADD/ZREM per index and one
+-- Scripts handle deliveries in batches, so set moves and counter increments are collected in
+-- `B` and written once per key at the end (`flush()`): one variadic ZADD/ZREM per set and one
 -- HINCRBY per counter instead of one command per delivery. Every script must call flush() last.
 --
 -- The history outbox: every change of a delivery appends a compact record to the stream hp:log in
@@ -116,21 +117,9 @@ local function flush()
   B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}, attempts = {}}
 end
 
--- Status index sets exist only for the live statuses (the delivery log itself is in the history
--- store); they are ordered by member (delivery ids sort by creation time): every score is 0.
-local LIVE = {pending = true, retrying = true, delivering = true}
-
 local function move_status(did, eid, from, to)
   log_delivery(did)
   if from == to then return end
-  if LIVE[from] then
-    zrem('hp:idx:dlv:st:' .. from, did)
-    zrem('hp:idx:dlv:ep:' .. eid .. ':st:' .. from, did)
-  end
-  if LIVE[to] then
-    zadd('hp:idx:dlv:st:' .. to, 0, did)
-    zadd('hp:idx:dlv:ep:' .. eid .. ':st:' .. to, 0, did)
-  end
   incr('hp:ep:' .. eid .. ':count', from, -1)
   incr('hp:ep:' .. eid .. ':count', to, 1)
   incr('hp:count', from, -1)

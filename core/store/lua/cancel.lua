@@ -1,7 +1,7 @@
 -- Cancel queued deliveries (pending or retrying): they become terminal and leave the due set.
 -- A delivery being sent right now cannot be cancelled (its request may already be on the wire).
 -- Keys touched: hp:dlv:{did}, hp:ep:{eid}:due, hp:active,
---   status indexes, counters and hp:backlog (via _lib).
+--   counters and hp:backlog (via _lib).
 -- ARGV: now_ms, action JSON, did... Returns per did: "cancelled", "delivering", "terminal", "missing".
 local now, action = tonumber(ARGV[1]), ARGV[2]
 local out, touched = {}, {}

@@ -1,7 +1,7 @@
 -- The pump's claim: for endpoints whose time has come, take due deliveries under a lease, each
 -- with a send slot spaced by the endpoint's pacing interval (GCRA with no burst allowance).
 -- Keys touched: hp:active, hp:ep:{eid}, hp:ep:{eid}:flow, hp:ep:{eid}:due, hp:ep:{eid}:inflight,
---   hp:leases, hp:dlv:{did}, hp:msg:{mid}, status indexes and counters (via _lib).
+--   hp:leases, hp:dlv:{did}, hp:msg:{mid}, counters and hp:backlog (via _lib).
 -- ARGV: now_ms, worker_id, lease_ms, horizon_ms, max_endpoints, max_deliveries
 -- Returns {endpoints, deliveries, next_ms, skipped}:
 --   endpoints: flat list, 8 per endpoint that got deliveries:

@@ -1,7 +1,7 @@
 -- Record finished attempts and move each delivery on, atomically, in one batch.
 -- Keys touched: hp:dlv:{did}, hp:log (attempt records, via _lib), hp:ep:{eid}:inflight, hp:leases,
 --   hp:ep:{eid}:due, hp:ep:{eid}, hp:ep:{eid}:flow, hp:ep:{eid}:pauses, hp:evt:*, hp:active,
---   hp:ep:{eid}:m:{minute}, hp:ep:{eid}:sent:{minute}, status indexes and counters (via _lib).
+--   hp:ep:{eid}:m:{minute}, hp:ep:{eid}:sent:{minute}, counters and hp:backlog (via _lib).
 -- ARGV[1]: now_ms, ARGV[2]: JSON array of results, each
 --   [did, attempt number, outcome, due_ms, status code ("" if none), error ("" if none),
 --    attempt record JSON ("" for a release), pause reason ("" unless overloaded), started_ms (0 if unknown)]

@@ -1,6 +1,6 @@
--- Ingest messages atomically: idempotency check, fan-out, message + deliveries + indexes + counters.
+-- Ingest messages atomically: idempotency check, fan-out, message + deliveries + due sets + counters.
 -- Keys touched: hp:idem:*, hp:ep:{eid}, hp:evt:{type}, hp:evt-all, hp:msg:{mid}, hp:dlv:{did},
---   hp:ep:{eid}:due, hp:active, hp:idx:dlv:*st:pending, hp:ep:{eid}:count, hp:count, hp:log; publishes hp:wake.
+--   hp:ep:{eid}:due, hp:active, hp:ep:{eid}:count, hp:count, hp:backlog, hp:log; publishes hp:wake.
 -- ARGV[1]: JSON {now, idem_key ("" for none), idem_hash, idem_ttl_ms,
 --                messages: [{id, event_type, endpoint_ids (array or null), trace}]}
 -- ARGV[2..n+1]: each message's payload as compact JSON, in order.
@@ -59,9 +59,6 @@ for i, m in ipairs(req.messages) do
     if enabled[eid] == nil then
       enabled[eid] = redis.call('HGET', 'hp:ep:' .. eid, 'enabled') == '1'
     end
-    -- Live-status indexes are ordered by member (ids sort by creation time), so every score is 0.
-    zadd('hp:idx:dlv:st:pending', 0, did)
-    zadd('hp:idx:dlv:ep:' .. eid .. ':st:pending', 0, did)
     incr('hp:ep:' .. eid .. ':count', 'pending', 1)
     incr('hp:count', 'pending', 1)
     incr('hp:backlog', eid, 1)

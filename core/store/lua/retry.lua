@@ -3,7 +3,7 @@
 -- due now instead ("try now"; its budget and attempt count are kept).
 -- Either way it still passes through the pump (pace, pause, max_in_flight): a retry never bypasses it.
 -- Keys touched: hp:dlv:{did}, hp:ep:{eid}:due, hp:msg:{mid},
---   hp:active, status indexes, counters and hp:backlog (via _lib); publishes hp:wake.
+--   hp:active, counters and hp:backlog (via _lib); publishes hp:wake.
 -- ARGV: now_ms, action JSON (who/when/what, appended to each delivery's actions), hasten ("1"/"0"), did...
 -- Returns one word per did: "queued", "hastened" (pending/retrying made due now), "already_queued"
 -- (delivering, or pending/retrying without hasten), "missing", or "message_gone" (its payload has
