@@ -32,12 +32,21 @@ Messages and deliveries
                                     the ingest request, or ""). No TTL; removed with the last of its
                                     deliveries Redis forgets (the history store keeps the message: ingest
                                     appended it to hp:log), brought back by restore.lua for a retry.
-  hp:dlv:{did}                HASH  mid, eid, event_type, status, attempts, created_ms, updated_ms, due_ms,
-                                    last_code, last_error, v (history version, see hp:log), trigger
-                                    ("manual" from an operator's retry until that attempt is recorded,
-                                    else "scheduled"), worker, lease_ms. Only while live: once a terminal
-                                    state is committed to the history store, forget.lua deletes it
-                                    (restore.lua brings it back from the history for a manual retry).
+  hp:dlv:{did}                HASH  eid, status, attempts (absent: 0), updated_ms, due_ms (absent once
+                                    terminal), last_code, last_error (absent until there is one),
+                                    v (history version, see hp:log), budget_ms (when the retry budget
+                                    started, set by an operator's retry; absent: at creation), trigger
+                                    ("manual" from an operator's retry until that attempt is recorded;
+                                    absent: "scheduled"), worker and lease_ms (set by a claim).
+                                    Nothing the ids or the message say is stored again: did is
+                                    dlv_{core}_{n}, the n-th delivery of message msg_{core}, and both ids
+                                    carry the creation time (core/ids.py); the event type is the message's.
+                                    Every value stays short so the hash keeps Redis's compact listpack
+                                    encoding (hash-max-listpack-value, default 64 bytes; a last_error
+                                    longer than that only costs that delivery more). Only while live:
+                                    once a terminal state is committed to the history store, forget.lua
+                                    deletes it (restore.lua brings it back from the history for a
+                                    manual retry).
   Attempt records and operator actions on deliveries are not kept in Redis: they go through hp:log
   to the history store (core/history), which also answers the delivery log.
 

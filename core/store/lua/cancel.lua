@@ -8,7 +8,7 @@ local out, touched = {}, {}
 for i = 3, #ARGV do
   local did = ARGV[i]
   local dkey = 'hp:dlv:' .. did
-  local d = redis.call('HMGET', dkey, 'eid', 'status', 'created_ms')
+  local d = redis.call('HMGET', dkey, 'eid', 'status')
   if not d[1] then
     out[#out + 1] = 'missing'
   elseif d[2] == 'delivering' then

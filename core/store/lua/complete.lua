@@ -60,9 +60,11 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
         redis.call('ZREM', 'hp:ep:' .. eid .. ':due', did)
       end
       -- A manual retry's attempt has been made: later attempts are the pump's own.
-      if d[4] == 'manual' and outcome ~= 'released' then redis.call('HSET', dkey, 'trigger', 'scheduled') end
-      if code ~= '' then redis.call('HSET', dkey, 'last_code', code, 'last_error', err)
-      elseif err ~= '' then redis.call('HSET', dkey, 'last_error', err) end
+      if d[4] == 'manual' and outcome ~= 'released' then redis.call('HDEL', dkey, 'trigger') end
+      -- An answer replaces the last error (an empty one is not stored).
+      if code ~= '' then redis.call('HSET', dkey, 'last_code', code) end
+      if err ~= '' then redis.call('HSET', dkey, 'last_error', err)
+      elseif code ~= '' then redis.call('HDEL', dkey, 'last_error') end
       if outcome == 'succeeded' then
         finish(did, eid, status, 'succeeded', now)
         count_minute(eid, now, 'succeeded')

@@ -10,10 +10,10 @@ local forgotten = 0
 for i = 2, #ARGV, 2 do
   local did, version = ARGV[i], tonumber(ARGV[i + 1])
   local dkey = 'hp:dlv:' .. did
-  local d = redis.call('HMGET', dkey, 'status', 'v', 'mid')
+  local d = redis.call('HMGET', dkey, 'status', 'v')
   if d[1] and ENDED[d[1]] and (tonumber(d[2]) or 0) <= version then
     redis.call('DEL', dkey, dkey .. ':attempts', dkey .. ':actions')  -- the lists: keys older versions wrote
-    local mkey = 'hp:msg:' .. d[3]
+    local mkey = 'hp:msg:' .. message_of(did)
     if redis.call('EXISTS', mkey) == 1 and redis.call('HINCRBY', mkey, 'remaining', -1) <= 0 then
       redis.call('DEL', mkey)
     end

@@ -51,9 +51,9 @@ for i, m in ipairs(req.messages) do
   for j, eid in ipairs(targets[i]) do
     local did = 'dlv_' .. core .. '_' .. j
     dids[#dids + 1] = did
-    redis.call('HSET', 'hp:dlv:' .. did,
-      'mid', mid, 'eid', eid, 'event_type', m.event_type, 'status', 'pending', 'attempts', 0,
-      'created_ms', now, 'updated_ms', now, 'due_ms', now, 'budget_ms', now, 'trigger', 'scheduled')
+    -- Only what did, mid and the message do not say (core/keys.py): no attempts yet, the retry
+    -- budget starts at creation, the trigger is the pump's.
+    redis.call('HSET', 'hp:dlv:' .. did, 'eid', eid, 'status', 'pending', 'updated_ms', now, 'due_ms', now)
     zadd('hp:ep:' .. eid .. ':due', now, did)
     log_delivery(did)
     if enabled[eid] == nil then

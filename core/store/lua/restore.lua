@@ -4,7 +4,8 @@
 -- Keys touched: hp:dlv:{did}, hp:msg:{mid}.
 -- ARGV[1]: JSON array of {id, mid, eid, event_type, status, attempts, created_ms, updated_ms,
 --   last_code, last_error, version, message: {event_type, payload, created_ms, trace, deliveries} or
---   absent}. Returns the ids restored.
+--   absent}; the delivery hash keeps only what the ids and the message do not say (core/keys.py).
+--   Returns the ids restored.
 local ENDED = {succeeded = true, failed = true, cancelled = true}
 local restored = {}
 for _, r in ipairs(cjson.decode(ARGV[1])) do
@@ -16,10 +17,10 @@ for _, r in ipairs(cjson.decode(ARGV[1])) do
       'deliveries', m.deliveries, 'remaining', 0, 'trace', m.trace)
   end
   if ENDED[r.status] and redis.call('EXISTS', dkey) == 0 and redis.call('EXISTS', mkey) == 1 then
-    redis.call('HSET', dkey, 'mid', r.mid, 'eid', r.eid, 'event_type', r.event_type, 'status', r.status,
-      'attempts', r.attempts, 'created_ms', r.created_ms, 'updated_ms', r.updated_ms, 'due_ms', '',
-      'budget_ms', r.updated_ms, 'trigger', 'scheduled', 'last_code', r.last_code, 'last_error', r.last_error,
-      'v', r.version)
+    redis.call('HSET', dkey, 'eid', r.eid, 'status', r.status, 'attempts', r.attempts,
+      'updated_ms', r.updated_ms, 'v', r.version)
+    if r.last_code ~= '' and r.last_code ~= cjson.null then redis.call('HSET', dkey, 'last_code', r.last_code) end
+    if r.last_error ~= '' and r.last_error ~= cjson.null then redis.call('HSET', dkey, 'last_error', r.last_error) end
     redis.call('HINCRBY', mkey, 'remaining', 1)
     redis.call('PERSIST', mkey)
     restored[#restored + 1] = r.id
