@@ -52,7 +52,7 @@ def message_id_of(did: str) -> str:
     return "msg_" + did[4:].rsplit("_", 1)[0]
 
 
-def delivery_ids(mid: str, fanout: int) -> tuple[str, ...]:
+def delivery_ids_of(mid: str, fanout: int) -> tuple[str, ...]:
     """A message's delivery ids, in fan-out order (ingest numbers them from 1)."""
     return tuple(f"dlv_{mid[4:]}_{n}" for n in range(1, fanout + 1))
 

@@ -27,11 +27,16 @@ Endpoints
   hp:evt-all                  SET   eids of *enabled* endpoints with no filter (they get every event)
 
 Messages and deliveries
-  hp:msg:{mid}                HASH  event_type, payload (compact JSON), created_ms, deliveries (comma list),
-                                    remaining (deliveries of it still in Redis), trace (W3C traceparent of
-                                    the ingest request, or ""). No TTL; removed with the last of its
-                                    deliveries Redis forgets (the history store keeps the message: ingest
-                                    appended it to hp:log), brought back by restore.lua for a retry.
+  hp:msg:{mid}                HASH  event_type, fanout (how many deliveries ingest made: dlv_{core}_1 ..
+                                    dlv_{core}_{fanout}), remaining (deliveries of it still in Redis), trace
+                                    (W3C traceparent of the ingest request; absent when none). Its creation
+                                    time is its id's. No TTL; removed with the last of its deliveries Redis
+                                    forgets (the history store keeps the message: ingest appended it to
+                                    hp:log), brought back by restore.lua for a retry. A message with no
+                                    delivery expires after `retention`, with its payload.
+  hp:msg:{mid}:payload        STRING the payload (compact JSON, exactly the bytes signed and sent), beside
+                                    its hash and removed with it: inside the hash it would push the hash out
+                                    of the listpack encoding (values up to 64 bytes) and cost ~400 B more.
   hp:dlv:{did}                HASH  eid, status, attempts (absent: 0), updated_ms, due_ms (absent once
                                     terminal), last_code, last_error (absent until there is one),
                                     v (history version, see hp:log), budget_ms (when the retry budget
@@ -138,6 +143,10 @@ def event_type(name: str) -> str:
 
 def message(mid: str) -> str:
     return f"hp:msg:{mid}"
+
+
+def message_payload(mid: str) -> str:
+    return f"hp:msg:{mid}:payload"
 
 
 def delivery(did: str) -> str:

@@ -1,7 +1,7 @@
 -- The pump's claim: for endpoints whose time has come, take due deliveries under a lease, each
 -- with a send slot spaced by the endpoint's pacing interval (GCRA with no burst allowance).
 -- Keys touched: hp:active, hp:ep:{eid}, hp:ep:{eid}:flow, hp:ep:{eid}:due, hp:ep:{eid}:inflight,
---   hp:leases, hp:dlv:{did}, hp:msg:{mid}, counters and hp:backlog (via _lib).
+--   hp:leases, hp:dlv:{did}, hp:msg:{mid}, hp:msg:{mid}:payload, counters and hp:backlog (via _lib).
 -- ARGV: now_ms, worker_id, lease_ms, horizon_ms, max_endpoints, max_deliveries
 -- Returns {endpoints, deliveries, next_ms, skipped}:
 --   endpoints: flat list, 8 per endpoint that got deliveries:
@@ -85,7 +85,10 @@ for _, eid in ipairs(eids) do
         -- endpoint, missed slot) must still go out as the operator's manual retry.
         redis.call('HSET', dkey, 'status', 'delivering', 'attempts', number, 'updated_ms', now,
           'worker', worker, 'lease_ms', expiry)
-        local msg = redis.call('HMGET', 'hp:msg:' .. message_of(did), 'payload', 'event_type', 'trace')
+        local mkey = 'hp:msg:' .. message_of(did)
+        local msg = redis.call('HMGET', mkey, 'payload', 'event_type', 'trace')
+        -- (field `payload`: a message an older version wrote kept its payload in its hash)
+        msg[1] = redis.call('GET', mkey .. ':payload') or msg[1]
         local base = #dl_out
         dl_out[base + 1] = did
         dl_out[base + 2] = eid
