@@ -34,11 +34,12 @@ import asyncpg
 
 from bench.memory import PAYLOAD_BYTES, create_endpoints, fill, used_memory
 from bench.processes import free_port, machine_facts, start_redis, stop
+from core import keys
 from core.history import AttemptRecord, DeliveryState, HistoryBatch, HistoryStore
 from core.history.postgres import PostgresHistory
 from core.history.sqlite import SqliteHistory
 from core.history.writer import HistoryWriter
-from core.ids import lower_bound
+from core.ids import lower_bound, message_id_of
 from core.models import DeliveryFilter, DeliveryStatus
 from core.settings import Settings
 from core.store import Actor, NewMessage, Store, create_store
@@ -116,6 +117,7 @@ async def redis_bytes(count: int) -> dict[str, Any]:
                 await drain(store, history)
                 pending = await used_memory(store) - base
                 dids = [d.id for d in (await history.list_deliveries(DeliveryFilter(), limit=count, cursor=None))[0]]
+                parts = await breakdown(store, eids, dids, pending)
                 for start in range(0, len(dids), 1000):
                     await store.operations.cancel(dids[start:start + 1000], Actor("bench"))
                 await drain(store, history)
@@ -131,10 +133,37 @@ async def redis_bytes(count: int) -> dict[str, Any]:
         "deliveries": written,
         "pending_with_undrained_outbox_bytes": round(with_outbox / written - PAYLOAD_BYTES),
         "pending_beyond_payload_bytes": round(pending / written - PAYLOAD_BYTES),
+        "pending_breakdown_bytes": parts,
         "finished_after_drain_bytes": round(finished / written),
         "keys_left_after_drain": keys,
         "payload_bytes": PAYLOAD_BYTES,
     }
+
+
+async def breakdown(store: Store, eids: list[str], dids: list[str], used_bytes: int) -> dict[str, int]:
+    """Bytes per pending delivery by key, from MEMORY USAGE (which counts a key's name and its entry
+    in the key table): the per-delivery keys averaged over 500 deliveries spread over the backlog,
+    the due sets whole; "rest" is what no key accounts for (the key table's buckets, allocator
+    rounding, the few per-endpoint keys)."""
+    sample = dids[:: max(1, len(dids) // 500)]
+
+    async def mean(names: list[str]) -> float:
+        pipe = store.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.memory_usage(name, samples=0)
+        sizes = await pipe.execute()
+        return sum(size or 0 for size in sizes) / len(names)
+
+    mids = [message_id_of(did) for did in sample]
+    parts = {
+        "delivery hash hp:dlv:{did}": await mean([keys.delivery(did) for did in sample]),
+        "message hash hp:msg:{mid}": await mean([keys.message(mid) for mid in mids]),
+        "payload string hp:msg:{mid}:payload, with the payload":
+            await mean([keys.message_payload(mid) for mid in mids]),
+        "due-set entry hp:ep:{eid}:due": await mean([keys.due(eid) for eid in eids]) * len(eids) / len(dids),
+    }
+    parts["rest"] = used_bytes / len(dids) - sum(parts.values())
+    return {name: round(size) for name, size in parts.items()}
 
 
 # --- disk bytes ------------------------------------------------------------------------------------
