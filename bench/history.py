@@ -2,7 +2,7 @@
 has drained, disk bytes per delivery with one attempt (PostgreSQL and SQLite), delivery-log query
 latency at size, and outbox lag under load.
 
-    python -m bench.history redis --count 100000
+    python -m bench.history redis --count 100000 [--build-limit 120]
     python -m bench.history disk --count 50000
     python -m bench.history queries --postgres 300000 --sqlite 100000
     python -m bench.history lag --seconds 20 --rate 400 [--postgres]
@@ -103,7 +103,7 @@ async def drain(store: Store, history: HistoryStore) -> None:
 # --- Redis bytes -----------------------------------------------------------------------------------
 
 
-async def redis_bytes(count: int) -> dict[str, Any]:
+async def redis_bytes(count: int, build_limit: float = 120.0) -> dict[str, Any]:
     async with private_redis() as url:
         store = await create_store(Settings(redis_url=url))
         with tempfile.TemporaryDirectory() as directory:
@@ -112,7 +112,7 @@ async def redis_bytes(count: int) -> dict[str, Any]:
             try:
                 eids = await create_endpoints(store)
                 base = await used_memory(store)
-                written = await fill(store, eids, count, limit=120)
+                written = await fill(store, eids, count, limit=build_limit)
                 with_outbox = await used_memory(store) - base
                 await drain(store, history)
                 pending = await used_memory(store) - base
@@ -370,7 +370,9 @@ async def lag_on(seconds: float, rate: int, database_url: str) -> dict[str, Any]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    sub.add_parser("redis").add_argument("--count", type=int, default=100_000)
+    redis_parser = sub.add_parser("redis")
+    redis_parser.add_argument("--count", type=int, default=100_000)
+    redis_parser.add_argument("--build-limit", type=float, default=120, help="seconds at most to build the backlog")
     sub.add_parser("disk").add_argument("--count", type=int, default=50_000)
     q = sub.add_parser("queries")
     q.add_argument("--postgres", type=int, default=300_000)
@@ -382,7 +384,7 @@ def main() -> None:
     lag_parser.add_argument("--postgres", action="store_true", help="history in PostgreSQL (default SQLite)")
     args = parser.parse_args()
     if args.what == "redis":
-        result = asyncio.run(redis_bytes(args.count))
+        result = asyncio.run(redis_bytes(args.count, args.build_limit))
     elif args.what == "disk":
         result = asyncio.run(disk_bytes(args.count))
     elif args.what == "queries":

@@ -26,6 +26,7 @@ for _, r in ipairs(cjson.decode(ARGV[1])) do
     if r.last_error ~= '' and r.last_error ~= cjson.null then redis.call('HSET', dkey, 'last_error', r.last_error) end
     redis.call('HINCRBY', mkey, 'remaining', 1)
     redis.call('PERSIST', mkey)
+    redis.call('PERSIST', mkey .. ':payload')
     restored[#restored + 1] = r.id
   end
 end
