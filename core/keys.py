@@ -47,8 +47,9 @@ Messages and deliveries
                                     dlv_{core}_{n}, the n-th delivery of message msg_{core}, and both ids
                                     carry the creation time (core/ids.py); the event type is the message's.
                                     Every value stays short so the hash keeps Redis's compact listpack
-                                    encoding (hash-max-listpack-value, default 64 bytes; a last_error
-                                    longer than that only costs that delivery more). Only while live:
+                                    encoding (ziplist on Redis 6.2; values up to hash-max-listpack-value,
+                                    default 64 bytes; a longer last_error only costs that delivery more,
+                                    ~400 B, as a hashtable). Only while live:
                                     once a terminal state is committed to the history store, forget.lua
                                     deletes it (restore.lua brings it back from the history for a
                                     manual retry).

@@ -191,8 +191,9 @@ async def test_a_pending_delivery_is_stored_in_compact_hashes_that_the_api_reads
     assert set(await store.redis.hgetall(keys.delivery(did))) == {"eid", "status", "updated_ms", "due_ms", "v"}
     assert await store.redis.hgetall(keys.message(mid)) == {
         "event_type": "order.paid", "fanout": "1", "remaining": "1", "trace": trace}
-    assert await store.redis.object("encoding", keys.delivery(did)) == "listpack"
-    assert await store.redis.object("encoding", keys.message(mid)) == "listpack"
+    compact = {"listpack", "ziplist"}  # Redis 7, Redis 6.2 (the embedded server `hookpump dev` may run)
+    assert await store.redis.object("encoding", keys.delivery(did)) in compact
+    assert await store.redis.object("encoding", keys.message(mid)) in compact
     delivery = (await client.get(f"/v1/deliveries/{did}", headers=ADMIN)).json()["delivery"]
     assert (delivery["message_id"], delivery["event_type"], delivery["created_at"]) == (
         mid, "order.paid", iso(accepted.messages[0]["created_ms"]))
