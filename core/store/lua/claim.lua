@@ -6,7 +6,7 @@
 -- Returns {endpoints, deliveries, next_ms, skipped}:
 --   endpoints: flat list, 8 per endpoint that got deliveries:
 --     eid, url, headers JSON, secrets JSON, trace flag, updated_ms, backoff_level, pacing interval (ms)
---   deliveries: flat list, 8 per delivery:
+--   deliveries: flat list, 9 per delivery:
 --     did, eid, attempt number, slot_ms, budget_ms ("" when the budget starts at creation), trigger,
 --     event_type, payload, trace (the message id and the creation time are the caller's to read from did)
 --   next_ms: the earliest score left in hp:active ("" if none); skipped: endpoints visited but held back.
