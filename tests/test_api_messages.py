@@ -3,12 +3,14 @@ reading a message back, and the keys the pump reads."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from core import keys
+from core.ids import new_id
 from core.models import iso
 from core.settings import Settings
 from core.store import NewMessage, Store
@@ -209,3 +211,29 @@ async def test_payload_is_stored_as_compact_json(client: httpx.AsyncClient, stor
     )
     mid = response.json()["id"]
     assert await store.redis.get(keys.message_payload(mid)) == '{"k":[1,2],"t":"\u00e9"}'
+
+
+async def test_a_message_and_delivery_an_older_version_wrote_are_still_sent_and_read(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    """Redis may hold deliveries from before the compact layout when hookpump is upgraded: the
+    payload inside the message hash, the ids as a list, fields the ids now say."""
+    eid = (await create_endpoint(client))["id"]
+    now = int(time.time() * 1000)
+    mid = new_id("msg", now)
+    did = f"dlv_{mid[4:]}_1"
+    await store.redis.hset(keys.message(mid), mapping={
+        "event_type": "order.paid", "payload": '{"old":true}', "created_ms": now, "deliveries": did,
+        "remaining": 1, "trace": ""})
+    await store.redis.hset(keys.delivery(did), mapping={
+        "mid": mid, "eid": eid, "event_type": "order.paid", "status": "pending", "attempts": 0, "created_ms": now,
+        "updated_ms": now, "due_ms": now, "budget_ms": now, "trigger": "scheduled", "v": 1})
+    await store.redis.zadd(keys.due(eid), {did: now})
+    await store.redis.zadd(keys.ACTIVE, {eid: now})
+    message = (await client.get(f"/v1/messages/{mid}", headers=ADMIN)).json()
+    assert message["payload"] == {"old": True} and [d["id"] for d in message["deliveries"]] == [did]
+    claim = await store.pump.claim("w", horizon_ms=200, max_endpoints=10, max_deliveries=10)
+    [claimed] = claim.deliveries
+    assert (claimed.id, claimed.message_id, claimed.payload_json, claimed.event_type, claimed.trigger) == (
+        did, mid, '{"old":true}', "order.paid", "scheduled")
+    assert claimed.budget_start_ms == now and claimed.attempt == 1
