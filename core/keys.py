@@ -49,10 +49,9 @@ Messages and deliveries
                                     Every value stays short so the hash keeps Redis's compact listpack
                                     encoding (ziplist on Redis 6.2; values up to hash-max-listpack-value,
                                     default 64 bytes; a longer last_error only costs that delivery more,
-                                    ~400 B, as a hashtable). Only while live:
-                                    once a terminal state is committed to the history store, forget.lua
-                                    deletes it (restore.lua brings it back from the history for a
-                                    manual retry).
+                                    ~400 B, as a hashtable). Only while live: once a terminal state is
+                                    committed to the history store, forget.lua deletes it (restore.lua
+                                    brings it back from the history for a manual retry).
   Attempt records and operator actions on deliveries are not kept in Redis: they go through hp:log
   to the history store (core/history), which also answers the delivery log.
 
