@@ -2,7 +2,7 @@
 has drained, disk bytes per delivery with one attempt (PostgreSQL and SQLite), delivery-log query
 latency at size, and outbox lag under load.
 
-    python -m bench.history redis --count 100000
+    python -m bench.history redis --count 100000 [--build-limit 120]
     python -m bench.history disk --count 50000
     python -m bench.history queries --postgres 300000 10000000 --sqlite 100000
     python -m bench.history lag --seconds 20 --rate 400 [--postgres]
@@ -34,11 +34,13 @@ from typing import Any
 from bench.history_fill import RECORD, batches, endpoint_id, event_type, fill_postgres
 from bench.memory import PAYLOAD_BYTES, create_endpoints, fill, used_memory
 from bench.processes import free_port, machine_facts, start_redis, stop
+from core import keys
 from core.history import HistoryBatch, HistoryStore
 from core.history.postgres import PostgresHistory
 from core.history.postgres.admin import execute, fetch, scratch_database
 from core.history.sqlite import SqliteHistory
 from core.history.writer import HistoryWriter
+from core.ids import message_id_of
 from core.models import DeliveryFilter, DeliveryStatus
 from core.settings import Settings
 from core.store import Actor, NewMessage, Store, create_store
@@ -78,7 +80,7 @@ async def drain(store: Store, history: HistoryStore) -> None:
 # --- Redis bytes -----------------------------------------------------------------------------------
 
 
-async def redis_bytes(count: int) -> dict[str, Any]:
+async def redis_bytes(count: int, build_limit: float = 120.0) -> dict[str, Any]:
     async with private_redis() as url:
         store = await create_store(Settings(redis_url=url))
         with tempfile.TemporaryDirectory() as directory:
@@ -87,11 +89,12 @@ async def redis_bytes(count: int) -> dict[str, Any]:
             try:
                 eids = await create_endpoints(store)
                 base = await used_memory(store)
-                written = await fill(store, eids, count, limit=120)
+                written = await fill(store, eids, count, limit=build_limit)
                 with_outbox = await used_memory(store) - base
                 await drain(store, history)
                 pending = await used_memory(store) - base
                 dids = [d.id for d in (await history.list_deliveries(DeliveryFilter(), limit=count, cursor=None))[0]]
+                parts = await breakdown(store, eids, dids, pending)
                 for start in range(0, len(dids), 1000):
                     await store.operations.cancel(dids[start:start + 1000], Actor("bench"))
                 await drain(store, history)
@@ -107,10 +110,37 @@ async def redis_bytes(count: int) -> dict[str, Any]:
         "deliveries": written,
         "pending_with_undrained_outbox_bytes": round(with_outbox / written - PAYLOAD_BYTES),
         "pending_beyond_payload_bytes": round(pending / written - PAYLOAD_BYTES),
+        "pending_breakdown_bytes": parts,
         "finished_after_drain_bytes": round(finished / written),
         "keys_left_after_drain": keys,
         "payload_bytes": PAYLOAD_BYTES,
     }
+
+
+async def breakdown(store: Store, eids: list[str], dids: list[str], used_bytes: int) -> dict[str, int]:
+    """Bytes per pending delivery by key, from MEMORY USAGE (which counts a key's name and its entry
+    in the key table): the per-delivery keys averaged over 500 deliveries spread over the backlog,
+    the due sets whole; "rest" is what no key accounts for (the key table's buckets, allocator
+    rounding, the few per-endpoint keys)."""
+    sample = dids[:: max(1, len(dids) // 500)]
+
+    async def mean(names: list[str]) -> float:
+        pipe = store.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.memory_usage(name, samples=0)
+        sizes = await pipe.execute()
+        return sum(size or 0 for size in sizes) / len(names)
+
+    mids = [message_id_of(did) for did in sample]
+    parts = {
+        "delivery hash hp:dlv:{did}": await mean([keys.delivery(did) for did in sample]),
+        "message hash hp:msg:{mid}": await mean([keys.message(mid) for mid in mids]),
+        "payload string hp:msg:{mid}:payload, with the payload":
+            await mean([keys.message_payload(mid) for mid in mids]),
+        "due-set entry hp:ep:{eid}:due": await mean([keys.due(eid) for eid in eids]) * len(eids) / len(dids),
+    }
+    parts["rest"] = used_bytes / len(dids) - sum(parts.values())
+    return {name: round(size) for name, size in parts.items()}
 
 
 # --- disk bytes ------------------------------------------------------------------------------------
@@ -332,7 +362,9 @@ async def lag_on(seconds: float, rate: int, database_url: str) -> dict[str, Any]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="what", required=True)
-    sub.add_parser("redis").add_argument("--count", type=int, default=100_000)
+    redis_parser = sub.add_parser("redis")
+    redis_parser.add_argument("--count", type=int, default=100_000)
+    redis_parser.add_argument("--build-limit", type=float, default=120, help="seconds at most to build the backlog")
     sub.add_parser("disk").add_argument("--count", type=int, default=50_000)
     q = sub.add_parser("queries")
     q.add_argument("--postgres", type=int, nargs="*", default=[300_000],
@@ -346,7 +378,7 @@ def main() -> None:
     lag_parser.add_argument("--postgres", action="store_true", help="history in PostgreSQL (default SQLite)")
     args = parser.parse_args()
     if args.what == "redis":
-        result = asyncio.run(redis_bytes(args.count))
+        result = asyncio.run(redis_bytes(args.count, args.build_limit))
     elif args.what == "disk":
         result = asyncio.run(disk_bytes(args.count))
     elif args.what == "queries":

@@ -180,8 +180,8 @@ def result(hookpump: Weight, plain: Weight, arq: Weight, seconds: float, command
         f"({hookpump.count / max(seconds, 1e-9):,.0f} msg/s through store.messages.ingest, batches of {BATCH})",
         f"list {plain.count:,} items: {plain.per_item:,.0f} B each; arq {arq.count:,} jobs: {arq.per_item:,.0f} B "
         "each (the arq job also carries the URL and secret, as a team's job would)",
-        "hookpump keeps per pending delivery: the message hash, the delivery hash, its due-set entry, its entries "
-        "in the live-status indexes (by status, by endpoint and status) and, since no history writer runs here, its "
+        "hookpump keeps per pending delivery: the message hash and its payload string, the delivery hash, its "
+        "due-set entry and, since no history writer runs here, its "
         "records in the history outbox (hp:log); `python -m bench.history redis` weighs it with the outbox drained",
     ]
     return res

@@ -47,6 +47,16 @@ def created_ms(ident: str) -> int:
     return value
 
 
+def message_id_of(did: str) -> str:
+    """The message a delivery belongs to: `dlv_<core>_<n>` is the n-th delivery of `msg_<core>`."""
+    return "msg_" + did[4:].rsplit("_", 1)[0]
+
+
+def delivery_ids_of(mid: str, fanout: int) -> tuple[str, ...]:
+    """A message's delivery ids, in fan-out order (ingest numbers them from 1)."""
+    return tuple(f"dlv_{mid[4:]}_{n}" for n in range(1, fanout + 1))
+
+
 def lower_bound(prefix: str, ms: int) -> str:
     """The smallest id of `prefix` created at or after `ms`, for lexical range queries."""
     return f"{prefix}_{_base32(ms, 10)}"

@@ -27,17 +27,31 @@ Endpoints
   hp:evt-all                  SET   eids of *enabled* endpoints with no filter (they get every event)
 
 Messages and deliveries
-  hp:msg:{mid}                HASH  event_type, payload (compact JSON), created_ms, deliveries (comma list),
-                                    remaining (deliveries of it still in Redis), trace (W3C traceparent of
-                                    the ingest request, or ""). No TTL; removed with the last of its
-                                    deliveries Redis forgets (the history store keeps the message: ingest
-                                    appended it to hp:log), brought back by restore.lua for a retry.
-  hp:dlv:{did}                HASH  mid, eid, event_type, status, attempts, created_ms, updated_ms, due_ms,
-                                    last_code, last_error, v (history version, see hp:log), trigger
-                                    ("manual" from an operator's retry until that attempt is recorded,
-                                    else "scheduled"), worker, lease_ms. Only while live: once a terminal
-                                    state is committed to the history store, forget.lua deletes it
-                                    (restore.lua brings it back from the history for a manual retry).
+  hp:msg:{mid}                HASH  event_type, fanout (how many deliveries ingest made: dlv_{core}_1 ..
+                                    dlv_{core}_{fanout}), remaining (deliveries of it still in Redis), trace
+                                    (W3C traceparent of the ingest request; absent when none). Its creation
+                                    time is its id's. No TTL; removed with the last of its deliveries Redis
+                                    forgets (the history store keeps the message: ingest appended it to
+                                    hp:log), brought back by restore.lua for a retry. A message with no
+                                    delivery expires after `retention`, with its payload.
+  hp:msg:{mid}:payload        STRING the payload (compact JSON, exactly the bytes signed and sent), beside
+                                    its hash and removed with it: inside the hash it would push the hash out
+                                    of the listpack encoding (values up to 64 bytes) and cost ~400 B more.
+  hp:dlv:{did}                HASH  eid, status, attempts (absent: 0), updated_ms, due_ms (absent once
+                                    terminal), last_code, last_error (absent until there is one),
+                                    v (history version, see hp:log), budget_ms (when the retry budget
+                                    started, set by an operator's retry; absent: at creation), trigger
+                                    ("manual" from an operator's retry until that attempt is recorded;
+                                    absent: "scheduled"), worker and lease_ms (set by a claim).
+                                    Nothing the ids or the message say is stored again: did is
+                                    dlv_{core}_{n}, the n-th delivery of message msg_{core}, and both ids
+                                    carry the creation time (core/ids.py); the event type is the message's.
+                                    Every value stays short so the hash keeps Redis's compact listpack
+                                    encoding (ziplist on Redis 6.2; values up to hash-max-listpack-value,
+                                    default 64 bytes; a longer last_error only costs that delivery more,
+                                    ~400 B, as a hashtable). Only while live: once a terminal state is
+                                    committed to the history store, forget.lua deletes it (restore.lua
+                                    brings it back from the history for a manual retry).
   Attempt records and operator actions on deliveries are not kept in Redis: they go through hp:log
   to the history store (core/history), which also answers the delivery log.
 
@@ -55,13 +69,10 @@ Pump state (see scheduler/)
   hp:workers                  ZSET  worker_id -> last heartbeat ms (alive if within 3 pump intervals)
   hp:pump:stats               HASH  last_run_ms, last_window_start_ms, windows, sent_total ...
 
-Live-status indexes (the delivery log by filter is the history store's). Members are dids, every
-score is 0: read in lexical order, a did sorts by creation time, so the first member is the oldest.
-  hp:idx:dlv:st:{status}      ZSET  deliveries in a live status: pending, retrying, delivering
-  hp:idx:dlv:ep:{eid}:st:{status} ZSET the same per endpoint
-  Invariant: a live delivery is in exactly one hp:idx:dlv:st:* set (its status) and one ep/st set;
-  a terminal one is in none.
-  hp:backlog                  ZSET  eid -> queued (pending + retrying) deliveries, for "largest backlogs"
+Monitoring (there is no per-delivery index: the delivery log by filter is the history store's, and
+"oldest pending" is read from the due sets' heads, see store/lua/oldest_due.lua)
+  hp:backlog                  ZSET  eid -> queued (pending + retrying) deliveries, for "largest backlogs";
+                                    its members scored > 0 are the endpoints oldest_due.lua visits
   hp:ep:{eid}:actions         LIST  JSON operator actions on the endpoint, newest 100
   hp:bulk:{job_id}            HASH  a bulk retry's filter and progress. TTL 1 day
 
@@ -103,6 +114,10 @@ API keys and idempotency
   hp:keys                     ZSET  kid -> created_ms, for listing
   hp:idem:{principal}:{key}   STRING JSON {"hash": body sha256, "status": int, "body": response}.
                                     TTL `idempotency_ttl`
+
+Keys older versions wrote, no longer read or written (safe to delete after an upgrade)
+  hp:idx:dlv:st:{status}, hp:idx:dlv:ep:{eid}:st:{status}   the live-status indexes ("oldest pending" now
+                                    comes from the due sets' heads)
 """
 
 from __future__ import annotations
@@ -128,6 +143,10 @@ def event_type(name: str) -> str:
 
 def message(mid: str) -> str:
     return f"hp:msg:{mid}"
+
+
+def message_payload(mid: str) -> str:
+    return f"hp:msg:{mid}:payload"
 
 
 def delivery(did: str) -> str:
@@ -156,14 +175,6 @@ def pump_lease(worker_id: str) -> str:
 
 def pump_handover(worker_id: str) -> str:
     return f"hp:pump:handover:{worker_id}"
-
-
-def index_by_status(status: str) -> str:
-    return f"hp:idx:dlv:st:{status}"
-
-
-def index_by_endpoint_status(eid: str, status: str) -> str:
-    return f"hp:idx:dlv:ep:{eid}:st:{status}"
 
 
 def endpoint_actions(eid: str) -> str:

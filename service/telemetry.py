@@ -78,7 +78,7 @@ class ApiTelemetry:
             ("hookpump.queue.deliveries", "{delivery}", "Stored deliveries by status"),
             ("hookpump.queue.backlog", "{delivery}", "Deliveries waiting to be sent (pending and retrying)"),
             ("hookpump.queue.in_flight", "{delivery}", "Deliveries claimed by a worker and not yet reported"),
-            ("hookpump.queue.oldest_pending_age", "s", "Age of the oldest waiting delivery"),
+            ("hookpump.queue.oldest_pending_age", "s", "How long the longest-waiting due delivery has waited"),
             ("hookpump.queue.endpoints_ready", "{endpoint}", "Endpoints that may send now"),
             ("hookpump.queue.pump_lag", "s", "How late the last reporting pump window started after its tick"),
             ("hookpump.queue.pump_last_run_age", "s", "Time since any worker's pump last reported from a run"),

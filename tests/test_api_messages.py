@@ -3,14 +3,17 @@ reading a message back, and the keys the pump reads."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from core import keys
+from core.ids import new_id
+from core.models import iso
 from core.settings import Settings
-from core.store import Store
+from core.store import NewMessage, Store
 from tests.api import ADMIN, api_client, assert_problem, create_endpoint, snapshot
 
 MISSING_ENDPOINT = "ep_00000000000000000000000000"
@@ -96,7 +99,7 @@ async def test_idempotent_repeat_replays_the_first_answer_and_stores_nothing(
     assert again.headers["idempotent-replayed"] == "true"
     assert again.json() == first.json()
     assert await snapshot(store) == before
-    assert len(await store.redis.keys("hp:msg:*")) == 1
+    assert len(await store.redis.keys("hp:msg:*")) == 2  # the message's hash and its payload
 
 
 async def test_idempotency_key_reused_with_another_body_is_409(client: httpx.AsyncClient, store: Store) -> None:
@@ -178,6 +181,28 @@ async def test_accepted_delivery_is_where_the_pump_looks(client: httpx.AsyncClie
     assert await store.redis.hget(keys.delivery(did), "status") == "pending"
 
 
+async def test_a_pending_delivery_is_stored_in_compact_hashes_that_the_api_reads_back(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    """Redis memory per pending delivery (issue 10): nothing the ids or the message already say is
+    stored twice, and both hashes keep the listpack encoding (the payload is a string of its own)."""
+    eid = (await create_endpoint(client))["id"]
+    trace = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    accepted = await store.messages.ingest([NewMessage("order.paid", '{"n":"' + "x" * 300 + '"}', [eid], trace)])
+    mid, did = accepted.messages[0]["id"], accepted.messages[0]["deliveries"][0]["id"]
+    assert set(await store.redis.hgetall(keys.delivery(did))) == {"eid", "status", "updated_ms", "due_ms", "v"}
+    assert await store.redis.hgetall(keys.message(mid)) == {
+        "event_type": "order.paid", "fanout": "1", "remaining": "1", "trace": trace}
+    compact = {"listpack", "ziplist"}  # Redis 7, Redis 6.2 (the embedded server `hookpump dev` may run)
+    assert await store.redis.object("encoding", keys.delivery(did)) in compact
+    assert await store.redis.object("encoding", keys.message(mid)) in compact
+    delivery = (await client.get(f"/v1/deliveries/{did}", headers=ADMIN)).json()["delivery"]
+    assert (delivery["message_id"], delivery["event_type"], delivery["created_at"]) == (
+        mid, "order.paid", iso(accepted.messages[0]["created_ms"]))
+    message = (await client.get(f"/v1/messages/{mid}", headers=ADMIN)).json()
+    assert message["payload"] == {"n": "x" * 300} and [d["id"] for d in message["deliveries"]] == [did]
+
+
 async def test_payload_is_stored_as_compact_json(client: httpx.AsyncClient, store: Store) -> None:
     await create_endpoint(client)
     response = await client.post(
@@ -185,4 +210,30 @@ async def test_payload_is_stored_as_compact_json(client: httpx.AsyncClient, stor
         headers={**ADMIN, "Content-Type": "application/json; charset=utf-8"},
     )
     mid = response.json()["id"]
-    assert await store.redis.hget(keys.message(mid), "payload") == '{"k":[1,2],"t":"\u00e9"}'
+    assert await store.redis.get(keys.message_payload(mid)) == '{"k":[1,2],"t":"\u00e9"}'
+
+
+async def test_a_message_and_delivery_an_older_version_wrote_are_still_sent_and_read(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    """Redis may hold deliveries from before the compact layout when hookpump is upgraded: the
+    payload inside the message hash, the ids as a list, fields the ids now say."""
+    eid = (await create_endpoint(client))["id"]
+    now = int(time.time() * 1000)
+    mid = new_id("msg", now)
+    did = f"dlv_{mid[4:]}_1"
+    await store.redis.hset(keys.message(mid), mapping={
+        "event_type": "order.paid", "payload": '{"old":true}', "created_ms": now, "deliveries": did,
+        "remaining": 1, "trace": ""})
+    await store.redis.hset(keys.delivery(did), mapping={
+        "mid": mid, "eid": eid, "event_type": "order.paid", "status": "pending", "attempts": 0, "created_ms": now,
+        "updated_ms": now, "due_ms": now, "budget_ms": now, "trigger": "scheduled", "v": 1})
+    await store.redis.zadd(keys.due(eid), {did: now})
+    await store.redis.zadd(keys.ACTIVE, {eid: now})
+    message = (await client.get(f"/v1/messages/{mid}", headers=ADMIN)).json()
+    assert message["payload"] == {"old": True} and [d["id"] for d in message["deliveries"]] == [did]
+    claim = await store.pump.claim("w", horizon_ms=200, max_endpoints=10, max_deliveries=10)
+    [claimed] = claim.deliveries
+    assert (claimed.id, claimed.message_id, claimed.payload_json, claimed.event_type, claimed.trigger) == (
+        did, mid, '{"old":true}', "order.paid", "scheduled")
+    assert claimed.budget_start_ms == now and claimed.attempt == 1

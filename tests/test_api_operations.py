@@ -159,7 +159,7 @@ async def test_retry_of_an_expired_message_or_unknown_delivery_is_refused(
     eid = await make_endpoint(store, NOWHERE)
     [did] = await send(store, 1, endpoint_ids=[eid])
     assert (await client.post(f"/v1/deliveries/{did}/cancel", headers=ADMIN)).status_code == 200
-    await store.redis.delete(f"hp:msg:msg_{did[4:30]}")  # as retention would
+    await store.redis.delete(f"hp:msg:msg_{did[4:30]}", f"hp:msg:msg_{did[4:30]}:payload")  # as retention would
     before = await snapshot(store)
     assert "expired" in assert_problem(await client.post(f"/v1/deliveries/{did}/retry", headers=ADMIN), 409)["detail"]
     assert await snapshot(store) == before

@@ -13,9 +13,10 @@ import pytest
 from aiohttp import web
 
 from core.history import create_history_store
+from core.ids import created_ms
 from core.models import DeliveryFilter, iso
 from core.settings import Settings
-from core.store import Store
+from core.store import Actor, Completion, Store
 from tests.api import ADMIN, api_client, assert_matches_contract, assert_problem
 from tests.history_db import caught_up
 from tests.pumping import make_endpoint, running_worker, send
@@ -160,3 +161,30 @@ async def test_an_empty_queue_and_unknown_endpoints(client: httpx.AsyncClient) -
     for path in ("/v1/endpoints/ep_00000000000000000000000000/stats", "/v1/endpoints/nope/stats"):
         assert_problem(await client.get(path, headers=ADMIN), 404)
     assert_problem(await client.get("/v1/queue?verbose=1", headers=ADMIN), 422)
+
+
+async def test_oldest_pending_is_the_longest_wait_of_a_due_delivery_and_skips_later_retries(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    held = await make_endpoint(store, NOWHERE, enabled=False)
+    later = await make_endpoint(store, NOWHERE)
+    first, *_ = await send(store, 3, endpoint_ids=[held])
+    [retried] = await send(store, 1, endpoint_ids=[later])
+    # Never delayed: due since its creation, which its id carries.
+    created = created_ms(first)
+    stats = (await client.get(f"/v1/endpoints/{held}/stats", headers=ADMIN)).json()
+    assert_matches_contract(stats, "EndpointStats")
+    assert stats["oldest_pending_at"] == iso(created) and stats["oldest_pending_age_seconds"] >= 0
+    # A delivery waiting for a retry an hour away is not waiting for the pump: it does not count.
+    claim = await store.pump.claim("w", horizon_ms=200, max_endpoints=10, max_deliveries=10)
+    assert [d.id for d in claim.deliveries] == [retried]
+    await store.pump.complete([Completion(retried, 1, "retry", due_ms=int(time.time() * 1000) + 3_600_000,
+                                          status_code=500, record={"outcome": "retry"}, started_ms=1)])
+    stats = (await client.get(f"/v1/endpoints/{later}/stats", headers=ADMIN)).json()
+    assert stats["backlog"] == 1 and stats["oldest_pending_at"] is None and stats["oldest_pending_age_seconds"] is None
+    overview = (await client.get("/v1/queue", headers=ADMIN)).json()
+    assert_matches_contract(overview, "QueueOverview")
+    assert overview["backlog"] == 4 and overview["oldest_pending_at"] == iso(created)
+    await store.operations.cancel(await store.redis.zrange(f"hp:ep:{held}:due", 0, -1), Actor("k"))
+    overview = (await client.get("/v1/queue", headers=ADMIN)).json()
+    assert overview["backlog"] == 1 and overview["oldest_pending_at"] is None

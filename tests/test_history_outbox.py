@@ -241,7 +241,7 @@ async def test_a_finished_delivery_leaves_redis_and_comes_back_for_a_manual_retr
             await wait_until(lambda: _received(receiver, 1))
             await caught_up(store, settings)
             # Redis keeps only live state: nothing of the finished delivery or its message is left.
-            assert await store.redis.exists(f"hp:dlv:{did}", f"hp:msg:{mid}") == 0
+            assert await store.redis.exists(f"hp:dlv:{did}", f"hp:msg:{mid}", f"hp:msg:{mid}:payload") == 0
             async with api_client(settings) as client:
                 message = (await client.get(f"/v1/messages/{mid}", headers=ADMIN)).json()
                 assert message["payload"] == json.loads(payload)

@@ -276,7 +276,7 @@ async def test_metrics_route_serves_prometheus_text_with_queue_gauges(
             assert before["hookpump_endpoint_backlog"] == {(("endpoint_id", busy),): 3, (("endpoint_id", quiet),): 0}
             assert_problem(await client.get("/readyz"), 503)
 
-            queued = await store.redis.zrange("hp:idx:dlv:st:pending", 0, -1)
+            queued = await store.redis.zrange(f"hp:ep:{busy}:due", 0, -1)
             async with running_worker(settings, telemetry):
                 await settled(store, settings, queued, {"succeeded": 3})
                 ready = await client.get("/readyz")

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from core import keys
 from core.errors import NotFound
+from core.ids import created_ms, message_id_of
 from core.models import Delivery, DeliveryStatus
 from core.store.connection import Redis
 
-# The hash fields a Delivery is built from (see core/keys.py for the whole layout).
-FIELDS = ["mid", "eid", "event_type", "status", "attempts", "created_ms", "updated_ms", "due_ms",
-          "last_code", "last_error"]
+# The hash fields a Delivery is built from (see core/keys.py for the whole layout). The rest is not
+# stored with it: the id says its message and creation time, the message its event type.
+FIELDS = ["eid", "status", "attempts", "updated_ms", "due_ms", "last_code", "last_error"]
 
 
 class DeliveryStore:
@@ -34,22 +35,24 @@ class DeliveryStore:
         pipe = self._redis.pipeline(transaction=False)
         for did in dids:
             pipe.hmget(keys.delivery(did), FIELDS)
-        rows = await pipe.execute()
-        return [_from_row(did, row) for did, row in zip(dids, rows, strict=True) if row[0] is not None]
+            pipe.hget(keys.message(message_id_of(did)), "event_type")
+        replies = await pipe.execute()
+        rows = zip(dids, replies[0::2], replies[1::2], strict=True)
+        return [_from_row(did, row, event_type) for did, row, event_type in rows if row[0] is not None]
 
 
-def _from_row(did: str, row: list[str | None]) -> Delivery:
-    mid, eid, event_type, status, attempts, created, updated, due, last_code, last_error = row
+def _from_row(did: str, row: list[str | None], event_type: str | None) -> Delivery:
+    eid, status, attempts, updated, due, last_code, last_error = row
     return Delivery(
         id=did,
-        message_id=mid or "",
+        message_id=message_id_of(did),
         endpoint_id=eid or "",
         event_type=event_type or "",
         status=DeliveryStatus(str(status)),
         attempts=int(attempts or 0),
-        created_at_ms=int(created or 0),
+        created_at_ms=created_ms(did),
         updated_at_ms=int(updated or 0),
-        # Terminal deliveries have due_ms "" (they are due nowhere).
+        # Terminal deliveries have no due_ms (they are due nowhere).
         next_attempt_at_ms=int(float(due)) if due else None,
         last_status_code=int(last_code) if last_code else None,
         last_error=last_error or None,

@@ -9,9 +9,9 @@ from typing import Any
 from core import keys
 from core.clock import now_ms
 from core.errors import Conflict, InvalidInput, NotFound
-from core.ids import new_id
+from core.ids import created_ms, delivery_ids_of, new_id
 from core.models import Message
-from core.store.connection import Redis, hgetall, load_script
+from core.store.connection import Redis, load_script
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,17 +70,27 @@ class MessageStore:
         for message in accepted:
             if not isinstance(message["deliveries"], list):  # cjson turns [] into {}
                 message["deliveries"] = []
+            # The creation time a message is read back with is its id's (core/keys.py); the id can
+            # be a millisecond past `now` when ids made in one millisecond keep their order.
+            message["created_ms"] = created_ms(message["id"])
         return Accepted(messages=accepted, replayed=bool(reply.get("replay")))
 
     async def get(self, mid: str) -> Message:
-        raw = await hgetall(self._redis, keys.message(mid))
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.hgetall(keys.message(mid))
+        pipe.get(keys.message_payload(mid))
+        raw, payload = await pipe.execute()
         if not raw:
             raise NotFound("message", mid)
+        if "fanout" in raw:
+            delivery_ids = delivery_ids_of(mid, int(raw["fanout"]))
+        else:  # written by an older version: the ids as a comma list, the payload in the hash
+            delivery_ids = tuple(d for d in raw.get("deliveries", "").split(",") if d)
         return Message(
             id=mid,
             event_type=raw["event_type"],
-            payload_json=raw["payload"],
-            created_at_ms=int(raw["created_ms"]),
-            delivery_ids=tuple(d for d in raw.get("deliveries", "").split(",") if d),
+            payload_json=payload if payload is not None else raw["payload"],
+            created_at_ms=created_ms(mid),
+            delivery_ids=delivery_ids,
             trace=raw.get("trace", ""),
         )

@@ -1,7 +1,8 @@
 """Monitoring from Redis's live state: endpoint stats, the queue overview, counts by status.
 
-Every answer reads counters and live-status indexes kept by the Lua scripts. The delivery log itself
-(deliveries by filter, attempts, actions) is in the history store: core/history/log.py.
+Every answer reads counters and the pump's own sets (due, in flight, active) kept by the Lua
+scripts; nothing here costs memory per delivery. The delivery log itself (deliveries by filter,
+attempts, actions) is in the history store: core/history/log.py.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from typing import Any
 from core import keys
 from core.clock import now_ms
 from core.errors import NotFound
-from core.ids import created_ms
 from core.models import QUEUED, DeliveryFilter, DeliveryStatus
 from core.pacing import Pace, pace_from_flow
-from core.store.connection import Redis, hgetall, typed
+from core.store.connection import Redis, hgetall, load_script, typed
 from core.store.deliveries import DeliveryStore
 
 OUTCOMES = ("succeeded", "failed", "retrying", "overloaded")
@@ -33,6 +33,7 @@ class MonitoringStore:
     def __init__(self, client: Redis, deliveries: DeliveryStore) -> None:
         self._redis = client
         self._deliveries = deliveries
+        self._oldest_due = load_script(client, "oldest_due", preludes=())
 
     async def count_estimate(self, wanted: DeliveryFilter) -> int | None:
         """How many deliveries match, when the status counters answer exactly (endpoint and/or
@@ -58,16 +59,16 @@ class MonitoringStore:
         pipe.zcount(keys.due(eid), "-inf", now)
         pipe.zcard(keys.inflight(eid))
         pipe.hgetall(keys.endpoint_flow(eid))
-        for status in ("pending", "retrying"):
-            pipe.zrangebylex(keys.index_by_endpoint_status(eid, status), "-", "+", start=0, num=1)
+        # "Oldest pending": the due set's head if it is due, the longest-waiting due delivery (oldest_due.lua).
+        pipe.zrangebyscore(keys.due(eid), "-inf", now, start=0, num=1, withscores=True)
         for m in range(minute - 59, minute + 1):
             pipe.hmget(keys.endpoint_minute(eid, m), list(OUTCOMES))
         results = await pipe.execute()
         (url, rate, deleted, enabled, disabled_reason, min_rate), counts, due_now, in_flight, flow = results[:5]
         if url is None or deleted == "1":
             raise NotFound("endpoint", eid)
-        oldest = [ids[0] for ids in results[5:7] if ids]
-        buckets = [[int(v or 0) for v in row] for row in results[7:]]
+        head = results[5]
+        buckets = [[int(v or 0) for v in row] for row in results[6:]]
         elapsed = (now % 60000) / 60000
         # Sliding minute: this minute so far plus the unelapsed share of the previous one.
         last_minute = [round(cur + prev * (1 - elapsed)) for prev, cur in zip(buckets[-2], buckets[-1], strict=True)]
@@ -79,7 +80,7 @@ class MonitoringStore:
         paused = paused_until > now or enabled != "1"
         hour = dict(zip(OUTCOMES, last_hour, strict=True))
         attempts_hour = sum(hour.values())
-        oldest_ms = min((created_ms(d) for d in oldest), default=None)
+        oldest_ms = int(head[0][1]) if head else None
         return {
             "endpoint_id": eid,
             "backlog": backlog,
@@ -114,15 +115,14 @@ class MonitoringStore:
         alive_since = now - int(3 * pump_interval * 1000)
         pipe = self._redis.pipeline(transaction=False)
         pipe.hgetall(keys.COUNTS)
-        for status in ("pending", "retrying"):
-            pipe.zrangebylex(keys.index_by_status(status), "-", "+", start=0, num=1)
         pipe.zrevrangebyscore(keys.BACKLOG, "+inf", 1, start=0, num=top, withscores=True)
         pipe.hgetall(keys.PUMP_STATS)
         pipe.zremrangebyscore(keys.WORKERS, "-inf", now - 86_400_000)
         pipe.zrangebyscore(keys.WORKERS, alive_since, "+inf", withscores=True)
         pipe.zcount(keys.ACTIVE, "-inf", now)
-        counts, pending, retrying, largest, pump, _, workers, ready = await pipe.execute()
-        oldest = min((created_ms(ids[0]) for ids in (pending, retrying) if ids), default=None)
+        counts, largest, pump, _, workers, ready = await pipe.execute()
+        oldest_raw = await self._oldest_due(args=[now])
+        oldest = int(oldest_raw) if oldest_raw is not None else None
         last_run = int(pump["last_run_ms"]) if pump.get("last_run_ms") else None
         return {
             "counts": {s.value: int(counts.get(s.value, 0)) for s in DeliveryStatus},

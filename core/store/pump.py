@@ -12,6 +12,7 @@ from typing import Any
 
 from core import keys
 from core.clock import now_ms
+from core.ids import created_ms, message_id_of
 from core.store.connection import Redis, load_script, typed
 
 
@@ -92,22 +93,23 @@ class PumpStore:
                 backoff_level=int(level),
                 interval_ms=float(interval),
             )
-        deliveries = [
-            ClaimedDelivery(
-                id=dl_raw[i],
-                endpoint_id=dl_raw[i + 1],
-                message_id=dl_raw[i + 2],
-                attempt=int(dl_raw[i + 3]),
-                slot_ms=int(dl_raw[i + 4]),
-                budget_start_ms=int(dl_raw[i + 5]),
-                trigger=dl_raw[i + 6],
-                event_type=dl_raw[i + 7],
-                payload_json=dl_raw[i + 8],
-                message_created_ms=int(dl_raw[i + 9]),
-                trace=dl_raw[i + 10],
-            )
-            for i in range(0, len(dl_raw), 11)
-        ]
+        deliveries = []
+        for i in range(0, len(dl_raw), 9):
+            did, eid, attempt, slot, budget, trigger, event_type, payload, trace = dl_raw[i : i + 9]
+            created = created_ms(did)  # a delivery id carries its message's id and creation time
+            deliveries.append(ClaimedDelivery(
+                id=did,
+                endpoint_id=eid,
+                message_id=message_id_of(did),
+                attempt=int(attempt),
+                slot_ms=int(slot),
+                budget_start_ms=int(budget) if budget else created,
+                trigger=trigger,
+                event_type=event_type,
+                payload_json=payload,
+                message_created_ms=created,
+                trace=trace,
+            ))
         next_ms = int(float(next_raw)) if next_raw else None
         return Claim(endpoints, deliveries, next_ms, int(skipped))
 

@@ -90,7 +90,8 @@ def show(session: Session, endpoint_id: str) -> None:
     ratio = stats["success_ratio"]
     session.output.fields([
         *endpoint_fields_shown(endpoint),
-        ("backlog", f"{stats['backlog']} ({stats['due_now']} due now, oldest {relative(stats['oldest_pending_at'])})"),
+        ("backlog", f"{stats['backlog']} ({stats['due_now']} due now, longest wait "
+                    f"{duration(stats['oldest_pending_age_seconds'])})"),
         ("in flight", stats["in_flight"]),
         ("pace", f"{rate(stats['effective_rate_per_minute'])} of {rate(stats['rate_limit_per_minute'])}"),
         ("paused", pause_text(stats["paused"], stats["pause_reason"], stats["paused_until"])),

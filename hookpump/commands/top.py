@@ -84,7 +84,7 @@ def render(
     pump = overview["pump"]
     header = Text.assemble(
         ("hookpump top", "bold"), f"   backlog {overview['backlog']}",
-        f"   oldest {duration(overview['oldest_pending_age_seconds'])}",
+        f"   longest wait {duration(overview['oldest_pending_age_seconds'])}",
         f"   delivering {counts.get('delivering', 0)}   succeeded {counts.get('succeeded', 0)}",
         f"   failed {counts.get('failed', 0)}   workers {len(overview['workers'])}",
         ("   pump LATE" if pump.get("late") else f"   pump ran {duration(pump.get('seconds_since_last_run'))}",

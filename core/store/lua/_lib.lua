@@ -1,11 +1,12 @@
 -- Shared prelude, prepended to every script by core/store/connection.py:load_script.
 --
 -- Status bookkeeping lives here so every script moves a delivery between statuses the same way:
--- the status indexes (hp:idx:dlv:st:*, hp:idx:dlv:ep:{eid}:st:*), the counters (hp:count,
--- hp:ep:{eid}:count) and hp:backlog always agree with the status field of hp:dlv:{did}.
+-- the counters (hp:count, hp:ep:{eid}:count) and hp:backlog always agree with the status field of
+-- hp:dlv:{did}. There is no per-status index of deliveries: the due sets hold the queued ones, the
+-- in-flight sets the delivering ones, and the history store answers the delivery log.
 --
--- Scripts handle deliveries in batches, so index moves and counter increments are collected in
--- `B` and written once per key at the end (`flush()`): one variadic ZADD/ZREM per index and one
+-- Scripts handle deliveries in batches, so set moves and counter increments are collected in
+-- `B` and written once per key at the end (`flush()`): one variadic ZADD/ZREM per set and one
 -- HINCRBY per counter instead of one command per delivery. Every script must call flush() last.
 --
 -- The history outbox: every change of a delivery appends a compact record to the stream hp:log in
@@ -19,8 +20,14 @@
 
 local B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}, attempts = {}}
 local LOG = 'hp:log'
-local LOG_FIELDS = {'mid', 'eid', 'event_type', 'status', 'attempts', 'updated_ms', 'due_ms', 'last_code', 'last_error'}
+local LOG_FIELDS = {'eid', 'status', 'attempts', 'updated_ms', 'due_ms', 'last_code', 'last_error'}
 local QUEUED = {pending = true, retrying = true}
+
+-- A delivery's hash keeps only what its id and its message do not say (core/keys.py): `dlv_<core>_<n>`
+-- is the n-th delivery of message `msg_<core>`, and both ids carry their creation time.
+local function message_of(did)
+  return 'msg_' .. string.match(did, '^dlv_(.+)_%d+$')
+end
 
 local function incr(key, field, n)
   local h = B.incr[key]
@@ -79,6 +86,7 @@ local function flush_log()
       redis.call('XADD', LOG, '*', 'k', 'a', 'i', did, 'e', a[1], 'n', a[2], 't', a[3], 'r', a[4])
     end
   end
+  local event_types = {}  -- mid -> event_type: a message's deliveries share it
   for did in pairs(B.log) do
     local dkey = 'hp:dlv:' .. did
     local d = redis.call('HMGET', dkey, unpack(LOG_FIELDS))
@@ -86,13 +94,19 @@ local function flush_log()
     local a = list and list[#list]
     if d[1] then
       local v = redis.call('HINCRBY', dkey, 'v', 1)
-      if a and a[1] == d[2] then
-        redis.call('XADD', LOG, '*', 'k', 'd', 'i', did, 'm', d[1], 'e', d[2], 'y', d[3], 's', d[4], 'n', d[5] or 0,
-          'u', d[6] or 0, 'w', d[7] or '', 'c', d[8] or '', 'x', d[9] or '', 'v', v, 'an', a[2], 'at', a[3], 'ar', a[4])
+      local mid = message_of(did)
+      local y = event_types[mid]
+      if not y then
+        y = redis.call('HGET', 'hp:msg:' .. mid, 'event_type') or ''
+        event_types[mid] = y
+      end
+      if a and a[1] == d[1] then
+        redis.call('XADD', LOG, '*', 'k', 'd', 'i', did, 'm', mid, 'e', d[1], 'y', y, 's', d[2], 'n', d[3] or 0,
+          'u', d[4] or 0, 'w', d[5] or '', 'c', d[6] or '', 'x', d[7] or '', 'v', v, 'an', a[2], 'at', a[3], 'ar', a[4])
         a = nil
       else
-        redis.call('XADD', LOG, '*', 'k', 'd', 'i', did, 'm', d[1], 'e', d[2], 'y', d[3], 's', d[4], 'n', d[5] or 0,
-          'u', d[6] or 0, 'w', d[7] or '', 'c', d[8] or '', 'x', d[9] or '', 'v', v)
+        redis.call('XADD', LOG, '*', 'k', 'd', 'i', did, 'm', mid, 'e', d[1], 'y', y, 's', d[2], 'n', d[3] or 0,
+          'u', d[4] or 0, 'w', d[5] or '', 'c', d[6] or '', 'x', d[7] or '', 'v', v)
       end
     end
     if a then
@@ -116,21 +130,9 @@ local function flush()
   B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}, attempts = {}}
 end
 
--- Status index sets exist only for the live statuses (the delivery log itself is in the history
--- store); they are ordered by member (delivery ids sort by creation time): every score is 0.
-local LIVE = {pending = true, retrying = true, delivering = true}
-
 local function move_status(did, eid, from, to)
   log_delivery(did)
   if from == to then return end
-  if LIVE[from] then
-    zrem('hp:idx:dlv:st:' .. from, did)
-    zrem('hp:idx:dlv:ep:' .. eid .. ':st:' .. from, did)
-  end
-  if LIVE[to] then
-    zadd('hp:idx:dlv:st:' .. to, 0, did)
-    zadd('hp:idx:dlv:ep:' .. eid .. ':st:' .. to, 0, did)
-  end
   incr('hp:ep:' .. eid .. ':count', from, -1)
   incr('hp:ep:' .. eid .. ':count', to, 1)
   incr('hp:count', from, -1)
@@ -160,7 +162,8 @@ end
 -- writer has committed this final state (forget.lua).
 local function finish(did, eid, from, to, now)
   move_status(did, eid, from, to)
-  redis.call('HSET', 'hp:dlv:' .. did, 'status', to, 'due_ms', '', 'updated_ms', now, 'ended_ms', now)
+  redis.call('HSET', 'hp:dlv:' .. did, 'status', to, 'updated_ms', now)
+  redis.call('HDEL', 'hp:dlv:' .. did, 'due_ms')  -- due nowhere
 end
 
 -- Take a delivery out of the in-flight bookkeeping.

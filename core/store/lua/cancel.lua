@@ -1,14 +1,14 @@
 -- Cancel queued deliveries (pending or retrying): they become terminal and leave the due set.
 -- A delivery being sent right now cannot be cancelled (its request may already be on the wire).
 -- Keys touched: hp:dlv:{did}, hp:ep:{eid}:due, hp:active,
---   status indexes, counters and hp:backlog (via _lib).
+--   counters and hp:backlog (via _lib).
 -- ARGV: now_ms, action JSON, did... Returns per did: "cancelled", "delivering", "terminal", "missing".
 local now, action = tonumber(ARGV[1]), ARGV[2]
 local out, touched = {}, {}
 for i = 3, #ARGV do
   local did = ARGV[i]
   local dkey = 'hp:dlv:' .. did
-  local d = redis.call('HMGET', dkey, 'eid', 'status', 'created_ms')
+  local d = redis.call('HMGET', dkey, 'eid', 'status')
   if not d[1] then
     out[#out + 1] = 'missing'
   elseif d[2] == 'delivering' then

@@ -1,13 +1,14 @@
 -- The pump's claim: for endpoints whose time has come, take due deliveries under a lease, each
 -- with a send slot spaced by the endpoint's pacing interval (GCRA with no burst allowance).
 -- Keys touched: hp:active, hp:ep:{eid}, hp:ep:{eid}:flow, hp:ep:{eid}:due, hp:ep:{eid}:inflight,
---   hp:leases, hp:dlv:{did}, hp:msg:{mid}, status indexes and counters (via _lib).
+--   hp:leases, hp:dlv:{did}, hp:msg:{mid}, hp:msg:{mid}:payload, counters and hp:backlog (via _lib).
 -- ARGV: now_ms, worker_id, lease_ms, horizon_ms, max_endpoints, max_deliveries
 -- Returns {endpoints, deliveries, next_ms, skipped}:
 --   endpoints: flat list, 8 per endpoint that got deliveries:
 --     eid, url, headers JSON, secrets JSON, trace flag, updated_ms, backoff_level, pacing interval (ms)
---   deliveries: flat list, 11 per delivery:
---     did, eid, mid, attempt number, slot_ms, budget_ms, trigger, event_type, payload, msg created_ms, trace
+--   deliveries: flat list, 9 per delivery:
+--     did, eid, attempt number, slot_ms, budget_ms ("" when the budget starts at creation), trigger,
+--     event_type, payload, trace (the message id and the creation time are the caller's to read from did)
 --   next_ms: the earliest score left in hp:active ("" if none); skipped: endpoints visited but held back.
 -- Invariant kept: a claimed delivery leaves the due set and enters the in-flight set and hp:leases,
 -- with the same expiry (slot + lease), in this one step.
@@ -77,27 +78,27 @@ for _, eid in ipairs(eids) do
         in_flight_args[#in_flight_args + 1] = did
         zadd('hp:leases', expiry, did)
         local dkey = 'hp:dlv:' .. did
-        local d = redis.call('HMGET', dkey, 'mid', 'status', 'attempts', 'budget_ms', 'trigger',
-          'created_ms', 'event_type')
-        local number = (tonumber(d[3]) or 0) + 1
-        move_status(did, eid, d[2], 'delivering')
+        local d = redis.call('HMGET', dkey, 'status', 'attempts', 'budget_ms', 'trigger')
+        local number = (tonumber(d[2]) or 0) + 1
+        move_status(did, eid, d[1], 'delivering')
         -- The trigger stays until complete.lua records an attempt: a claim released unsent (paused
         -- endpoint, missed slot) must still go out as the operator's manual retry.
         redis.call('HSET', dkey, 'status', 'delivering', 'attempts', number, 'updated_ms', now,
           'worker', worker, 'lease_ms', expiry)
-        local msg = redis.call('HMGET', 'hp:msg:' .. d[1], 'payload', 'created_ms', 'trace')
+        local mkey = 'hp:msg:' .. message_of(did)
+        local msg = redis.call('HMGET', mkey, 'payload', 'event_type', 'trace')
+        -- (field `payload`: a message an older version wrote kept its payload in its hash)
+        msg[1] = redis.call('GET', mkey .. ':payload') or msg[1]
         local base = #dl_out
         dl_out[base + 1] = did
         dl_out[base + 2] = eid
-        dl_out[base + 3] = d[1]
-        dl_out[base + 4] = tostring(number)
-        dl_out[base + 5] = tostring(slot)
-        dl_out[base + 6] = d[4] or d[6]
-        dl_out[base + 7] = d[5] or 'scheduled'
-        dl_out[base + 8] = d[7]
-        dl_out[base + 9] = msg[1] or 'null'
-        dl_out[base + 10] = msg[2] or d[6]
-        dl_out[base + 11] = msg[3] or ''
+        dl_out[base + 3] = tostring(number)
+        dl_out[base + 4] = tostring(slot)
+        dl_out[base + 5] = d[3] or ''
+        dl_out[base + 6] = d[4] or 'scheduled'
+        dl_out[base + 7] = msg[2] or ''
+        dl_out[base + 8] = msg[1] or 'null'
+        dl_out[base + 9] = msg[3] or ''
       end
       if #in_flight_args > 0 then redis.call('ZADD', key .. ':inflight', unpack(in_flight_args)) end
       local new_tat = tat + #dids * interval

@@ -1,7 +1,7 @@
 -- Record finished attempts and move each delivery on, atomically, in one batch.
 -- Keys touched: hp:dlv:{did}, hp:log (attempt records, via _lib), hp:ep:{eid}:inflight, hp:leases,
 --   hp:ep:{eid}:due, hp:ep:{eid}, hp:ep:{eid}:flow, hp:ep:{eid}:pauses, hp:evt:*, hp:active,
---   hp:ep:{eid}:m:{minute}, hp:ep:{eid}:sent:{minute}, status indexes and counters (via _lib).
+--   hp:ep:{eid}:m:{minute}, hp:ep:{eid}:sent:{minute}, counters and hp:backlog (via _lib).
 -- ARGV[1]: now_ms, ARGV[2]: JSON array of results, each
 --   [did, attempt number, outcome, due_ms, status code ("" if none), error ("" if none),
 --    attempt record JSON ("" for a release), pause reason ("" unless overloaded), started_ms (0 if unknown)]
@@ -60,9 +60,11 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
         redis.call('ZREM', 'hp:ep:' .. eid .. ':due', did)
       end
       -- A manual retry's attempt has been made: later attempts are the pump's own.
-      if d[4] == 'manual' and outcome ~= 'released' then redis.call('HSET', dkey, 'trigger', 'scheduled') end
-      if code ~= '' then redis.call('HSET', dkey, 'last_code', code, 'last_error', err)
-      elseif err ~= '' then redis.call('HSET', dkey, 'last_error', err) end
+      if d[4] == 'manual' and outcome ~= 'released' then redis.call('HDEL', dkey, 'trigger') end
+      -- An answer replaces the last error (an empty one is not stored).
+      if code ~= '' then redis.call('HSET', dkey, 'last_code', code) end
+      if err ~= '' then redis.call('HSET', dkey, 'last_error', err)
+      elseif code ~= '' then redis.call('HDEL', dkey, 'last_error') end
       if outcome == 'succeeded' then
         finish(did, eid, status, 'succeeded', now)
         count_minute(eid, now, 'succeeded')

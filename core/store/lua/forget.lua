@@ -2,7 +2,7 @@
 -- version v, its hash leaves Redis (Redis keeps only live state). A delivery that changed since (a
 -- manual retry raised its version) is kept. When a message has no delivery left in Redis, its hash
 -- goes too: the history store has it (ingest appended it to the outbox before any delivery state).
--- Keys touched: hp:dlv:{did}, hp:msg:{mid}.
+-- Keys touched: hp:dlv:{did}, hp:msg:{mid}, hp:msg:{mid}:payload.
 -- ARGV[1]: retention_ms (unused; kept for callers); ARGV[2..]: did, version, did, version, ... Returns how many were forgotten.
 local retention = tonumber(ARGV[1])
 local ENDED = {succeeded = true, failed = true, cancelled = true}
@@ -10,12 +10,12 @@ local forgotten = 0
 for i = 2, #ARGV, 2 do
   local did, version = ARGV[i], tonumber(ARGV[i + 1])
   local dkey = 'hp:dlv:' .. did
-  local d = redis.call('HMGET', dkey, 'status', 'v', 'mid')
+  local d = redis.call('HMGET', dkey, 'status', 'v')
   if d[1] and ENDED[d[1]] and (tonumber(d[2]) or 0) <= version then
     redis.call('DEL', dkey, dkey .. ':attempts', dkey .. ':actions')  -- the lists: keys older versions wrote
-    local mkey = 'hp:msg:' .. d[3]
+    local mkey = 'hp:msg:' .. message_of(did)
     if redis.call('EXISTS', mkey) == 1 and redis.call('HINCRBY', mkey, 'remaining', -1) <= 0 then
-      redis.call('DEL', mkey)
+      redis.call('DEL', mkey, mkey .. ':payload')
     end
     forgotten = forgotten + 1
   end

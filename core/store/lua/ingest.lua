@@ -1,6 +1,6 @@
--- Ingest messages atomically: idempotency check, fan-out, message + deliveries + indexes + counters.
--- Keys touched: hp:idem:*, hp:ep:{eid}, hp:evt:{type}, hp:evt-all, hp:msg:{mid}, hp:dlv:{did},
---   hp:ep:{eid}:due, hp:active, hp:idx:dlv:*st:pending, hp:ep:{eid}:count, hp:count, hp:log; publishes hp:wake.
+-- Ingest messages atomically: idempotency check, fan-out, message + deliveries + due sets + counters.
+-- Keys touched: hp:idem:*, hp:ep:{eid}, hp:evt:{type}, hp:evt-all, hp:msg:{mid}, hp:msg:{mid}:payload, hp:dlv:{did},
+--   hp:ep:{eid}:due, hp:active, hp:ep:{eid}:count, hp:count, hp:backlog, hp:log; publishes hp:wake.
 -- ARGV[1]: JSON {now, idem_key ("" for none), idem_hash, idem_ttl_ms,
 --                messages: [{id, event_type, endpoint_ids (array or null), trace}]}
 -- ARGV[2..n+1]: each message's payload as compact JSON, in order.
@@ -51,27 +51,29 @@ for i, m in ipairs(req.messages) do
   for j, eid in ipairs(targets[i]) do
     local did = 'dlv_' .. core .. '_' .. j
     dids[#dids + 1] = did
-    redis.call('HSET', 'hp:dlv:' .. did,
-      'mid', mid, 'eid', eid, 'event_type', m.event_type, 'status', 'pending', 'attempts', 0,
-      'created_ms', now, 'updated_ms', now, 'due_ms', now, 'budget_ms', now, 'trigger', 'scheduled')
+    -- Only what did, mid and the message do not say (core/keys.py): no attempts yet, the retry
+    -- budget starts at creation, the trigger is the pump's.
+    redis.call('HSET', 'hp:dlv:' .. did, 'eid', eid, 'status', 'pending', 'updated_ms', now, 'due_ms', now)
     zadd('hp:ep:' .. eid .. ':due', now, did)
     log_delivery(did)
     if enabled[eid] == nil then
       enabled[eid] = redis.call('HGET', 'hp:ep:' .. eid, 'enabled') == '1'
     end
-    -- Live-status indexes are ordered by member (ids sort by creation time), so every score is 0.
-    zadd('hp:idx:dlv:st:pending', 0, did)
-    zadd('hp:idx:dlv:ep:' .. eid .. ':st:pending', 0, did)
     incr('hp:ep:' .. eid .. ':count', 'pending', 1)
     incr('hp:count', 'pending', 1)
     incr('hp:backlog', eid, 1)
     deliveries[#deliveries + 1] = {id = did, endpoint_id = eid, status = 'pending'}
   end
-  redis.call('HSET', 'hp:msg:' .. mid, 'event_type', m.event_type, 'payload', ARGV[i + 1],
-    'created_ms', now, 'deliveries', table.concat(dids, ','), 'remaining', #dids, 'trace', m.trace or '')
+  -- The payload is a string of its own: a hash holding it would outgrow Redis's compact listpack
+  -- encoding (values up to 64 bytes) and cost ~400 B more per message (core/keys.py).
+  local mkey = 'hp:msg:' .. mid
+  redis.call('HSET', mkey, 'event_type', m.event_type, 'fanout', #dids, 'remaining', #dids)
+  if m.trace and m.trace ~= '' then redis.call('HSET', mkey, 'trace', m.trace) end
+  redis.call('SET', mkey .. ':payload', ARGV[i + 1])
   log_message(mid, m.event_type, ARGV[i + 1], now, m.trace or '', table.concat(dids, ','))
   if #dids == 0 then
-    redis.call('PEXPIRE', 'hp:msg:' .. mid, req.retention_ms)
+    redis.call('PEXPIRE', mkey, req.retention_ms)
+    redis.call('PEXPIRE', mkey .. ':payload', req.retention_ms)
   end
   -- cjson encodes an empty table as {}; the caller normalises "deliveries" to a list.
   out[#out + 1] = {id = mid, event_type = m.event_type, created_ms = now, deliveries = deliveries}
