@@ -85,7 +85,9 @@ History outbox (core/history): what the history store has not yet committed
                                     to this state: its number, recorded_ms and record JSON, so a
                                     completed attempt and its delivery's new state are one entry);
                                     k=m message (i mid, y event_type, p payload, c created_ms, t trace,
-                                    d delivery ids);
+                                    d delivery ids, e their endpoint ids in the same order): also
+                                    its deliveries' first state (pending, version 0), which ingest
+                                    records in no entry of its own;
                                     k=a attempt (i did, e eid, n number, t recorded_ms, r record JSON)
                                     when no state record of the same script carries it (a late result);
                                     k=x operator action (i did, a action JSON).

@@ -30,3 +30,26 @@ def test_a_state_entry_with_a_malformed_attempt_is_unreadable_not_half_read() ->
     batch, unreadable = batch_from_entries([("1-0", {**STATE, "an": "x", "at": "1", "ar": RECORD})])
     assert unreadable == ["1-0"]
     assert not batch.deliveries and not batch.attempts
+
+
+MID = "msg_01JDZ0000000000000000000"
+MESSAGE = {"k": "m", "i": MID, "y": "order.paid", "p": '{"n": 1}', "c": "1700000000000", "t": "",
+           "d": f"dlv_{MID[4:]}_1,dlv_{MID[4:]}_2", "e": "ep_1,ep_2"}
+
+
+def test_a_message_entry_stands_for_its_deliveries_pending_states_which_any_later_state_outranks() -> None:
+    later = {**STATE, "i": f"dlv_{MID[4:]}_2", "e": "ep_2", "s": "delivering", "v": "1"}
+    batch, unreadable = batch_from_entries([("1-0", MESSAGE), ("2-0", later)])
+    assert unreadable == []
+    first = batch.deliveries[f"dlv_{MID[4:]}_1"]
+    assert (first.endpoint_id, first.status, first.attempts, first.version) == ("ep_1", "pending", 0, 0)
+    assert (first.updated_ms, first.next_attempt_ms, first.message_id) == (1700000000000, 1700000000000, MID)
+    assert batch.deliveries[f"dlv_{MID[4:]}_2"].status == "delivering"  # version 1 beats the message's 0
+    assert list(batch.messages) == [MID]
+
+
+def test_a_message_entry_from_before_endpoint_lists_adds_no_delivery_and_a_mismatched_one_is_unreadable() -> None:
+    old = {k: v for k, v in MESSAGE.items() if k != "e"}
+    batch, unreadable = batch_from_entries([("1-0", old), ("2-0", {**MESSAGE, "i": "msg_other", "e": "ep_1"})])
+    assert unreadable == ["2-0"]
+    assert list(batch.messages) == [MID] and not batch.deliveries

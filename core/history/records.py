@@ -150,8 +150,11 @@ def batch_from_entries(entries: list[tuple[str, dict[str, str]]]) -> tuple[Histo
             elif kind == "a":
                 batch.add_attempt(_attempt(f))
             elif kind == "m":
-                batch.add_message(MessageRecord(f["i"], f["y"], f["p"], int(float(f["c"])), f.get("t", ""),
-                                                f.get("d", "")))
+                message = MessageRecord(f["i"], f["y"], f["p"], int(float(f["c"])), f.get("t", ""), f.get("d", ""))
+                first_states = _first_states(message, f.get("e"))
+                batch.add_message(message)
+                for state in first_states:
+                    batch.add_delivery(state)
             elif kind == "x":
                 ms, _, n = entry_id.partition("-")
                 batch.add_action(ActionRecord(f["i"], f"{int(ms):013d}-{int(n or 0):06d}", f["a"]))
@@ -160,6 +163,21 @@ def batch_from_entries(entries: list[tuple[str, dict[str, str]]]) -> tuple[Histo
         except (KeyError, ValueError):
             unreadable.append(entry_id)
     return batch, unreadable
+
+
+def _first_states(message: MessageRecord, endpoint_ids: str | None) -> list[DeliveryState]:
+    """The pending state (version 0) of each delivery of a message, which ingest records in the
+    message's entry (`e`: their endpoints, in the order of `d`). An entry written before `e` existed
+    has none: its deliveries came with state records of their own."""
+    if not endpoint_ids or not message.delivery_ids:
+        return []
+    dids, eids = message.delivery_ids.split(","), endpoint_ids.split(",")
+    if len(dids) != len(eids):
+        raise ValueError(f"message {message.id}: {len(dids)} deliveries but {len(eids)} endpoints")
+    return [DeliveryState(id=did, message_id=message.id, endpoint_id=eid, event_type=message.event_type,
+                          status="pending", attempts=0, updated_ms=message.created_ms,
+                          next_attempt_ms=message.created_ms, last_code=None, last_error=None, version=0)
+            for did, eid in zip(dids, eids, strict=True)]
 
 
 def _delivery(f: dict[str, str]) -> DeliveryState:

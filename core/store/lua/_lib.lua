@@ -68,9 +68,12 @@ local function log_attempt(did, eid, number, now, record)
   list[#list + 1] = {eid, number, now, record}
 end
 
-local function log_message(mid, event_type, payload, created_ms, trace, dids)
+-- A message's record also stands for its deliveries' first state (pending, due at creation, version
+-- 0): `d` and `e` list them and their endpoints in fan-out order, so ingest appends one entry per
+-- message, not one per delivery.
+local function log_message(mid, event_type, payload, created_ms, trace, dids, eids)
   redis.call('XADD', LOG, '*', 'k', 'm', 'i', mid, 'y', event_type, 'p', payload, 'c', created_ms, 't', trace,
-    'd', dids)
+    'd', dids, 'e', eids)
 end
 
 local function log_action(did, action)

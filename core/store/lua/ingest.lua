@@ -55,7 +55,7 @@ for i, m in ipairs(req.messages) do
     -- budget starts at creation, the trigger is the pump's.
     redis.call('HSET', 'hp:dlv:' .. did, 'eid', eid, 'status', 'pending', 'updated_ms', now, 'due_ms', now)
     zadd('hp:ep:' .. eid .. ':due', now, did)
-    log_delivery(did)
+    -- No state record of its own: the message's record below stands for it (log_message).
     if enabled[eid] == nil then
       enabled[eid] = redis.call('HGET', 'hp:ep:' .. eid, 'enabled') == '1'
     end
@@ -70,7 +70,7 @@ for i, m in ipairs(req.messages) do
   redis.call('HSET', mkey, 'event_type', m.event_type, 'fanout', #dids, 'remaining', #dids)
   if m.trace and m.trace ~= '' then redis.call('HSET', mkey, 'trace', m.trace) end
   redis.call('SET', mkey .. ':payload', ARGV[i + 1])
-  log_message(mid, m.event_type, ARGV[i + 1], now, m.trace or '', table.concat(dids, ','))
+  log_message(mid, m.event_type, ARGV[i + 1], now, m.trace or '', table.concat(dids, ','), table.concat(targets[i], ','))
   if #dids == 0 then
     redis.call('PEXPIRE', mkey, req.retention_ms)
     redis.call('PEXPIRE', mkey .. ':payload', req.retention_ms)
