@@ -10,11 +10,8 @@ in the same few milliseconds shares one script call.
 from __future__ import annotations
 
 import asyncio
-import logging
 
 from core.store import Store
-
-log = logging.getLogger(__name__)
 
 # How long a batch waits for more sends to join it, and its largest size (one script call each).
 GATHER_SECONDS = 0.001

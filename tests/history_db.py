@@ -99,6 +99,17 @@ def _own_cluster() -> Iterator[str]:
                            stdout=subprocess.DEVNULL)
 
 
+async def endpoint_attempt_ids(history: HistoryStore, eid: str, page_size: int = 200) -> list[str]:
+    """Every attempt id in an endpoint's attempt log, following the cursor page by page."""
+    ids: list[str] = []
+    cursor = None
+    while True:
+        page, cursor = await history.endpoint_attempts(eid, limit=page_size, cursor=cursor)
+        ids += [a["id"] for a in page]
+        if cursor is None:
+            return ids
+
+
 async def reset_postgres(url: str) -> None:
     """An empty schema: every test starts before migration 0001."""
     await _admin(url, "DROP SCHEMA public CASCADE; CREATE SCHEMA public")

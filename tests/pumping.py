@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import datetime
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from core.history import create_history_store
@@ -29,6 +30,16 @@ async def running_worker(settings: Settings, telemetry: Telemetry | None = None)
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=30)
+
+
+async def wait_until(check: Callable[[], Awaitable[object]], timeout: float = 30.0, what: str = "") -> None:
+    """Poll `check()` every 0.1 s until it is true; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await check():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"not true within {timeout} s: {what or check}")
 
 
 async def make_endpoint(store: Store, url: str, **fields: Any) -> str:

@@ -17,8 +17,8 @@ from core.history.writer import HistoryWriter
 from core.models import DeliveryFilter, DeliveryStatus
 from core.settings import Settings
 from core.store import Actor, NewMessage, OutboxStore, Store
-from tests.history_db import open_history
-from tests.pumping import make_endpoint, running_worker, send
+from tests.history_db import endpoint_attempt_ids, open_history
+from tests.pumping import make_endpoint, running_worker, send, wait_until
 from tests.receiver import Receiver, Reply
 from tests.tcp_proxy import TcpProxy
 
@@ -36,15 +36,6 @@ async def everything(history: HistoryStore, **filters: object) -> list[str]:
         ids += [d.id for d in page]
         if cursor is None:
             return ids
-
-
-async def wait_until(check: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if await check():  # type: ignore[operator]
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"not true within {timeout} s: {check}")
 
 
 async def test_a_real_run_lands_in_the_history_with_every_attempt_and_action(
@@ -196,23 +187,13 @@ async def test_postgres_away_for_10_s_with_deliveries_flowing_sends_every_one_an
         for did in everyone:
             found = await history.get_delivery(did)
             assert found is not None and [a["number"] for a in found.attempts] == [1], did
-        assert sorted(await _attempt_ids(history, eid)) == sorted(f"{did}.1" for did in everyone)
+        assert sorted(await endpoint_attempt_ids(history, eid)) == sorted(f"{did}.1" for did in everyone)
         sent = [r.headers["webhook-id"] for r in receiver.received]
         assert sorted(sent) == sorted("msg_" + did[4:30] for did in everyone)  # each sent, and once
     finally:
         await history.close()
         await receiver.stop()
         await proxy.stop()
-
-
-async def _attempt_ids(history: HistoryStore, eid: str) -> list[str]:
-    ids: list[str] = []
-    cursor = None
-    while True:
-        page, cursor = await history.endpoint_attempts(eid, limit=200, cursor=cursor)
-        ids += [a["id"] for a in page]
-        if cursor is None:
-            return ids
 
 
 async def _count(history: HistoryStore, n: int, *, succeeded: bool = False) -> bool:

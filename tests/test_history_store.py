@@ -14,7 +14,7 @@ from core.errors import HistorySchemaTooNew
 from core.history import ActionRecord, AttemptRecord, DeliveryState, HistoryBatch, HistoryStore, MessageRecord
 from core.ids import lower_bound
 from core.models import DeliveryFilter, DeliveryStatus
-from tests.history_db import open_history
+from tests.history_db import endpoint_attempt_ids, open_history
 
 DAY = 86_400_000
 EP_A = "ep_" + "a" * 26
@@ -134,13 +134,7 @@ async def test_detail_has_attempts_and_actions_in_order_and_the_endpoint_log_pag
         payload, "order.paid", "00-abc-def-01", tuple(dids), now)
     assert await history.get_message("msg_" + dids_at(now, 1)[0][4:30]) is None
 
-    seen: list[str] = []
-    cursor = None
-    while True:
-        page, cursor = await history.endpoint_attempts(EP_A, limit=4, cursor=cursor)
-        seen += [a["id"] for a in page]
-        if cursor is None:
-            break
+    seen = await endpoint_attempt_ids(history, EP_A, page_size=4)
     expected = sorted(((now + 10 * i + n, f"{d}.{n}") for i, d in enumerate(dids) for n in (1, 2)), reverse=True)
     assert seen == [aid for _at, aid in expected]
     assert await history.endpoint_attempts(EP_B, limit=5, cursor=None) == ([], None)

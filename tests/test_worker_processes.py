@@ -8,7 +8,6 @@ import math
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -19,7 +18,7 @@ from core.store import Store, create_store
 from tests.api import api_client
 from tests.conftest import RedisServer
 from tests.history_db import open_history
-from tests.pumping import make_endpoint, recorded_send_times, send
+from tests.pumping import make_endpoint, recorded_send_times, send, wait_until
 from tests.receiver import Receiver, Reply, always, max_in_window
 from tests.workers import worker_process
 
@@ -143,13 +142,6 @@ def _gone(pid: int) -> bool:
     return state in ("Z", "X")
 
 
-async def _until(condition: Callable[[], Awaitable[bool]], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not await condition():
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.1)
-
-
 async def test_the_history_writer_runs_in_its_own_process_is_restarted_and_dies_with_its_worker(
     store: Store, settings: Settings
 ) -> None:
@@ -162,7 +154,7 @@ async def test_the_history_writer_runs_in_its_own_process_is_restarted_and_dies_
             async def one_writer() -> bool:
                 return len(_history_writer_pids(worker.pid)) == 1
 
-            await _until(one_writer, 60, "the worker started no history writer process")
+            await wait_until(one_writer, 60, what="the worker started no history writer process")
             (first,) = _history_writer_pids(worker.pid)
             await wait_succeeded(store, 50, timeout=60)
             os.kill(first, signal.SIGKILL)
@@ -173,12 +165,12 @@ async def test_the_history_writer_runs_in_its_own_process_is_restarted_and_dies_
                 pids = _history_writer_pids(worker.pid)
                 return len(pids) == 1 and pids != [first]
 
-            await _until(replaced, 30, "the dead history writer was not started again")
+            await wait_until(replaced, 30, what="the dead history writer was not started again")
 
             async def drained() -> bool:
                 return (await store.outbox.backlog()).length == 0
 
-            await _until(drained, 30, "the new history writer did not drain the outbox")
+            await wait_until(drained, 30, what="the new history writer did not drain the outbox")
             (second,) = _history_writer_pids(worker.pid)
             worker.send_signal(signal.SIGKILL)
             await asyncio.to_thread(worker.wait, 5)
@@ -186,7 +178,7 @@ async def test_the_history_writer_runs_in_its_own_process_is_restarted_and_dies_
             async def orphan_gone() -> bool:
                 return _gone(second)
 
-            await _until(orphan_gone, 10, "the history writer outlived its worker")
+            await wait_until(orphan_gone, 10, what="the history writer outlived its worker")
         # Every delivery reached the history once, the writer's kill notwithstanding.
         assert await _history_holds_each_attempt_once(settings, 100) == 0
     finally:
