@@ -60,7 +60,7 @@ class Store:
         self.operations = OperationsStore(client, retention=settings.retention)
         self.timeline = TimelineStore(client)
         self.sessions = SessionStore(client)
-        self.outbox = OutboxStore(client, retention=settings.retention)
+        self.outbox = OutboxStore(client)
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())

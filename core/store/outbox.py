@@ -31,10 +31,9 @@ class OutboxBacklog:
 
 
 class OutboxStore:
-    def __init__(self, client: Redis, *, claim_idle_ms: int = CLAIM_IDLE_MS, retention: float = 30 * 86400.0) -> None:
+    def __init__(self, client: Redis, *, claim_idle_ms: int = CLAIM_IDLE_MS) -> None:
         self._redis = client
         self._claim_idle_ms = claim_idle_ms
-        self._retention_ms = int(retention * 1000)
         self._forget = load_script(client, "forget")
 
     async def ensure_group(self) -> None:
@@ -73,7 +72,7 @@ class OutboxStore:
         is committed to the history store; returns how many went (see forget.lua)."""
         if not committed:
             return 0
-        args: list[object] = [self._retention_ms]
+        args: list[object] = []
         for did, version in committed.items():
             args += [did, version]
         return int(await self._forget(args=args))

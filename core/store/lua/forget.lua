@@ -3,11 +3,10 @@
 -- manual retry raised its version) is kept. When a message has no delivery left in Redis, its hash
 -- goes too: the history store has it (ingest appended it to the outbox before any delivery state).
 -- Keys touched: hp:dlv:{did}, hp:msg:{mid}, hp:msg:{mid}:payload.
--- ARGV[1]: retention_ms (unused; kept for callers); ARGV[2..]: did, version, did, version, ... Returns how many were forgotten.
-local retention = tonumber(ARGV[1])
+-- ARGV: did, version, did, version, ... Returns how many were forgotten.
 local ENDED = {succeeded = true, failed = true, cancelled = true}
 local forgotten = 0
-for i = 2, #ARGV, 2 do
+for i = 1, #ARGV, 2 do
   local did, version = ARGV[i], tonumber(ARGV[i + 1])
   local dkey = 'hp:dlv:' .. did
   local d = redis.call('HMGET', dkey, 'status', 'v')
