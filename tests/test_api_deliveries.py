@@ -4,6 +4,7 @@ delivery's attempts after a real pump run, the endpoint attempt log, and the ref
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta, timezone
@@ -16,9 +17,9 @@ from core.models import iso
 from core.settings import Settings
 from core.store import Actor, Store
 from tests.api import ADMIN, api_client, assert_matches_contract, assert_problem
-from tests.history_db import caught_up
+from tests.history_db import caught_up, open_history
 from tests.pumping import delivery as delivery_now
-from tests.pumping import make_endpoint, running_worker, send
+from tests.pumping import make_endpoint, running_worker, send, statuses, wait_until
 from tests.receiver import Receiver, Reply
 
 NOWHERE = "http://127.0.0.1:9/never"  # nothing is sent in tests without a worker
@@ -188,6 +189,49 @@ async def test_a_delivery_shows_every_attempt_with_the_receivers_answer(
     assert [page for page in pages if page] == [[second], [first]]
 
 
+@pytest.mark.slow
+async def test_deliveries_being_sent_are_listed_from_redis_and_the_history_never_records_their_claim(
+    client: httpx.AsyncClient, store: Store, settings: Settings
+) -> None:
+    slow = await Receiver(lambda _n, _r: Reply(200, delay=6.0)).start()
+    try:
+        sending_to = await make_endpoint(store, slow.url())
+        held = await make_endpoint(store, NOWHERE, enabled=False)  # its deliveries stay pending
+        in_flight = await send(store, 3, endpoint_ids=[sending_to])
+        waiting = await send(store, 2, endpoint_ids=[held])
+        patient = dataclasses.replace(settings, request_timeout=20.0, lease_seconds=30.0)
+        async with running_worker(patient):
+            await slow.wait_for(3, timeout=15)
+            await caught_up(store, settings)
+            # The history holds the ingest state of the three being sent, and nothing of their claim.
+            history = open_history(settings.database_url or "")
+            await history.open()
+            try:
+                for did in in_flight:
+                    stored = await history.get_delivery(did)
+                    assert stored is not None and (stored.delivery.status, stored.delivery.attempts) == ("pending", 0)
+            finally:
+                await history.close()
+
+            assert await listed(client, status="delivering") == newest_first(in_flight)
+            assert await listed(client, status="delivering", limit=1) == newest_first(in_flight)
+            assert await listed(client, status="delivering,pending", limit=2) == newest_first(in_flight + waiting)
+            assert await listed(client, status="pending") == newest_first(waiting)
+            assert await listed(client, status="delivering", endpoint_id=held) == []
+            assert await listed(client, status="delivering", endpoint_id=sending_to, limit=2) == newest_first(in_flight)
+            page = (await client.get("/v1/deliveries", headers=ADMIN)).json()["data"]
+            shown = {d["id"]: (d["status"], d["attempts"]) for d in page}
+            assert shown == {**{did: ("delivering", 1) for did in in_flight},
+                             **{did: ("pending", 0) for did in waiting}}
+
+            await wait_until(lambda: _succeeded(store, settings, in_flight), timeout=20)
+        await caught_up(store, settings)
+        assert await listed(client, status="delivering") == []
+        assert await listed(client, status="succeeded") == newest_first(in_flight)
+    finally:
+        await slow.stop()
+
+
 async def test_a_lost_attempt_is_shown_as_lost(client: httpx.AsyncClient, store: Store, settings: Settings) -> None:
     """reap.lua's record for a worker that died mid-attempt has no request and no answer."""
     eid = await make_endpoint(store, NOWHERE)
@@ -250,3 +294,7 @@ async def test_attempt_log_limit_and_cursor_are_checked(client: httpx.AsyncClien
         assert assert_problem(response, 422)["errors"][0]["field"] == next(iter(query))
     empty = await client.get(f"/v1/endpoints/{eid}/attempts", headers=ADMIN)
     assert empty.json() == {"data": [], "next_cursor": None}
+
+
+async def _succeeded(store: Store, settings: Settings, dids: list[str]) -> bool:
+    return (await statuses(store, dids, settings)).get("succeeded", 0) == len(dids)

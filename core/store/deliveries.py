@@ -15,6 +15,8 @@ from core.store.connection import Redis
 # The hash fields a Delivery is built from (see core/keys.py for the whole layout). The rest is not
 # stored with it: the id says its message and creation time, the message its event type.
 FIELDS = ["eid", "status", "attempts", "updated_ms", "due_ms", "last_code", "last_error"]
+# The most in-flight deliveries one read returns: far above any likely sum of worker concurrency.
+IN_FLIGHT_READ_MAX = 10_000
 
 
 class DeliveryStore:
@@ -26,6 +28,14 @@ class DeliveryStore:
         if not found:
             raise NotFound("delivery", did)
         return found[0]
+
+    async def in_flight(self, endpoint_id: str | None = None, *, most: int = IN_FLIGHT_READ_MAX) -> list[Delivery]:
+        """The deliveries being sent now (status delivering), of one endpoint or of all, at most `most`
+        of them (the ones whose leases end first). There are at most as many as the workers' summed
+        concurrency, so this is a short read."""
+        key = keys.inflight(endpoint_id) if endpoint_id is not None else keys.LEASES
+        dids = await self._redis.zrange(key, 0, most - 1)
+        return [d for d in await self.get_many(list(dids)) if d.status is DeliveryStatus.DELIVERING]
 
     async def get_many(self, dids: list[str]) -> list[Delivery]:
         """The deliveries that still exist, in the order asked; one round trip. Ids the retention

@@ -9,7 +9,7 @@
 -- `B` and written once per key at the end (`flush()`): one variadic ZADD/ZREM per set and one
 -- HINCRBY per counter instead of one command per delivery. Every script must call flush() last.
 --
--- The history outbox: every change of a delivery appends a compact record to the stream hp:log in
+-- The history outbox: every change of a delivery but its claim appends a compact record to the stream hp:log in
 -- the same script (so the history is exactly as atomic as the state): `move_status` marks the
 -- delivery and flush() appends its state as it stands at the end of the script, with a version the
 -- delivery's hash counts up (`v`) so the history store never moves a delivery backwards;
@@ -134,7 +134,10 @@ local function flush()
 end
 
 local function move_status(did, eid, from, to)
-  log_delivery(did)
+  -- The history does not record a claim (status delivering, lasting one request): the delivery log
+  -- reads who is being sent from Redis (core/history/log.py). One outbox record fewer per attempt
+  -- (BENCHMARKS.md); the attempt's outcome records the state it led to, with the attempt count.
+  if to ~= 'delivering' then log_delivery(did) end
   if from == to then return end
   incr('hp:ep:' .. eid .. ':count', from, -1)
   incr('hp:ep:' .. eid .. ':count', to, 1)
