@@ -182,7 +182,7 @@ def result(hookpump: Weight, plain: Weight, arq: Weight, seconds: float, command
         "each (the arq job also carries the URL and secret, as a team's job would)",
         "hookpump keeps per pending delivery: the message hash and its payload string, the delivery hash, its "
         "due-set entry and, since no history writer runs here, its "
-        "records in the history outbox (hp:log); `python -m bench.history redis` weighs it with the outbox drained",
+        "records in the history outbox (hp:log:<p>); `python -m bench.history redis` weighs it with the outbox drained",
     ]
     return res
 

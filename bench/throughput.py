@@ -45,6 +45,7 @@ from bench.processes import (
     stop,
     tree_cpu_seconds,
 )
+from core import keys
 from core.settings import Settings
 from core.store import NewMessage, create_store
 from core.store.connection import typed
@@ -113,10 +114,15 @@ async def hookpump_done(
     async def succeeded() -> int:
         # Committed outbox entries are deleted, so the first one since the start still there is the
         # oldest record of the drain not yet visible in the history.
-        first = await store.redis.xrange("hp:log", f"{started_ms}-0", "+", count=1)
+        pipe = store.redis.pipeline(transaction=False)
+        for stream in keys.OUTBOX_STREAMS:
+            pipe.xrange(stream, f"{started_ms}-0", "+", count=1)
+            pipe.xrange(stream, "-", f"{started_ms - 1}", count=1)
+        replies = await pipe.execute()
         now_ms = time.time() * 1000
-        ingest_left = await store.redis.xrange("hp:log", "-", f"{started_ms - 1}", count=1)
-        age = max(0.0, now_ms - int(first[0][0].split("-")[0])) if first else 0.0
+        firsts = [int(first[0][0].split("-")[0]) for first in replies[0::2] if first]
+        ingest_left = any(replies[1::2])
+        age = max(0.0, now_ms - min(firsts)) if firsts else 0.0
         outbox_lag_ms.append((not ingest_left, age))
         return int(await typed(store.redis.hget("hp:count", "succeeded")) or 0)
 

@@ -10,7 +10,8 @@ import os
 import threading
 import time
 
-_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+_ALPHABET = ID_ALPHABET
 _RANDOM_BITS = 80
 _lock = threading.Lock()
 _last: tuple[int, int] = (0, 0)

@@ -77,7 +77,8 @@ Monitoring (there is no per-delivery index: the delivery log by filter is the hi
   hp:bulk:{job_id}            HASH  a bulk retry's filter and progress. TTL 1 day
 
 History outbox (core/history): what the history store has not yet committed
-  hp:log                      STREAM records appended by the scripts in the same step as each change:
+  hp:log:<p>                  STREAM records appended by the scripts in the same step as each change,
+                                    in the stream of the endpoint's partition p (outbox_partition):
                                     k=d delivery state (i did, m mid, e eid, y event_type, s status,
                                     n attempts, u updated_ms, w due_ms, c last_code, x last_error,
                                     v version = hp:dlv:{did} field v, counted up on every change;
@@ -87,12 +88,17 @@ History outbox (core/history): what the history store has not yet committed
                                     k=m message (i mid, y event_type, p payload, c created_ms, t trace,
                                     d delivery ids, e their endpoint ids in the same order): also
                                     its deliveries' first state (pending, version 0), which ingest
-                                    records in no entry of its own;
+                                    records in no entry of its own; one copy per partition its
+                                    endpoints are in, q = that partition: it stands for the
+                                    deliveries of those endpoints only (no q: for all of them);
                                     k=a attempt (i did, e eid, n number, t recorded_ms, r record JSON)
                                     when no state record of the same script carries it (a late result);
                                     k=x operator action (i did, a action JSON).
                                     Consumer group "history"; entries are XACKed and XDELed once
                                     committed, so XLEN is the backlog. No TTL, never trimmed.
+                                    The claim (delivering) is not recorded: it lasts one request.
+  hp:log                      STREAM the single outbox stream of earlier versions, same records; drained
+                                    like the others
 
 Counters (monitoring; kept up to date by the scripts that change state, never by scanning)
   hp:ep:{eid}:count           HASH  status -> number of deliveries in that status (terminal ones count
@@ -123,6 +129,8 @@ Keys older versions wrote, no longer read or written (safe to delete after an up
 """
 
 from __future__ import annotations
+
+from core.ids import ID_ALPHABET
 
 PREFIX = "hp:"
 
@@ -192,7 +200,25 @@ def endpoint_counts(eid: str) -> str:
 
 
 COUNTS = "hp:count"
-HISTORY_OUTBOX = "hp:log"
+# The history outbox: OUTBOX_PARTITIONS streams, hp:log:<p>. Every record of an endpoint's deliveries
+# goes to the stream of its endpoint's partition (_lib.lua's log_key computes the same), so a Redis
+# Cluster keyspace can give an endpoint's live keys and its outbox stream one hash tag
+# (../shared/notes/scale-out.md). hp:log is the one stream of earlier versions, still drained.
+OUTBOX_PARTITIONS = 16
+LEGACY_OUTBOX = "hp:log"
+
+
+def outbox_partition(ident: str) -> int:
+    """The outbox partition of an endpoint (or of a message with no delivery): by the id's last
+    character, which is random (core/ids.py)."""
+    return max(0, ID_ALPHABET.find(ident[-1:])) % OUTBOX_PARTITIONS
+
+
+def outbox(partition: int) -> str:
+    return f"hp:log:{partition}"
+
+
+OUTBOX_STREAMS = (*(outbox(p) for p in range(OUTBOX_PARTITIONS)), LEGACY_OUTBOX)
 
 
 def endpoint_minute(eid: str, minute: int) -> str:

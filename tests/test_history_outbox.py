@@ -12,6 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from core import keys
 from core.history import HistoryStore
 from core.history.writer import HistoryWriter
 from core.models import DeliveryFilter, DeliveryStatus
@@ -93,7 +94,7 @@ async def test_a_writer_killed_mid_batch_loses_nothing_and_doubles_nothing(store
 
         entries = await outbox.read("writer-a", count=40, block_ms=100)
         assert len(entries) == 40
-        batch, _ = batch_from_entries(entries[:20])
+        batch, _ = batch_from_entries([(entry.id, entry.fields) for entry in entries[:20]])
         await history.write(batch)
         later = await send(store, 5, endpoint_ids=[eid])  # more records arrive meanwhile
         await asyncio.sleep(0.3)  # A's entries are now idle past the claim time
@@ -108,8 +109,49 @@ async def test_a_writer_killed_mid_batch_loses_nothing_and_doubles_nothing(store
         for did in dids[:10]:
             found = await history.get_delivery(did)
             assert found is not None and len(found.actions) == 1  # not doubled by the replay
-        pending = await store.redis.xpending("hp:log", "history")
-        assert pending["pending"] == 0
+        for stream in keys.OUTBOX_STREAMS:
+            assert (await store.redis.xpending(stream, "history"))["pending"] == 0
+    finally:
+        await history.close()
+
+
+async def test_an_endpoints_records_go_to_its_outbox_partition_and_a_fanned_out_message_to_each(
+    store: Store, database_url: str
+) -> None:
+    first = await make_endpoint(store, "http://127.0.0.1:9/never", enabled=False)
+    second = first
+    while keys.outbox_partition(second) == keys.outbox_partition(first):  # ids end in a random character
+        second = await make_endpoint(store, "http://127.0.0.1:9/never", enabled=False)
+    dids = await send(store, 1, endpoint_ids=[first, second])
+    assert await store.operations.cancel(dids, Actor("key_ops")) == ["cancelled"] * 2
+
+    used = {stream: await store.redis.xrange(stream) for stream in keys.OUTBOX_STREAMS}
+    used = {stream: entries for stream, entries in used.items() if entries}
+    assert set(used) == {keys.outbox(keys.outbox_partition(first)), keys.outbox(keys.outbox_partition(second))}
+    for did in dids:
+        eid = (await store.deliveries.get(did)).endpoint_id
+        partition = keys.outbox_partition(eid)
+        entries = [fields for _id, fields in used[keys.outbox(partition)]]
+        # The message's copy for this partition, then the cancel: the action, and the delivery's state
+        # (appended when the script ends).
+        assert [f["k"] for f in entries] == ["m", "x", "d"]
+        assert entries[0]["q"] == str(partition) and entries[0]["d"] == ",".join(dids)
+        assert entries[1]["i"] == did and entries[2]["i"] == did
+
+    history = open_history(database_url)
+    await history.open()
+    try:
+        writer = HistoryWriter(store.outbox, history, consumer="w")
+        await store.outbox.ensure_group()
+        while await writer.drain_once(block_ms=50):
+            pass
+        assert (await store.outbox.backlog()).length == 0
+        for did in dids:
+            found = await history.get_delivery(did)
+            assert found is not None and found.delivery.status is DeliveryStatus.CANCELLED
+            assert len(found.actions) == 1
+        message = await history.get_message(dids[0].rsplit("_", 1)[0].replace("dlv_", "msg_"))
+        assert message is not None and message.delivery_ids == tuple(dids)
     finally:
         await history.close()
 
@@ -120,10 +162,11 @@ async def test_a_record_the_store_refuses_is_kept_cut_and_never_blocks_the_rest(
     eid = await make_endpoint(store, "http://127.0.0.1:9/never", enabled=False)
     (did,) = await send(store, 1, endpoint_ids=[eid])
     huge = json.dumps({"number": 1, "outcome": "retry", "response": {"body": "x" * 200_000}})
-    await store.redis.xadd("hp:log", {"k": "a", "i": did, "e": eid, "n": 1, "t": 1, "r": huge})
-    await store.redis.xadd("hp:log", {"k": "d", "i": did, "m": "msg_" + did[4:30], "e": eid, "y": "order.paid",
-                                      "s": "retrying", "n": 1, "u": 2, "w": "", "c": "",
-                                      "x": "bad \x00 byte", "v": 99})
+    # Written to the single outbox stream of earlier versions, which writers still drain.
+    await store.redis.xadd(keys.LEGACY_OUTBOX, {"k": "a", "i": did, "e": eid, "n": 1, "t": 1, "r": huge})
+    await store.redis.xadd(keys.LEGACY_OUTBOX, {"k": "d", "i": did, "m": "msg_" + did[4:30], "e": eid,
+                                                "y": "order.paid", "s": "retrying", "n": 1, "u": 2, "w": "", "c": "",
+                                                "x": "bad \x00 byte", "v": 99})
     (behind,) = await send(store, 1, endpoint_ids=[eid])
     history = open_history(database_url)
     await history.open()

@@ -4,6 +4,7 @@ and an attempt in an entry of its own both reach the batch."""
 from __future__ import annotations
 
 from core.history.records import batch_from_entries
+from core.keys import outbox_partition
 
 DID = "dlv_01JDZ0000000000000000000_1"
 STATE = {"k": "d", "i": DID, "m": "msg_01JDZ0000000000000000000", "e": "ep_1", "y": "order.paid",
@@ -53,3 +54,19 @@ def test_a_message_entry_from_before_endpoint_lists_adds_no_delivery_and_a_misma
     batch, unreadable = batch_from_entries([("1-0", old), ("2-0", {**MESSAGE, "i": "msg_other", "e": "ep_1"})])
     assert unreadable == ["2-0"]
     assert list(batch.messages) == [MID] and not batch.deliveries
+
+
+def test_a_message_entry_of_one_outbox_partition_stands_only_for_that_partitions_deliveries() -> None:
+    # ep_1 and ep_2 end in different characters, so in different partitions (core/keys.py).
+    assert outbox_partition("ep_1") != outbox_partition("ep_2")
+    copy_of_ep_2 = {**MESSAGE, "q": str(outbox_partition("ep_2"))}
+    batch, unreadable = batch_from_entries([("1-0", copy_of_ep_2)])
+    assert unreadable == []
+    assert list(batch.deliveries) == [f"dlv_{MID[4:]}_2"]
+    assert batch.messages[MID].delivery_ids == MESSAGE["d"]  # the message row still lists both
+
+
+def test_outbox_partitions_spread_ids_by_their_random_last_character() -> None:
+    assert [outbox_partition(f"ep_{c}") for c in "0123456789abcdef"] == list(range(16))
+    assert [outbox_partition(f"ep_{c}") for c in "ghjkmnpqrstvwxyz"] == list(range(16))
+    assert outbox_partition("ep_") == 0 and outbox_partition("ep_I") == 0  # not of the alphabet: the first

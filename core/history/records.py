@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field, replace
 
 from core.ids import created_ms
+from core.keys import outbox_partition
 
 # Attempt records and last_error longer than this are stored cut (with the reason), never refused.
 MAX_RECORD_CHARS = 64 * 1024
@@ -85,7 +86,7 @@ class HistoryBatch:
 
     deliveries: dict[str, DeliveryState] = field(default_factory=dict)
     attempts: dict[tuple[str, int], AttemptRecord] = field(default_factory=dict)
-    actions: dict[str, ActionRecord] = field(default_factory=dict)
+    actions: dict[tuple[str, str], ActionRecord] = field(default_factory=dict)
     messages: dict[str, MessageRecord] = field(default_factory=dict)
 
     def add_message(self, message: MessageRecord) -> None:
@@ -103,7 +104,8 @@ class HistoryBatch:
             self.attempts[key] = attempt
 
     def add_action(self, action: ActionRecord) -> None:
-        self.actions[action.seq] = action
+        # seq comes from the entry id, unique within one outbox stream: with the delivery it is unique.
+        self.actions[(action.delivery_id, action.seq)] = action
 
     def __len__(self) -> int:
         return len(self.deliveries) + len(self.attempts) + len(self.actions) + len(self.messages)
@@ -135,7 +137,7 @@ def _printable(text: str) -> str:
 
 
 def batch_from_entries(entries: list[tuple[str, dict[str, str]]]) -> tuple[HistoryBatch, list[str]]:
-    """The outbox entries (see core/keys.py, hp:log) as one deduplicated batch, and the ids of
+    """The outbox entries (see core/keys.py, hp:log:<p>) as one deduplicated batch, and the ids of
     entries that could not be read at all (kept out of the batch, acknowledged with it)."""
     batch = HistoryBatch()
     unreadable: list[str] = []
@@ -151,7 +153,7 @@ def batch_from_entries(entries: list[tuple[str, dict[str, str]]]) -> tuple[Histo
                 batch.add_attempt(_attempt(f))
             elif kind == "m":
                 message = MessageRecord(f["i"], f["y"], f["p"], int(float(f["c"])), f.get("t", ""), f.get("d", ""))
-                first_states = _first_states(message, f.get("e"))
+                first_states = _first_states(message, f.get("e"), f.get("q"))
                 batch.add_message(message)
                 for state in first_states:
                     batch.add_delivery(state)
@@ -165,10 +167,11 @@ def batch_from_entries(entries: list[tuple[str, dict[str, str]]]) -> tuple[Histo
     return batch, unreadable
 
 
-def _first_states(message: MessageRecord, endpoint_ids: str | None) -> list[DeliveryState]:
+def _first_states(message: MessageRecord, endpoint_ids: str | None, partition: str | None) -> list[DeliveryState]:
     """The pending state (version 0) of each delivery of a message, which ingest records in the
-    message's entry (`e`: their endpoints, in the order of `d`). An entry written before `e` existed
-    has none: its deliveries came with state records of their own."""
+    message's entry (`e`: their endpoints, in the order of `d`), or of those whose endpoints are in
+    the entry's outbox partition (`q`; each partition has its copy of the message's entry). An
+    entry written before `e` existed has none: its deliveries came with state records of their own."""
     if not endpoint_ids or not message.delivery_ids:
         return []
     dids, eids = message.delivery_ids.split(","), endpoint_ids.split(",")
@@ -177,7 +180,8 @@ def _first_states(message: MessageRecord, endpoint_ids: str | None) -> list[Deli
     return [DeliveryState(id=did, message_id=message.id, endpoint_id=eid, event_type=message.event_type,
                           status="pending", attempts=0, updated_ms=message.created_ms,
                           next_attempt_ms=message.created_ms, last_code=None, last_error=None, version=0)
-            for did, eid in zip(dids, eids, strict=True)]
+            for did, eid in zip(dids, eids, strict=True)
+            if partition is None or outbox_partition(eid) == int(partition)]
 
 
 def _delivery(f: dict[str, str]) -> DeliveryState:

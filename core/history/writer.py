@@ -1,4 +1,4 @@
-"""The history writer: drains the Redis outbox (hp:log) into the history store, one batch at a time.
+"""The history writer: drains the Redis outbox (hp:log:<p>) into the history store, one batch at a time.
 
 Each worker runs one. A batch is written in one transaction and acknowledged only after it commits,
 so a writer killed mid-batch loses nothing (its entries stay pending and are re-read, by itself on
@@ -82,7 +82,7 @@ class HistoryWriter:
             return 0
         if not entries:
             return 0
-        batch, unreadable = batch_from_entries(entries)
+        batch, unreadable = batch_from_entries([(entry.id, entry.fields) for entry in entries])
         for entry_id in unreadable:
             logger.error("history writer: outbox entry %s is not a record this version understands; skipped", entry_id)
         self.counts.dropped += len(unreadable)
@@ -91,7 +91,7 @@ class HistoryWriter:
         # re-writes them (idempotent) and forgets again, so no finished delivery stays in Redis.
         finished = {d.id: d.version for d in batch.deliveries.values() if d.status in TERMINAL_STATUSES}
         await self._outbox.forget_finished(finished)
-        await self._outbox.acknowledge([entry_id for entry_id, _ in entries])
+        await self._outbox.acknowledge(entries)
         return len(entries)
 
     async def _write_until_committed(self, batch: HistoryBatch) -> None:

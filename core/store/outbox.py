@@ -1,14 +1,18 @@
-"""The history outbox: the stream hp:log that the Lua scripts append to in the same atomic step as
-each state change, read by the history writers through one consumer group.
+"""The history outbox: the streams hp:log:<p> that the Lua scripts append to in the same atomic step
+as each state change (one per endpoint partition, see core/keys.py), read by the history writers
+through one consumer group per stream.
 
 An entry is deleted once its records are committed to the history store (XACK + XDEL), so the
-stream's length is the backlog and its first entry the oldest record not yet on disk.
+streams' summed length is the backlog and their first entries the oldest records not yet on disk.
+Every call covers all the streams in one round trip (several streams per XREADGROUP, pipelines for
+the rest); on Redis Cluster they would be one call per stream, as each stream may live on another
+node.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from redis.exceptions import ResponseError
 
@@ -21,7 +25,12 @@ GROUP = "history"
 # a live but slow writer's batch is harmless (writes are idempotent; the second XACK is a no-op).
 CLAIM_IDLE_MS = 10_000
 
-Entry = tuple[str, dict[str, str]]
+
+
+class OutboxEntry(NamedTuple):
+    stream: str
+    id: str  # the entry id in its stream ("<ms>-<n>"): unique within the stream only
+    fields: dict[str, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,34 +46,47 @@ class OutboxStore:
         self._forget = load_script(client, "forget")
 
     async def ensure_group(self) -> None:
-        try:
+        pipe = self._redis.pipeline(transaction=False)
+        for stream in keys.OUTBOX_STREAMS:
             # From the stream's start: records written before any writer ever ran are drained too.
-            await self._redis.xgroup_create(keys.HISTORY_OUTBOX, GROUP, id="0", mkstream=True)
-        except ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+            pipe.xgroup_create(stream, GROUP, id="0", mkstream=True)
+        for reply in await pipe.execute(raise_on_error=False):
+            if isinstance(reply, Exception) and not (isinstance(reply, ResponseError) and "BUSYGROUP" in str(reply)):
+                raise reply
 
-    async def read(self, consumer: str, *, count: int, block_ms: int) -> list[Entry]:
-        """Up to `count` entries for this writer: first its own unacknowledged ones (a restart), then
-        a dead writer's (idle over `claim_idle_ms`), else new ones, waiting at most `block_ms`."""
-        own = await self._redis.xreadgroup(GROUP, consumer, {keys.HISTORY_OUTBOX: "0"}, count=count)
+    async def read(self, consumer: str, *, count: int, block_ms: int) -> list[OutboxEntry]:
+        """Up to `count` entries per stream for this writer: first its own unacknowledged ones (a
+        restart), then a dead writer's (idle over `claim_idle_ms`), else new ones, waiting at most
+        `block_ms`."""
+        own = await self._redis.xreadgroup(GROUP, consumer, dict.fromkeys(keys.OUTBOX_STREAMS, "0"), count=count)
         entries = _entries(own)
         if entries:
             return entries
-        _next, claimed, *_deleted = await self._redis.xautoclaim(
-            keys.HISTORY_OUTBOX, GROUP, consumer, self._claim_idle_ms, start_id="0-0", count=count)
-        claimed_entries = [(entry_id, fields) for entry_id, fields in claimed if fields is not None]
-        if claimed_entries:
-            return claimed_entries
-        fresh = await self._redis.xreadgroup(GROUP, consumer, {keys.HISTORY_OUTBOX: ">"}, count=count, block=block_ms)
+        pipe = self._redis.pipeline(transaction=False)
+        for stream in keys.OUTBOX_STREAMS:
+            pipe.xautoclaim(stream, GROUP, consumer, self._claim_idle_ms, start_id="0-0", count=count)
+        claimed = [
+            OutboxEntry(stream, entry_id, fields)
+            for stream, (_next, rows, *_deleted) in zip(keys.OUTBOX_STREAMS, await pipe.execute(), strict=True)
+            for entry_id, fields in rows
+            if fields is not None
+        ]
+        if claimed:
+            return claimed
+        fresh = await self._redis.xreadgroup(
+            GROUP, consumer, dict.fromkeys(keys.OUTBOX_STREAMS, ">"), count=count, block=block_ms)
         return _entries(fresh)
 
-    async def acknowledge(self, entry_ids: list[str]) -> None:
-        if not entry_ids:
+    async def acknowledge(self, entries: list[OutboxEntry]) -> None:
+        by_stream: dict[str, list[str]] = {}
+        for entry in entries:
+            by_stream.setdefault(entry.stream, []).append(entry.id)
+        if not by_stream:
             return
         pipe = self._redis.pipeline(transaction=True)
-        pipe.xack(keys.HISTORY_OUTBOX, GROUP, *entry_ids)
-        pipe.xdel(keys.HISTORY_OUTBOX, *entry_ids)
+        for stream, entry_ids in by_stream.items():
+            pipe.xack(stream, GROUP, *entry_ids)
+            pipe.xdel(stream, *entry_ids)
         await pipe.execute()
 
     async def forget_finished(self, committed: dict[str, int]) -> int:
@@ -79,23 +101,20 @@ class OutboxStore:
 
     async def backlog(self) -> OutboxBacklog:
         pipe = self._redis.pipeline(transaction=False)
-        pipe.xlen(keys.HISTORY_OUTBOX)
-        pipe.xrange(keys.HISTORY_OUTBOX, "-", "+", count=1)
-        length, first = await pipe.execute()
-        if not first:
-            return OutboxBacklog(int(length), None)
-        oldest_ms = int(first[0][0].split("-", 1)[0])
-        return OutboxBacklog(int(length), round(max(0, now_ms() - oldest_ms) / 1000, 3))
+        for stream in keys.OUTBOX_STREAMS:
+            pipe.xlen(stream)
+            pipe.xrange(stream, "-", "+", count=1)
+        replies = await pipe.execute()
+        length = sum(int(n) for n in replies[0::2])
+        firsts = [int(first[0][0].split("-", 1)[0]) for first in replies[1::2] if first]
+        if not firsts:
+            return OutboxBacklog(length, None)
+        return OutboxBacklog(length, round(max(0, now_ms() - min(firsts)) / 1000, 3))
 
 
-def _entries(reply: object) -> list[Entry]:
-    # XREADGROUP answers [[stream, [(id, fields), ...]]] (or a dict under RESP3); None when nothing came.
+def _entries(reply: object) -> list[OutboxEntry]:
+    # XREADGROUP answers [[stream, [(id, fields), ...]], ...] (or a dict under RESP3); None when nothing came.
     if not reply:
         return []
     streams: Any = reply.items() if isinstance(reply, dict) else reply
-    out: list[Entry] = []
-    for _stream, rows in streams:
-        for entry_id, fields in rows:
-            if fields:
-                out.append((entry_id, fields))
-    return out
+    return [OutboxEntry(stream, entry_id, fields) for stream, rows in streams for entry_id, fields in rows if fields]

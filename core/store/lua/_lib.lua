@@ -9,17 +9,23 @@
 -- `B` and written once per key at the end (`flush()`): one variadic ZADD/ZREM per set and one
 -- HINCRBY per counter instead of one command per delivery. Every script must call flush() last.
 --
--- The history outbox: every change of a delivery but its claim appends a compact record to the stream hp:log in
--- the same script (so the history is exactly as atomic as the state): `move_status` marks the
--- delivery and flush() appends its state as it stands at the end of the script, with a version the
--- delivery's hash counts up (`v`) so the history store never moves a delivery backwards;
--- `log_message`, `log_attempt` and `log_action` append messages (with their payload), attempt
--- records and operator actions (an attempt rides in the same entry as the state it led to, at
--- flush(): one XADD instead of two). The history writer (core/history/writer.py) drains the
--- stream into PostgreSQL or SQLite.
+-- The history outbox: every change of a delivery but its claim appends a compact record to an
+-- outbox stream in the same script (so the history is exactly as atomic as the state): `move_status`
+-- marks the delivery and flush() appends its state as it stands at the end of the script, with a
+-- version the delivery's hash counts up (`v`) so the history store never moves a delivery
+-- backwards; `log_message`, `log_attempt` and `log_action` append messages (with their payload),
+-- attempt records and operator actions (an attempt rides in the same entry as the state it led to,
+-- at flush(): one XADD instead of two). The history writer (core/history/writer.py) drains the
+-- streams into PostgreSQL or SQLite.
+--
+-- The outbox is LOG_PARTITIONS streams, hp:log:<p>, and every record of an endpoint's deliveries
+-- goes to its endpoint's partition (log_key; core/keys.py computes the same): a Redis Cluster
+-- keyspace can then give an endpoint's live keys and its outbox stream one hash tag
+-- (../shared/notes/scale-out.md), and records of one delivery stay in order in one stream.
 
 local B = {incr = {}, zrem = {}, zadd = {}, expire = {}, log = {}, attempts = {}}
-local LOG = 'hp:log'
+local LOG_PARTITIONS = 16
+local ID_ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz'  -- core/ids.py: ids end in random base32
 local LOG_FIELDS = {'eid', 'status', 'attempts', 'updated_ms', 'due_ms', 'last_code', 'last_error'}
 local QUEUED = {pending = true, retrying = true}
 
@@ -27,6 +33,13 @@ local QUEUED = {pending = true, retrying = true}
 -- is the n-th delivery of message `msg_<core>`, and both ids carry their creation time.
 local function message_of(did)
   return 'msg_' .. string.match(did, '^dlv_(.+)_%d+$')
+end
+
+-- The outbox stream of an endpoint (or, for a message with no delivery, of the message): by the
+-- id's last character, which is random (core/keys.py: outbox_partition).
+local function log_key(id)
+  local at = string.find(ID_ALPHABET, string.sub(id, -1), 1, true) or 1
+  return 'hp:log:' .. ((at - 1) % LOG_PARTITIONS)
 end
 
 local function incr(key, field, n)
@@ -70,14 +83,24 @@ end
 
 -- A message's record also stands for its deliveries' first state (pending, due at creation, version
 -- 0): `d` and `e` list them and their endpoints in fan-out order, so ingest appends one entry per
--- message, not one per delivery.
+-- message and outbox partition, not one per delivery. Each partition's copy (`q`) stands for the
+-- deliveries whose endpoints are in that partition.
 local function log_message(mid, event_type, payload, created_ms, trace, dids, eids)
-  redis.call('XADD', LOG, '*', 'k', 'm', 'i', mid, 'y', event_type, 'p', payload, 'c', created_ms, 't', trace,
-    'd', dids, 'e', eids)
+  local d, e = table.concat(dids, ','), table.concat(eids, ',')
+  local partitions, order = {}, {}
+  for _, eid in ipairs(eids) do
+    local key = log_key(eid)
+    if not partitions[key] then partitions[key] = true; order[#order + 1] = key end
+  end
+  if #order == 0 then order[1] = log_key(mid) end
+  for _, key in ipairs(order) do
+    redis.call('XADD', key, '*', 'k', 'm', 'i', mid, 'y', event_type, 'p', payload, 'c', created_ms, 't', trace,
+      'd', d, 'e', e, 'q', string.sub(key, 8))
+  end
 end
 
-local function log_action(did, action)
-  redis.call('XADD', LOG, '*', 'k', 'x', 'i', did, 'a', action)
+local function log_action(did, eid, action)
+  redis.call('XADD', log_key(eid), '*', 'k', 'x', 'i', did, 'a', action)
 end
 
 local function flush_log()
@@ -86,7 +109,7 @@ local function flush_log()
     local last = B.log[did] and #list - 1 or #list
     for i = 1, last do
       local a = list[i]
-      redis.call('XADD', LOG, '*', 'k', 'a', 'i', did, 'e', a[1], 'n', a[2], 't', a[3], 'r', a[4])
+      redis.call('XADD', log_key(a[1]), '*', 'k', 'a', 'i', did, 'e', a[1], 'n', a[2], 't', a[3], 'r', a[4])
     end
   end
   local event_types = {}  -- mid -> event_type: a message's deliveries share it
@@ -104,16 +127,16 @@ local function flush_log()
         event_types[mid] = y
       end
       if a and a[1] == d[1] then
-        redis.call('XADD', LOG, '*', 'k', 'd', 'i', did, 'm', mid, 'e', d[1], 'y', y, 's', d[2], 'n', d[3] or 0,
+        redis.call('XADD', log_key(d[1]), '*', 'k', 'd', 'i', did, 'm', mid, 'e', d[1], 'y', y, 's', d[2], 'n', d[3] or 0,
           'u', d[4] or 0, 'w', d[5] or '', 'c', d[6] or '', 'x', d[7] or '', 'v', v, 'an', a[2], 'at', a[3], 'ar', a[4])
         a = nil
       else
-        redis.call('XADD', LOG, '*', 'k', 'd', 'i', did, 'm', mid, 'e', d[1], 'y', y, 's', d[2], 'n', d[3] or 0,
+        redis.call('XADD', log_key(d[1]), '*', 'k', 'd', 'i', did, 'm', mid, 'e', d[1], 'y', y, 's', d[2], 'n', d[3] or 0,
           'u', d[4] or 0, 'w', d[5] or '', 'c', d[6] or '', 'x', d[7] or '', 'v', v)
       end
     end
     if a then
-      redis.call('XADD', LOG, '*', 'k', 'a', 'i', did, 'e', a[1], 'n', a[2], 't', a[3], 'r', a[4])
+      redis.call('XADD', log_key(a[1]), '*', 'k', 'a', 'i', did, 'e', a[1], 'n', a[2], 't', a[3], 'r', a[4])
     end
   end
 end

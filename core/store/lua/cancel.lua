@@ -19,7 +19,7 @@ for i = 3, #ARGV do
     redis.call('ZREM', 'hp:ep:' .. d[1] .. ':due', did)
     finish(did, d[1], d[2], 'cancelled', now)
     redis.call('HSET', dkey, 'last_error', 'cancelled by an operator')
-    log_action(did, action)
+    log_action(did, d[1], action)
     touched[d[1]] = true
     out[#out + 1] = 'cancelled'
   end

@@ -1,5 +1,5 @@
 -- Record finished attempts and move each delivery on, atomically, in one batch.
--- Keys touched: hp:dlv:{did}, hp:log (attempt records, via _lib), hp:ep:{eid}:inflight, hp:leases,
+-- Keys touched: hp:dlv:{did}, hp:log:<p> (attempt records, via _lib), hp:ep:{eid}:inflight, hp:leases,
 --   hp:ep:{eid}:due, hp:ep:{eid}, hp:ep:{eid}:flow, hp:ep:{eid}:pauses, hp:evt:*, hp:active,
 --   hp:ep:{eid}:m:{minute}, hp:ep:{eid}:sent:{minute}, counters and hp:backlog (via _lib).
 -- ARGV[1]: now_ms, ARGV[2]: JSON array of results, each

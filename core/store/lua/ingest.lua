@@ -1,6 +1,6 @@
 -- Ingest messages atomically: idempotency check, fan-out, message + deliveries + due sets + counters.
 -- Keys touched: hp:idem:*, hp:ep:{eid}, hp:evt:{type}, hp:evt-all, hp:msg:{mid}, hp:msg:{mid}:payload, hp:dlv:{did},
---   hp:ep:{eid}:due, hp:active, hp:ep:{eid}:count, hp:count, hp:backlog, hp:log; publishes hp:wake.
+--   hp:ep:{eid}:due, hp:active, hp:ep:{eid}:count, hp:count, hp:backlog, hp:log:<p> (the outbox); publishes hp:wake.
 -- ARGV[1]: JSON {now, idem_key ("" for none), idem_hash, idem_ttl_ms,
 --                messages: [{id, event_type, endpoint_ids (array or null), trace}]}
 -- ARGV[2..n+1]: each message's payload as compact JSON, in order.
@@ -70,7 +70,7 @@ for i, m in ipairs(req.messages) do
   redis.call('HSET', mkey, 'event_type', m.event_type, 'fanout', #dids, 'remaining', #dids)
   if m.trace and m.trace ~= '' then redis.call('HSET', mkey, 'trace', m.trace) end
   redis.call('SET', mkey .. ':payload', ARGV[i + 1])
-  log_message(mid, m.event_type, ARGV[i + 1], now, m.trace or '', table.concat(dids, ','), table.concat(targets[i], ','))
+  log_message(mid, m.event_type, ARGV[i + 1], now, m.trace or '', dids, targets[i])
   if #dids == 0 then
     redis.call('PEXPIRE', mkey, req.retention_ms)
     redis.call('PEXPIRE', mkey .. ':payload', req.retention_ms)

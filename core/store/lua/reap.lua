@@ -1,6 +1,6 @@
 -- Crash recovery: deliveries whose lease expired (their worker died or stalled) go back to their
 -- endpoint's due set, due now, with an attempt record saying the result was lost.
--- Keys touched: hp:leases, hp:ep:{eid}:inflight, hp:ep:{eid}:due, hp:dlv:{did}, hp:log, hp:active, counters and hp:backlog (via _lib).
+-- Keys touched: hp:leases, hp:ep:{eid}:inflight, hp:ep:{eid}:due, hp:dlv:{did}, hp:log:<p>, hp:active, counters and hp:backlog (via _lib).
 -- ARGV: now_ms, limit. Returns the dids put back.
 local now, limit = tonumber(ARGV[1]), tonumber(ARGV[2])
 local back, touched = {}, {}

@@ -20,7 +20,7 @@ for i = 4, #ARGV do
     local due = tonumber(redis.call('ZSCORE', 'hp:ep:' .. d[1] .. ':due', did))
     if not due or due > now then enqueue(did, d[1], d[2], d[2], now, now) end
     redis.call('HSET', dkey, 'trigger', 'manual')
-    log_action(did, action)
+    log_action(did, d[1], action)
     touched[d[1]] = true
     out[#out + 1] = 'hastened'
   elseif d[2] == 'pending' or d[2] == 'retrying' or d[2] == 'delivering' then
@@ -31,7 +31,7 @@ for i = 4, #ARGV do
     enqueue(did, d[1], d[2], 'pending', now, now)
     -- A fresh retry budget from now (absent, it starts at creation).
     redis.call('HSET', dkey, 'budget_ms', now, 'trigger', 'manual')
-    log_action(did, action)
+    log_action(did, d[1], action)
     touched[d[1]] = true
     out[#out + 1] = 'queued'
   end
