@@ -8,7 +8,9 @@ the only place that turns an attempt's outcome into the delivery's next state.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import itertools
 import logging
 import math
 import time
@@ -18,7 +20,7 @@ from typing import Any
 import backoff
 
 from core.settings import Settings
-from core.store import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, Store, translated_errors
+from core.store import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, PermitAsk, Store, translated_errors
 from core.telemetry import Telemetry, scope, traceparent_of
 from delivery.attempt import AttemptReport, attempt_delivery
 from delivery.client import DeliveryClient
@@ -34,6 +36,10 @@ FLUSH_SIZE = 256
 FLUSH_DELAY = 0.003
 # Endpoints paced at least this many ms apart (<= 100 requests/s) get strict slots: see _wait_for_slot.
 STRICT_INTERVAL_MS = 10.0
+# Faster endpoints take send permits (_gate_fast_send): one ask covers the sends of this many ms,
+# and a send whose permit's moment passed by more than this (or half an interval) asks again.
+PERMIT_RUN_MS = 50.0
+PERMIT_LATE_MS = 2.0
 
 
 class Sender:
@@ -53,8 +59,7 @@ class Sender:
         self._paused_until_ms: dict[str, int] = {}
         self._stopping = False
         self._closing = False
-        # Fast endpoints (see _gate_fast_send): one gate each, so this worker's sends to it go out in
-        # order and an interval apart, and their permits.
+        # Fast endpoints (see _gate_fast_send): one gate each, where their sends wait for permits.
         self._gates: dict[str, _Gate] = {}
         self._permits = PermitBatcher(store)
         # Wakes the pump when capacity frees up or state changed.
@@ -148,27 +153,58 @@ class Sender:
         return now
 
     async def _gate_fast_send(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> float:
-        """Space this worker's sends to a fast endpoint an interval apart, and take a send permit from
-        Redis: a sliding log of the endpoint's sends in the last second, shared by every worker, that
-        refuses one past ceil(rate/60) + 1. The permit's time (Redis's clock) is the send's recorded
-        moment, so the bound holds on recorded send times whatever the workers' event loops do.
+        """Wait for a send permit (see scheduler/permits.py and permit.lua): the moment this send may
+        go (Redis's clock, unix seconds), spaced an interval after the endpoint's last permit of any
+        worker, with no 1-s window over ceil(rate/60) + 1. The moment is the send's recorded start,
+        so the bound holds on recorded send times whatever the workers' event loops do.
 
-        One send at a time per endpoint asks (the gate's lock), so a stalled event loop cannot release
-        a bunch of them at once; permits of different endpoints share script calls
-        (scheduler/permits.py)."""
+        The endpoint's sends queue at its gate, and one pacer task per endpoint asks for a run of
+        them at once and lets each go at its moment. A send whose moment the pacer missed by more
+        than PERMIT_LATE_MS (a stalled event loop) is not sent late in a bunch: the pacer asks again
+        for it and the sends behind it."""
         gate = self._gates.setdefault(endpoint.id, _Gate())
-        interval = endpoint.interval_ms / 1000
-        bound = math.ceil(1000 / endpoint.interval_ms) + 1
-        async with gate.lock:
-            while True:
-                wait = gate.last + interval - time.time()
+        gate.interval_ms = endpoint.interval_ms  # the newest claim knows the endpoint's pace best
+        ticket: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        gate.waiting.append((f"{delivery.id}.{delivery.attempt}", ticket))
+        if gate.pacer is None or gate.pacer.done():
+            gate.pacer = asyncio.create_task(self._pace(endpoint.id, gate), name=f"pace-{endpoint.id}")
+        return await ticket
+
+    async def _pace(self, endpoint_id: str, gate: _Gate) -> None:
+        """Hand out permits to the sends waiting at one endpoint's gate, in order, until none waits."""
+        waiting = gate.waiting
+        while True:
+            while waiting and waiting[0][1].done():  # sends cancelled while they waited
+                waiting.popleft()
+            if not waiting:
+                return
+            interval_ms = gate.interval_ms
+            run = list(itertools.islice(waiting, max(1, int(PERMIT_RUN_MS / interval_ms))))
+            ask = PermitAsk(endpoint_id, math.ceil(1000 / interval_ms) + 1, interval_ms, [sid for sid, _ in run])
+            try:
+                permits = await self._permits.take(ask)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # each send handles it as its own failure (see _deliver)
+                for _, ticket in run:
+                    if not ticket.done():
+                        ticket.set_exception(exc)
+                continue
+            late_s = max(PERMIT_LATE_MS, interval_ms / 2) / 1000
+            on_time = True
+            for (_, ticket), moment_ms in zip(run, permits.grant.moments_ms, strict=False):
+                at = permits.local_seconds(moment_ms)
+                wait = at - time.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                granted, at_ms = await self._permits.take(endpoint.id, f"{delivery.id}.{delivery.attempt}", bound)
-                if granted:
-                    gate.last = at_ms / 1000
-                    return gate.last
-                await asyncio.sleep(max(0.0, at_ms / 1000 - time.time()))
+                if time.time() - at > late_s:
+                    on_time = False  # ask again for this send and the ones behind it
+                    break
+                waiting.popleft()
+                if not ticket.done():
+                    ticket.set_result(moment_ms / 1000)
+            if on_time and permits.grant.retry_ms:
+                await asyncio.sleep(max(0.0, permits.local_seconds(permits.grant.retry_ms) - time.time()))
 
     def _next_state(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery, report: AttemptReport) -> Completion:
         """Turn an attempt's outcome into what happens next (the retry policy lives in delivery/)."""
@@ -262,6 +298,10 @@ class Sender:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1)
+        pacers = [gate.pacer for gate in self._gates.values() if gate.pacer is not None]
+        for pacer in pacers:
+            pacer.cancel()
+        await asyncio.gather(*pacers, return_exceptions=True)
         await self._permits.close()
         self._closing = True
         self._results_ready.set()
@@ -275,8 +315,12 @@ class Sender:
 
 @dataclasses.dataclass
 class _Gate:
-    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-    last: float = 0.0  # when this worker last sent to the endpoint (unix seconds)
+    """A fast endpoint's sends waiting for permits (see Sender._gate_fast_send)."""
+
+    waiting: collections.deque[tuple[str, asyncio.Future[float]]] = dataclasses.field(
+        default_factory=collections.deque)  # (send id, its ticket), in send order
+    interval_ms: float = 1.0
+    pacer: asyncio.Task[None] | None = None
 
 
 def _reconnect_delays() -> Iterator[float]:

@@ -1,50 +1,81 @@
-"""Send permits for fast endpoints (permit.lua through scheduler/permits.py), on a real Redis: a
-batch is counted against each endpoint's last second, and concurrent sends share script calls."""
+"""Send permits for fast endpoints (permit.lua through scheduler/permits.py), on a real Redis: a run
+of sends gets moments spaced by the endpoint's interval within its 1-s bound, endpoints are counted
+apart, a send asked for again gives up its unused permit, and concurrent asks share script calls."""
 
 from __future__ import annotations
 
 import asyncio
+import itertools
+import time
 
-from core.store import Store
+from core.store import PermitAsk, Store
 from scheduler.permits import PermitBatcher
 
 
-async def test_one_batch_grants_up_to_the_bound_and_names_when_the_rest_may_ask(store: Store) -> None:
-    answers = await store.pump.send_permits([("ep_a", f"d{i}.1", 5) for i in range(8)])
+def ask(eid: str, bound: int, interval_ms: float, *send_ids: str) -> PermitAsk:
+    return PermitAsk(eid, bound, interval_ms, list(send_ids))
 
-    granted = [ms for ok, ms in answers if ok]
-    refused = [ms for ok, ms in answers if not ok]
-    assert len(granted) == 5 and len(refused) == 3
-    assert [ok for ok, _ in answers] == [True] * 5 + [False] * 3  # in the order the sends asked
-    assert all(ms == granted[0] + 1000 for ms in refused)  # when the oldest of the window leaves it
+
+async def test_a_run_gets_moments_an_interval_apart_up_to_the_bound_and_when_to_ask_again(store: Store) -> None:
+    now_ms, (grant,) = await store.pump.send_permits([ask("ep_a", 5, 10, *(f"d{i}.1" for i in range(8)))])
+
+    moments = grant.moments_ms
+    assert len(moments) == 5 and moments[0] == now_ms  # nothing sent before: the first may go now
+    assert [b - a for a, b in itertools.pairwise(moments)] == [10, 10, 10, 10]
+    assert grant.retry_ms == moments[0] + 1000  # when the oldest of the window leaves it
     assert await store.redis.zcard("hp:ep:ep_a:permits") == 5
-    assert 0 < await store.redis.pttl("hp:ep:ep_a:permits") <= 2000
+    assert 0 < await store.redis.pttl("hp:ep:ep_a:permits") <= 2000 + 40
 
 
-async def test_endpoints_in_one_batch_are_counted_apart_and_across_calls(store: Store) -> None:
-    first = await store.pump.send_permits([("ep_a", "a1.1", 2), ("ep_b", "b1.1", 2), ("ep_a", "a2.1", 2)])
-    assert [ok for ok, _ in first] == [True, True, True]
-
-    second = await store.pump.send_permits([("ep_a", "a3.1", 2), ("ep_b", "b2.1", 2)])
-    assert [ok for ok, _ in second] == [False, True]  # ep_a's second is full, ep_b has a place left
-    assert second[0][1] == first[0][1] + 1000
+async def test_fractional_intervals_keep_their_average_pace(store: Store) -> None:
+    _now, (grant,) = await store.pump.send_permits([ask("ep_f", 100, 1000 / 7, *(f"f{i}.1" for i in range(7)))])
+    gaps = [b - a for a, b in itertools.pairwise(grant.moments_ms)]
+    assert set(gaps) <= {142, 143} and sum(gaps) in (857, 858)  # 6 intervals of 142.86 ms
 
 
-async def test_concurrent_sends_share_script_calls_and_keep_the_bound(store: Store) -> None:
+async def test_endpoints_are_counted_apart_and_a_later_ask_follows_the_last_permit(store: Store) -> None:
+    _now, first = await store.pump.send_permits([ask("ep_a", 2, 5, "a1.1"), ask("ep_b", 2, 5, "b1.1", "b2.1")])
+    assert [len(g.moments_ms) for g in first] == [1, 2]
+
+    _now, second = await store.pump.send_permits([ask("ep_a", 2, 5, "a2.1", "a3.1"), ask("ep_b", 2, 5, "b3.1")])
+    a, b = second
+    assert len(a.moments_ms) == 1 and a.moments_ms[0] - first[0].moments_ms[0] >= 5  # after ep_a's last permit
+    assert a.retry_ms == first[0].moments_ms[0] + 1000  # ep_a's window is full after its second
+    assert b.moments_ms == [] and b.retry_ms == first[1].moments_ms[0] + 1000
+
+
+async def test_a_send_asked_for_again_gives_up_its_unused_permit(store: Store) -> None:
+    _now, (first,) = await store.pump.send_permits([ask("ep_r", 3, 5, "r1.1", "r2.1", "r3.1")])
+    assert len(first.moments_ms) == 3
+    # The worker woke too late for r2 and r3: it asks again for them (and one more). They are not
+    # counted twice, so the window (bound 3) still has room for r2 and r3, not for r4.
+    _now, (again,) = await store.pump.send_permits([ask("ep_r", 3, 5, "r2.1", "r3.1", "r4.1")])
+    assert len(again.moments_ms) == 2 and again.retry_ms == first.moments_ms[0] + 1000
+    assert again.moments_ms[0] >= first.moments_ms[0] + 5
+    assert await store.redis.zcard("hp:ep:ep_r:permits") == 3
+
+
+async def test_concurrent_asks_share_script_calls_and_keep_the_bound(store: Store) -> None:
     calls = 0
-    ask = store.pump.send_permits
+    send_permits = store.pump.send_permits
 
-    async def counted(requests: list[tuple[str, str, int]]) -> list[tuple[bool, int]]:
+    async def counted(asks: list[PermitAsk]) -> object:
         nonlocal calls
         calls += 1
-        return await ask(requests)
+        return await send_permits(asks)
 
-    store.pump.send_permits = counted  # type: ignore[method-assign]
+    store.pump.send_permits = counted  # type: ignore[method-assign,assignment]
     batcher = PermitBatcher(store)
     try:
-        answers = await asyncio.gather(*(batcher.take("ep_c", f"c{i}.1", 30) for i in range(100)))
+        answers = await asyncio.gather(*(batcher.take(ask(f"ep_{i % 4}", 30, 2, f"c{i}.1")) for i in range(100)))
     finally:
         await batcher.close()
 
-    assert sum(ok for ok, _ in answers) == 30
-    assert calls < 10  # 100 sends asked together: a few batches, not one call each
+    assert sum(len(a.grant.moments_ms) for a in answers) == 100  # 25 per endpoint: within the bound of 30
+    assert calls < 10  # 100 asks together: a few batches, not one call each
+    for eid in range(4):
+        moments = sorted(m for i, a in enumerate(answers) if i % 4 == eid for m in a.grant.moments_ms)
+        assert all(b - a >= 2 for a, b in itertools.pairwise(moments))
+    # The local clock of a moment is Redis's minus the measured offset (one machine here: close).
+    first = answers[0]
+    assert abs(first.local_seconds(first.grant.moments_ms[0]) - time.time()) < 1.0

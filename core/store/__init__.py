@@ -15,7 +15,7 @@ from core.store.messages import Accepted, Idempotency, MessageStore, NewMessage
 from core.store.monitoring import MonitoringStore
 from core.store.operations import Actor, OperationsStore
 from core.store.outbox import OutboxBacklog, OutboxStore
-from core.store.pump import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, PumpStore
+from core.store.pump import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, PermitAsk, PermitGrant, PumpStore
 from core.store.sessions import Session, SessionStore
 from core.store.timeline import TimelineStore
 
@@ -38,6 +38,8 @@ __all__ = [
     "OperationsStore",
     "OutboxBacklog",
     "OutboxStore",
+    "PermitAsk",
+    "PermitGrant",
     "PumpStore",
     "Session",
     "SessionStore",

@@ -65,6 +65,22 @@ class Completion:
     # next, and the endpoint's sends-per-second timeline counts it
 
 
+@dataclass(frozen=True, slots=True)
+class PermitAsk:
+    """Permits for a run of sends to one fast endpoint (see PumpStore.send_permits)."""
+
+    endpoint_id: str
+    bound: int  # at most this many permits in any 1-s window: ceil(rate/60) + 1
+    interval_ms: float  # the endpoint's pacing interval
+    send_ids: list[str]  # "<did>.<attempt>", in send order
+
+
+@dataclass(frozen=True, slots=True)
+class PermitGrant:
+    moments_ms: list[int]  # by Redis's clock, for the first len(moments_ms) sends of the ask
+    retry_ms: int  # when the window has room for the rest; 0 when every send got one
+
+
 class PumpStore:
     def __init__(self, client: Redis, *, lease_seconds: float) -> None:
         self._redis = client
@@ -137,15 +153,21 @@ class PumpStore:
         _applied, paused = await self._complete(args=args)
         return {paused[i]: int(paused[i + 1]) for i in range(0, len(paused), 2)}
 
-    async def send_permits(self, requests: list[tuple[str, str, int]]) -> list[tuple[bool, int]]:
-        """For each (endpoint id, send id, bound), in order: may that send go now without a 1-s
-        window of its endpoint over `bound`? (granted, ms): granted, ms is the send's moment by
-        Redis's clock; refused, the earliest moment to ask again. One script call for the batch."""
+    async def send_permits(self, asks: list[PermitAsk]) -> tuple[int, list[PermitGrant]]:
+        """Moments for runs of sends to fast endpoints, one script call for them all (permit.lua):
+        Redis's clock now (ms), and per ask the moments of its first sends, spaced by the ask's
+        interval with no 1-s window over its bound, and when to ask again for the rest (0: none left)."""
         args: list[object] = []
-        for eid, send_id, bound in requests:
-            args += [eid, send_id, bound]
-        flat = await self._permit(args=args)
-        return [(flat[i] == 1, int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        for ask in asks:
+            args += [ask.endpoint_id, ask.bound, ask.interval_ms, len(ask.send_ids), *ask.send_ids]
+        flat = [int(x) for x in await self._permit(args=args)]
+        grants: list[PermitGrant] = []
+        at = 1
+        for _ask in asks:
+            k = flat[at]
+            grants.append(PermitGrant(flat[at + 1: at + 1 + k], flat[at + 1 + k]))
+            at += k + 2
+        return flat[0], grants
 
     async def reap(self, limit: int = 200) -> list[str]:
         """Put deliveries whose lease expired back in their due sets; returns their ids."""

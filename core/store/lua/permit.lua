@@ -1,43 +1,47 @@
--- Send permits for fast endpoints, for a batch of sends at once: a sliding log of each endpoint's
--- sends in the last second, shared by every worker, so no 1-s window ever holds more than `bound`
--- sends (ceil(rate/60) + 1) however the workers' event loops stall. Times are Redis's clock, so the
--- log is in send order. A worker asks once per few milliseconds for every send it has waiting
--- (scheduler/permits.py): one script call instead of one per send.
--- Keys touched: hp:ep:{eid}:permits (ZSET send id -> ms; expires 2 s after the last send)
--- ARGV: (eid, send id (did.attempt), bound) repeated, in the order the sends asked
--- Returns {granted, ms} per send, flat: granted 1 with ms the send's moment, or 0 with ms when one may be.
+-- Send permits for fast endpoints: a worker asks once for several sends of an endpoint and gets a
+-- moment for each, spaced `interval` ms after the endpoint's last permit (its own or another
+-- worker's), while no 1-s window holds more than `bound` permits (ceil(rate/60) + 1). Times are
+-- Redis's clock, so every worker's permits fall in one order; the moment is the send's recorded
+-- start (scheduler/sender.py sends at it, or asks again if it woke too late).
+-- Asking for one send at a time capped an endpoint at one send per script round trip (about 490/s
+-- for an endpoint paced at 1,000/s, BENCHMARKS.md); asking for a run of sends lifts that.
+-- Keys touched: hp:ep:{eid}:permits (ZSET send id -> moment ms; expires 2 s after its last moment)
+-- ARGV: groups of eid, bound, interval_ms, n, then n send ids (did.attempt) in send order.
+--   A send id asked for again gives up its earlier permit: the worker did not use it.
+-- Returns {now_ms, then per group: k, k moments (ms, in order, for the first k sends), retry_ms}:
+--   retry_ms is 0 when all n were granted, else the moment the window has room again.
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local logs = {}  -- eid -> {count, grants (ZADD args)}
-local out = {}
-for i = 1, #ARGV, 3 do
-  local eid, send_id, bound = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+local out = {now}
+local i = 1
+while i <= #ARGV do
+  local eid, bound, interval, n = ARGV[i], tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3])
   local key = 'hp:ep:' .. eid .. ':permits'
-  local log = logs[eid]
-  if not log then
-    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 1000)
-    log = {count = redis.call('ZCARD', key), grants = {}}
-    logs[eid] = log
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 1000)
+  if n > 0 then redis.call('ZREM', key, unpack(ARGV, i + 4, i + 3 + n)) end
+  local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
+  -- The pace is kept in fractions of a ms; the moments handed out are whole ms, rounded up.
+  local next_at = now
+  if last[2] then next_at = math.max(now, tonumber(last[2]) + interval) end
+  local moments, retry = {}, 0
+  for j = 1, n do
+    local moment = math.ceil(next_at)
+    -- Moments only grow, so the window ending at `moment` holds every permit after moment - 1000.
+    if redis.call('ZCOUNT', key, '(' .. (moment - 1000), '+inf') >= bound then
+      local oldest = redis.call('ZRANGEBYSCORE', key, '(' .. (moment - 1000), '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+      retry = tonumber(oldest[2]) + 1000
+      break
+    end
+    redis.call('ZADD', key, moment, ARGV[i + 3 + j])
+    moments[#moments + 1] = moment
+    next_at = next_at + interval
   end
-  if log.count >= bound then
-    -- Full: the oldest send of the window (already in Redis or granted in this call) frees a place.
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    local free = oldest[2] and tonumber(oldest[2]) + 1000 or now + 1000
-    out[#out + 1] = 0
-    out[#out + 1] = math.min(free, now + 1000)
-  else
-    log.count = log.count + 1
-    log.grants[#log.grants + 1] = now
-    log.grants[#log.grants + 1] = send_id
-    out[#out + 1] = 1
-    out[#out + 1] = now
+  if #moments > 0 then
+    redis.call('PEXPIRE', key, moments[#moments] - now + 2000)
   end
-end
-for eid, log in pairs(logs) do
-  if #log.grants > 0 then
-    local key = 'hp:ep:' .. eid .. ':permits'
-    redis.call('ZADD', key, unpack(log.grants))
-    redis.call('PEXPIRE', key, 2000)
-  end
+  out[#out + 1] = #moments
+  for _, m in ipairs(moments) do out[#out + 1] = m end
+  out[#out + 1] = retry
+  i = i + 4 + n
 end
 return out
