@@ -444,7 +444,10 @@ def test_another_plugin_adds_an_event_rule_through_the_hookpump_events_filter(wo
 
 def test_the_plugin_raised_no_php_warnings(world: World) -> None:
     log = world.site.debug_log.read_text(errors="replace") if world.site.debug_log.exists() else ""
-    ours = [line for line in log.splitlines() if "integrations/wordpress" in line or "hookpump" in line.lower()]
+    # The test harness's own redirect echo (mu-harness.php) makes WordPress warn about headers; that
+    # is not the plugin's, and its path names the checkout, which may itself be called "hookpump".
+    lines = [line for line in log.splitlines() if "mu-harness.php" not in line]
+    ours = [line for line in lines if "integrations/wordpress" in line or "hookpump" in line.lower()]
     assert ours == []
 
 
