@@ -11,7 +11,6 @@ import threading
 import time
 
 ID_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
-_ALPHABET = ID_ALPHABET
 _RANDOM_BITS = 80
 _lock = threading.Lock()
 _last: tuple[int, int] = (0, 0)
@@ -21,7 +20,7 @@ def _base32(value: int, width: int) -> str:
     chars = []
     for _ in range(width):
         value, digit = divmod(value, 32)
-        chars.append(_ALPHABET[digit])
+        chars.append(ID_ALPHABET[digit])
     return "".join(reversed(chars))
 
 
@@ -44,7 +43,7 @@ def created_ms(ident: str) -> int:
     core = ident.split("_", 1)[1]
     value = 0
     for char in core[:10]:
-        value = value * 32 + _ALPHABET.index(char)
+        value = value * 32 + ID_ALPHABET.index(char)
     return value
 
 

@@ -15,10 +15,11 @@ import pytest
 from core import keys
 from core.history import HistoryStore
 from core.history.writer import HistoryWriter
+from core.ids import message_id_of
 from core.models import DeliveryFilter, DeliveryStatus
 from core.settings import Settings
 from core.store import Actor, NewMessage, OutboxStore, Store
-from tests.history_db import endpoint_attempt_ids, open_history
+from tests.history_db import caught_up, endpoint_attempt_ids, open_history
 from tests.pumping import make_endpoint, running_worker, send, wait_until
 from tests.receiver import Receiver, Reply
 from tests.tcp_proxy import TcpProxy
@@ -116,7 +117,7 @@ async def test_a_writer_killed_mid_batch_loses_nothing_and_doubles_nothing(store
 
 
 async def test_an_endpoints_records_go_to_its_outbox_partition_and_a_fanned_out_message_to_each(
-    store: Store, database_url: str
+    store: Store, settings: Settings, history: HistoryStore
 ) -> None:
     first = await make_endpoint(store, "http://127.0.0.1:9/never", enabled=False)
     second = first
@@ -138,22 +139,13 @@ async def test_an_endpoints_records_go_to_its_outbox_partition_and_a_fanned_out_
         assert entries[0]["q"] == str(partition) and entries[0]["d"] == ",".join(dids)
         assert entries[1]["i"] == did and entries[2]["i"] == did
 
-    history = open_history(database_url)
-    await history.open()
-    try:
-        writer = HistoryWriter(store.outbox, history, consumer="w")
-        await store.outbox.ensure_group()
-        while await writer.drain_once(block_ms=50):
-            pass
-        assert (await store.outbox.backlog()).length == 0
-        for did in dids:
-            found = await history.get_delivery(did)
-            assert found is not None and found.delivery.status is DeliveryStatus.CANCELLED
-            assert len(found.actions) == 1
-        message = await history.get_message(dids[0].rsplit("_", 1)[0].replace("dlv_", "msg_"))
-        assert message is not None and message.delivery_ids == tuple(dids)
-    finally:
-        await history.close()
+    await caught_up(store, settings)
+    for did in dids:
+        found = await history.get_delivery(did)
+        assert found is not None and found.delivery.status is DeliveryStatus.CANCELLED
+        assert len(found.actions) == 1
+    message = await history.get_message(message_id_of(dids[0]))
+    assert message is not None and message.delivery_ids == tuple(dids)
 
 
 async def test_a_record_the_store_refuses_is_kept_cut_and_never_blocks_the_rest(

@@ -30,9 +30,9 @@ logger = logging.getLogger(__name__)
 BATCH_SIZE = 1000
 BLOCK_MS = 500
 # A batch starts at most this often unless the last one was full: the records of the interval gather
-# in one batch, so a delivery's 'delivering' and final states (usually milliseconds apart) are mostly
-# written as one row version, and the database gets fewer, larger transactions. It adds at most this
-# much to the outbox's delay (normally well under the second openapi.yaml promises).
+# in one batch, so a delivery's pending and final states (when it is sent at once) are often written
+# as one row version, and the database gets fewer, larger transactions. It adds at most this much to
+# the outbox's delay (normally well under the second openapi.yaml promises).
 GATHER_SECONDS = 0.1
 RETRY_FIRST_SECONDS = 0.2
 RETRY_MAX_SECONDS = 5.0

@@ -26,7 +26,6 @@ GROUP = "history"
 CLAIM_IDLE_MS = 10_000
 
 
-
 class OutboxEntry(NamedTuple):
     stream: str
     id: str  # the entry id in its stream ("<ms>-<n>"): unique within the stream only

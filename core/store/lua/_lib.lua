@@ -126,14 +126,13 @@ local function flush_log()
         y = redis.call('HGET', 'hp:msg:' .. mid, 'event_type') or ''
         event_types[mid] = y
       end
+      local record = {'XADD', log_key(d[1]), '*', 'k', 'd', 'i', did, 'm', mid, 'e', d[1], 'y', y, 's', d[2],
+        'n', d[3] or 0, 'u', d[4] or 0, 'w', d[5] or '', 'c', d[6] or '', 'x', d[7] or '', 'v', v}
       if a and a[1] == d[1] then
-        redis.call('XADD', log_key(d[1]), '*', 'k', 'd', 'i', did, 'm', mid, 'e', d[1], 'y', y, 's', d[2], 'n', d[3] or 0,
-          'u', d[4] or 0, 'w', d[5] or '', 'c', d[6] or '', 'x', d[7] or '', 'v', v, 'an', a[2], 'at', a[3], 'ar', a[4])
+        for _, field in ipairs({'an', a[2], 'at', a[3], 'ar', a[4]}) do record[#record + 1] = field end
         a = nil
-      else
-        redis.call('XADD', log_key(d[1]), '*', 'k', 'd', 'i', did, 'm', mid, 'e', d[1], 'y', y, 's', d[2], 'n', d[3] or 0,
-          'u', d[4] or 0, 'w', d[5] or '', 'c', d[6] or '', 'x', d[7] or '', 'v', v)
       end
+      redis.call(unpack(record))
     end
     if a then
       redis.call('XADD', log_key(a[1]), '*', 'k', 'a', 'i', did, 'e', a[1], 'n', a[2], 't', a[3], 'r', a[4])
