@@ -16,7 +16,9 @@ Endpoints
                                     whole-endpoint backoffs), and the adaptive loop's state (see
                                     store/lua/_flow.lua): eff_rate (the pace now, per minute), w_max (the
                                     pace at the last congestion event), epoch_ms, cut_ms, last_ok_ms,
-                                    streak_fails, streak_rate, streak_wmax. no TTL
+                                    streak_fails, streak_rate, streak_wmax; who may pace its sends alone
+                                    (store/lua/claim.lua): cw (the last worker to claim), cw_until, ow_until
+                                    (lease expiries of its and the other workers' claims), solo_until. no TTL
   hp:ep:{eid}:pauses          LIST  JSON {start_ms, end_ms, reason, status_code}: the pace's cuts
                                     ("congestion") and pauses ("retry_after", "backoff"), newest first, the
                                     last 100

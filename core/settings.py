@@ -62,6 +62,8 @@ class Settings:
     lease_seconds: float = 30.0
     # Concurrent requests one worker process keeps open, across all endpoints.
     worker_concurrency: int = 512
+    # Unique per running worker: its pump lease, its history writer's stream consumer, and its solo
+    # claims on an endpoint (core/store/lua/claim.lua) are known by it.
     worker_id: str = dataclasses.field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     data_dir: str = ".hookpump"
     log_format: str = "json"

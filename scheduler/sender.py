@@ -153,17 +153,23 @@ class Sender:
         return now
 
     async def _gate_fast_send(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> float:
-        """Wait for a send permit (see scheduler/permits.py and permit.lua): the moment this send may
-        go (Redis's clock, unix seconds), spaced an interval after the endpoint's last permit of any
-        worker, with no 1-s window over ceil(rate/60) + 1. The moment is the send's recorded start,
-        so the bound holds on recorded send times whatever the workers' event loops do.
+        """The moment a send to a fast endpoint may go (unix seconds), spaced an interval after the
+        endpoint's last send of any worker, with no 1-s window over ceil(rate/60) + 1. The moment is
+        the send's recorded start, so the bound holds on recorded send times whatever the workers'
+        event loops do.
 
-        The endpoint's sends queue at its gate, and one pacer task per endpoint asks for a run of
-        them at once and lets each go at its moment. A send whose moment the pacer missed by more
-        than PERMIT_LATE_MS (a stalled event loop) is not sent late in a bunch: the pacer asks again
-        for it and the sends behind it."""
+        A solo claim (no other worker can send to the endpoint meanwhile, see claim.lua) is spaced
+        here, after this worker's last send to it (_pace_solo). Otherwise the send waits for a permit
+        (scheduler/permits.py and permit.lua): the endpoint's sends queue at its gate, and one pacer
+        task per endpoint asks for a run of them at once and lets each go at its moment. A send
+        whose moment the pacer missed by more than PERMIT_LATE_MS (a stalled event loop) is not
+        sent late in a bunch: the pacer asks again for it and the sends behind it."""
         gate = self._gates.setdefault(endpoint.id, _Gate())
         gate.interval_ms = endpoint.interval_ms  # the newest claim knows the endpoint's pace best
+        if endpoint.solo_until_ms:
+            moment = await _pace_solo(gate, endpoint)
+            if moment is not None:
+                return moment
         ticket: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         gate.waiting.append((f"{delivery.id}.{delivery.attempt}", ticket))
         if gate.pacer is None or gate.pacer.done():
@@ -201,6 +207,7 @@ class Sender:
                     on_time = False  # ask again for this send and the ones behind it
                     break
                 waiting.popleft()
+                gate.last_send = max(gate.last_send, at)
                 if not ticket.done():
                     ticket.set_result(moment_ms / 1000)
             if on_time and permits.grant.retry_ms:
@@ -321,6 +328,30 @@ class _Gate:
         default_factory=collections.deque)  # (send id, its ticket), in send order
     interval_ms: float = 1.0
     pacer: asyncio.Task[None] | None = None
+    last_send: float = 0.0  # this worker's latest send moment to the endpoint (unix seconds, local clock)
+
+
+async def _pace_solo(gate: _Gate, endpoint: ClaimedEndpoint) -> float | None:
+    """A solo claim's send: its moment, an interval after this worker's last send to the endpoint,
+    or None when that would leave less than an interval before the claim's solo_until (a permit
+    then spaces it after any other worker's sends). This saves a Redis call per send: Redis's CPU per
+    1,000 deliveries fell by about a third for a lone worker sending to 100 endpoints paced at
+    1,000/s (BENCHMARKS.md, "Throughput, fifth step")."""
+    interval = endpoint.interval_ms / 1000
+    last_allowed = endpoint.solo_until_ms / 1000 - interval
+    late = max(PERMIT_LATE_MS, endpoint.interval_ms / 2) / 1000
+    while True:
+        now = time.time()
+        moment = max(now, gate.last_send + interval)
+        if moment > last_allowed:
+            return None
+        gate.last_send = moment
+        if moment <= now:
+            return moment
+        await asyncio.sleep(moment - now)
+        if time.time() - moment <= late:
+            return moment
+        # Woke too late (a stalled event loop): a fresh moment, rather than a burst of late sends.
 
 
 def _reconnect_delays() -> Iterator[float]:

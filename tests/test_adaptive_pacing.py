@@ -27,7 +27,7 @@ BETA = 0.8  # _flow.lua's multiplicative decrease
 
 async def flow(store: Store, eid: str) -> dict[str, float]:
     raw = await store.redis.hgetall(f"hp:ep:{eid}:flow")
-    return {k: float(v) for k, v in raw.items() if v not in ("", None) and k != "pause_reason"}
+    return {k: float(v) for k, v in raw.items() if v not in ("", None) and k not in ("pause_reason", "cw")}
 
 
 async def claimed(store: Store, eid: str, count: int) -> list[int]:

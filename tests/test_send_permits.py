@@ -1,15 +1,24 @@
 """Send permits for fast endpoints (permit.lua through scheduler/permits.py), on a real Redis: a run
 of sends gets moments spaced by the endpoint's interval within its 1-s bound, endpoints are counted
-apart, a send asked for again gives up its unused permit, and concurrent asks share script calls."""
+apart, a send asked for again gives up its unused permit, and concurrent asks share script calls.
+A worker whose claims on an endpoint are solo (claim.lua) paces its sends itself, with no permit."""
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import math
 import time
 
+import pytest
+
+from core.settings import Settings
 from core.store import PermitAsk, Store
+from core.store.pump import SOLO_GRACE_MS
 from scheduler.permits import PermitBatcher
+from tests.api import api_client
+from tests.pumping import make_endpoint, recorded_send_times, running_worker, send, wait_until
+from tests.receiver import Receiver, max_in_window
 
 
 def ask(eid: str, bound: int, interval_ms: float, *send_ids: str) -> PermitAsk:
@@ -79,3 +88,55 @@ async def test_concurrent_asks_share_script_calls_and_keep_the_bound(store: Stor
     # The local clock of a moment is Redis's minus the measured offset (one machine here: close).
     first = answers[0]
     assert abs(first.local_seconds(first.grant.moments_ms[0]) - time.time()) < 1.0
+
+
+async def test_a_claim_is_solo_only_while_no_other_workers_claims_on_the_endpoint_are_live(store: Store) -> None:
+    store.pump.lease_ms = 300  # leases run out within the test
+    eid = await make_endpoint(store, "http://127.0.0.1:9/", rate_limit_per_minute=60_000, max_in_flight=100)
+    await send(store, 8, endpoint_ids=[eid])
+
+    async def claim(worker: str, count: int) -> tuple[int, list[int]]:
+        claimed = await store.pump.claim(worker, horizon_ms=1000, max_endpoints=10, max_deliveries=count)
+        assert len(claimed.deliveries) == count
+        return claimed.endpoints[eid].solo_until_ms, [d.slot_ms for d in claimed.deliveries]
+
+    solo_until, slots = await claim("w1", 2)
+    assert solo_until == slots[-1] + SOLO_GRACE_MS  # nobody else has claims: w1 may pace these itself
+    assert (await claim("w1", 1))[0] > 0  # its own earlier claims do not stand in its way
+    assert (await claim("w2", 1))[0] == 0  # w1's claims are live: w2 takes permits...
+    _now, (grant,) = await store.pump.send_permits([ask(eid, 1001, 1, "w2.1")])
+    assert grant.moments_ms[0] >= solo_until  # ...which start after w1's solo sends may have ended
+    assert (await claim("w1", 1))[0] == 0  # and now w2's claims stand in w1's way
+
+    await asyncio.sleep(0.4 + (max(slots) - time.time() * 1000) / 1000)  # every lease so far has run out
+    assert (await claim("w2", 1))[0] > 0
+
+
+@pytest.mark.slow
+async def test_a_lone_worker_paces_a_fast_endpoint_itself_without_permits(store: Store, settings: Settings) -> None:
+    """One worker, one endpoint at 200/s (interval 5 ms, in the permit range) and a backlog of 300:
+    its claims are solo, so no permit is ever asked for, and the send moments it records are still
+    an interval apart, within the 1-s bound."""
+    receiver = await Receiver().start()
+    try:
+        rate = 12_000
+        eid = await make_endpoint(store, receiver.url(), rate_limit_per_minute=rate, max_in_flight=50)
+        total = len(await send(store, 300, endpoint_ids=[eid]))
+        permits_seen = 0
+
+        async def all_sent() -> bool:
+            nonlocal permits_seen
+            permits_seen += await store.redis.exists(f"hp:ep:{eid}:permits")
+            return len(receiver.received) >= total
+
+        async with running_worker(settings):
+            await wait_until(all_sent, 20, what="the backlog was sent")
+        assert permits_seen == 0 and not await store.redis.exists(f"hp:ep:{eid}:permits")
+        async with api_client(settings) as client:
+            sent = await recorded_send_times(client, eid, total)
+        assert len(sent) == total
+        # Recorded in whole ms, so 5 ms apart may read as 4.
+        assert min(b - a for a, b in itertools.pairwise(sent)) >= 0.004 - 1e-6
+        assert max_in_window(sent) <= math.ceil(rate / 60) + 1
+    finally:
+        await receiver.stop()

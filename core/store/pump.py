@@ -26,6 +26,9 @@ class ClaimedEndpoint:
     updated_at_ms: int
     backoff_level: int
     interval_ms: float  # the pacing interval its slots were spaced by (60 s / effective rate)
+    # Solo claim (claim.lua): no other worker can send to the endpoint before this time (ms), so the
+    # claiming worker may space these sends itself until then; 0 when other workers' claims are live.
+    solo_until_ms: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +84,12 @@ class PermitGrant:
     retry_ms: int  # when the window has room for the rest; 0 when every send got one
 
 
+# How long past a solo claim's last slot its worker may still send it without a permit (claim.lua).
+# A worker that claims the endpoint later waits for it, once, when it joins; a solo send the worker
+# could not get out by then takes a permit instead.
+SOLO_GRACE_MS = 500
+
+
 class PumpStore:
     def __init__(self, client: Redis, *, lease_seconds: float) -> None:
         self._redis = client
@@ -94,11 +103,11 @@ class PumpStore:
     async def claim(self, worker_id: str, *, horizon_ms: int, max_endpoints: int, max_deliveries: int) -> Claim:
         now = now_ms()
         eps_raw, dl_raw, next_raw, skipped = await self._claim(
-            args=[now, worker_id, self.lease_ms, horizon_ms, max_endpoints, max_deliveries]
+            args=[now, worker_id, self.lease_ms, horizon_ms, max_endpoints, max_deliveries, SOLO_GRACE_MS]
         )
         endpoints: dict[str, ClaimedEndpoint] = {}
-        for i in range(0, len(eps_raw), 8):
-            eid, url, headers, secrets_json, trace, updated, level, interval = eps_raw[i : i + 8]
+        for i in range(0, len(eps_raw), 9):
+            eid, url, headers, secrets_json, trace, updated, level, interval, solo_until = eps_raw[i : i + 9]
             endpoints[eid] = ClaimedEndpoint(
                 id=eid,
                 url=url,
@@ -108,6 +117,7 @@ class PumpStore:
                 updated_at_ms=int(updated),
                 backoff_level=int(level),
                 interval_ms=float(interval),
+                solo_until_ms=int(solo_until),
             )
         deliveries = []
         for i in range(0, len(dl_raw), 9):

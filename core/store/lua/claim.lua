@@ -2,18 +2,26 @@
 -- with a send slot spaced by the endpoint's pacing interval (GCRA with no burst allowance).
 -- Keys touched: hp:active, hp:ep:{eid}, hp:ep:{eid}:flow, hp:ep:{eid}:due, hp:ep:{eid}:inflight,
 --   hp:leases, hp:dlv:{did}, hp:msg:{mid}, hp:msg:{mid}:payload, counters and hp:backlog (via _lib).
--- ARGV: now_ms, worker_id, lease_ms, horizon_ms, max_endpoints, max_deliveries
+-- ARGV: now_ms, worker_id, lease_ms, horizon_ms, max_endpoints, max_deliveries, solo_grace_ms
 -- Returns {endpoints, deliveries, next_ms, skipped}:
---   endpoints: flat list, 8 per endpoint that got deliveries:
---     eid, url, headers JSON, secrets JSON, trace flag, updated_ms, backoff_level, pacing interval (ms)
+--   endpoints: flat list, 9 per endpoint that got deliveries:
+--     eid, url, headers JSON, secrets JSON, trace flag, updated_ms, backoff_level, pacing interval (ms),
+--     solo_until_ms ("0" unless the claim is solo, below)
 --   deliveries: flat list, 9 per delivery:
 --     did, eid, attempt number, slot_ms, budget_ms ("" when the budget starts at creation), trigger,
 --     event_type, payload, trace (the message id and the creation time are the caller's to read from did)
 --   next_ms: the earliest score left in hp:active ("" if none); skipped: endpoints visited but held back.
 -- Invariant kept: a claimed delivery leaves the due set and enters the in-flight set and hp:leases,
 -- with the same expiry (slot + lease), in this one step.
+-- Solo claims: a claim is solo when no other worker's claims on the endpoint can still be sent (their
+-- leases have all run out). Its worker may then pace the sends itself, with no send permit from
+-- Redis (scheduler/sender.py), until solo_until = its last slot + solo_grace_ms; permit.lua hands
+-- no permit before the endpoint's latest solo_until, so a worker that claims later waits for it.
+-- The flow hash keeps cw (the last worker to claim), cw_until (its claims' latest lease expiry)
+-- and ow_until (the latest lease expiry of every other worker's claims).
 local now, worker, lease = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local horizon, max_eps, budget = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local solo_grace = tonumber(ARGV[7])
 
 local eps_out, dl_out, skipped = {}, {}, 0
 local eids = redis.call('ZRANGEBYSCORE', 'hp:active', '-inf', now, 'LIMIT', 0, max_eps)
@@ -45,7 +53,8 @@ for _, eid in ipairs(eids) do
   elseif ep[2] ~= '1' then
     redis.call('ZREM', 'hp:active', eid)  -- disabled: enabling puts it back
   else
-    local flow = redis.call('HMGET', key .. ':flow', 'tat', 'eff_rate', 'paused_until', 'backoff_level')
+    local flow = redis.call('HMGET', key .. ':flow', 'tat', 'eff_rate', 'paused_until', 'backoff_level',
+      'cw', 'cw_until', 'ow_until', 'solo_until')
     local paused_until = tonumber(flow[3]) or 0
     local in_flight = redis.call('ZCARD', key .. ':inflight')
     local max_in_flight = tonumber(ep[4])
@@ -103,7 +112,17 @@ for _, eid in ipairs(eids) do
       if #in_flight_args > 0 then redis.call('ZADD', key .. ':inflight', unpack(in_flight_args)) end
       local new_tat = tat + #dids * interval
       if #dids > 0 then
-        redis.call('HSET', key .. ':flow', 'tat', tostring(new_tat))
+        local last_expiry = math.floor(tat + (#dids - 1) * interval) + lease
+        local cw_until, ow_until = tonumber(flow[6]) or 0, tonumber(flow[7]) or 0
+        if flow[5] ~= worker then
+          ow_until = math.max(ow_until, cw_until)
+          cw_until = 0
+        end
+        cw_until = math.max(cw_until, last_expiry)
+        local solo_until = 0
+        if ow_until <= now then solo_until = last_expiry - lease + solo_grace end
+        redis.call('HSET', key .. ':flow', 'tat', tostring(new_tat), 'cw', worker, 'cw_until', cw_until,
+          'ow_until', ow_until, 'solo_until', math.max(solo_until, tonumber(flow[8]) or 0))
         budget = budget - #dids
         local base = #eps_out
         eps_out[base + 1] = eid
@@ -114,6 +133,7 @@ for _, eid in ipairs(eids) do
         eps_out[base + 6] = ep[9] or '0'
         eps_out[base + 7] = flow[4] or '0'
         eps_out[base + 8] = tostring(interval)
+        eps_out[base + 9] = tostring(solo_until)
       else
         skipped = skipped + 1
       end

@@ -5,7 +5,10 @@
 -- start (scheduler/sender.py sends at it, or asks again if it woke too late).
 -- Asking for one send at a time capped an endpoint at one send per script round trip (about 490/s
 -- for an endpoint paced at 1,000/s, BENCHMARKS.md); asking for a run of sends lifts that.
--- Keys touched: hp:ep:{eid}:permits (ZSET send id -> moment ms; expires 2 s after its last moment)
+-- No permit goes before the endpoint's solo_until (claim.lua): until then a worker with a solo
+-- claim may be pacing its own sends without permits.
+-- Keys touched: hp:ep:{eid}:permits (ZSET send id -> moment ms; expires 2 s after its last moment),
+--   hp:ep:{eid}:flow (solo_until, read)
 -- ARGV: groups of eid, bound, interval_ms, n, then n send ids (did.attempt) in send order.
 --   A send id asked for again gives up its earlier permit: the worker did not use it.
 -- Returns {now_ms, then per group: k, k moments (ms, in order, for the first k sends), retry_ms}:
@@ -21,8 +24,8 @@ while i <= #ARGV do
   if n > 0 then redis.call('ZREM', key, unpack(ARGV, i + 4, i + 3 + n)) end
   local last = redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')
   -- The pace is kept in fractions of a ms; the moments handed out are whole ms, rounded up.
-  local next_at = now
-  if last[2] then next_at = math.max(now, tonumber(last[2]) + interval) end
+  local next_at = math.max(now, tonumber(redis.call('HGET', 'hp:ep:' .. eid .. ':flow', 'solo_until')) or 0)
+  if last[2] then next_at = math.max(next_at, tonumber(last[2]) + interval) end
   local moments, retry = {}, 0
   for j = 1, n do
     local moment = math.ceil(next_at)
