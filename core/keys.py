@@ -87,12 +87,15 @@ History outbox (core/history): what the history store has not yet committed
                                     with an, at, ar when the script also recorded the attempt that led
                                     to this state: its number, recorded_ms and record JSON, so a
                                     completed attempt and its delivery's new state are one entry);
-                                    k=m message (i mid, y event_type, p payload, c created_ms, t trace,
-                                    d delivery ids, e their endpoint ids in the same order): also
-                                    its deliveries' first state (pending, version 0), which ingest
-                                    records in no entry of its own; one copy per partition its
-                                    endpoints are in, q = that partition: it stands for the
-                                    deliveries of those endpoints only (no q: for all of them);
+                                    k=m message (i mid, y event_type, c created_ms, j the numbers n of
+                                    its deliveries dlv_{core}_{n} whose endpoints are in this partition,
+                                    e those endpoints, in the same order): their first state (pending,
+                                    version 0), which ingest records in no entry of its own; one copy
+                                    per partition its endpoints are in. The first copy (the first
+                                    endpoint's partition; the message's own if it has none) also has
+                                    p payload, t trace and f fan-out, and stands for the message.
+                                    (Earlier versions wrote every copy whole, with d all delivery
+                                    ids, e all endpoints and q its partition: still read.)
                                     k=a attempt (i did, e eid, n number, t recorded_ms, r record JSON)
                                     when no state record of the same script carries it (a late result);
                                     k=x operator action (i did, a action JSON).

@@ -129,14 +129,16 @@ async def test_an_endpoints_records_go_to_its_outbox_partition_and_a_fanned_out_
     used = {stream: await store.redis.xrange(stream) for stream in keys.OUTBOX_STREAMS}
     used = {stream: entries for stream, entries in used.items() if entries}
     assert set(used) == {keys.outbox(keys.outbox_partition(first)), keys.outbox(keys.outbox_partition(second))}
-    for did in dids:
+    for number, did in enumerate(dids, start=1):
         eid = (await store.deliveries.get(did)).endpoint_id
         partition = keys.outbox_partition(eid)
         entries = [fields for _id, fields in used[keys.outbox(partition)]]
         # The message's copy for this partition, then the cancel: the action, and the delivery's state
         # (appended when the script ends).
         assert [f["k"] for f in entries] == ["m", "x", "d"]
-        assert entries[0]["q"] == str(partition) and entries[0]["d"] == ",".join(dids)
+        # Each copy lists only its partition's delivery; the first endpoint's also carries the message.
+        assert (entries[0]["j"], entries[0]["e"]) == (str(number), eid)
+        assert ("p" in entries[0]) == (eid == first) and ("f" in entries[0]) == (eid == first)
         assert entries[1]["i"] == did and entries[2]["i"] == did
 
     await caught_up(store, settings)

@@ -1,5 +1,7 @@
 """Reading outbox entries (core/history/records.py): an attempt carried in its delivery's state entry
-and an attempt in an entry of its own both reach the batch."""
+and an attempt in an entry of its own both reach the batch; a message's copies in each outbox
+partition stand for that partition's deliveries, and the first for the message; entries of the
+earlier message format are still read."""
 
 from __future__ import annotations
 
@@ -34,11 +36,40 @@ def test_a_state_entry_with_a_malformed_attempt_is_unreadable_not_half_read() ->
 
 
 MID = "msg_01JDZ0000000000000000000"
+# As ingest.lua writes a message fanned out to ep_1, ep_2 (another partition) and ep_3 (ep_1's):
+# the first copy, in ep_1's partition, carries the message; the other only ep_2's delivery.
+FIRST_COPY = {"k": "m", "i": MID, "y": "order.paid", "c": "1700000000000", "j": "1,3", "e": "ep_1,ep_3",
+              "p": '{"n": 1}', "t": "", "f": "3"}
+OTHER_COPY = {"k": "m", "i": MID, "y": "order.paid", "c": "1700000000000", "j": "2", "e": "ep_2"}
+
+
+def test_each_copy_of_a_message_stands_for_its_partitions_deliveries_and_the_first_for_the_message() -> None:
+    batch, unreadable = batch_from_entries([("1-0", OTHER_COPY)])
+    assert unreadable == [] and not batch.messages  # no payload here: the first copy brings the message
+    assert list(batch.deliveries) == [f"dlv_{MID[4:]}_2"]
+    assert (batch.deliveries[f"dlv_{MID[4:]}_2"].endpoint_id, batch.deliveries[f"dlv_{MID[4:]}_2"].status) == (
+        "ep_2", "pending")
+
+    batch, unreadable = batch_from_entries([("1-0", FIRST_COPY), ("2-0", OTHER_COPY)])
+    assert unreadable == []
+    assert {did: state.endpoint_id for did, state in batch.deliveries.items()} == {
+        f"dlv_{MID[4:]}_1": "ep_1", f"dlv_{MID[4:]}_2": "ep_2", f"dlv_{MID[4:]}_3": "ep_3"}
+    message = batch.messages[MID]
+    assert (message.payload_json, message.created_ms) == ('{"n": 1}', 1700000000000)
+    assert message.delivery_ids == ",".join(f"dlv_{MID[4:]}_{n}" for n in (1, 2, 3))  # the whole fan-out
+
+
+def test_a_message_copy_whose_lists_disagree_is_unreadable() -> None:
+    batch, unreadable = batch_from_entries([("1-0", {**OTHER_COPY, "e": "ep_2,ep_4"})])
+    assert unreadable == ["1-0"] and not batch.deliveries
+
+
+# The message format before per-partition lists: every copy whole, `q` naming its partition.
 MESSAGE = {"k": "m", "i": MID, "y": "order.paid", "p": '{"n": 1}', "c": "1700000000000", "t": "",
            "d": f"dlv_{MID[4:]}_1,dlv_{MID[4:]}_2", "e": "ep_1,ep_2"}
 
 
-def test_a_message_entry_stands_for_its_deliveries_pending_states_which_any_later_state_outranks() -> None:
+def test_an_earlier_message_entry_stands_for_its_deliveries_pending_states_which_any_later_state_outranks() -> None:
     later = {**STATE, "i": f"dlv_{MID[4:]}_2", "e": "ep_2", "s": "delivering", "v": "1"}
     batch, unreadable = batch_from_entries([("1-0", MESSAGE), ("2-0", later)])
     assert unreadable == []
@@ -56,7 +87,7 @@ def test_a_message_entry_from_before_endpoint_lists_adds_no_delivery_and_a_misma
     assert list(batch.messages) == [MID] and not batch.deliveries
 
 
-def test_a_message_entry_of_one_outbox_partition_stands_only_for_that_partitions_deliveries() -> None:
+def test_an_earlier_message_entry_of_one_outbox_partition_stands_only_for_that_partitions_deliveries() -> None:
     # ep_1 and ep_2 end in different characters, so in different partitions (core/keys.py).
     assert outbox_partition("ep_1") != outbox_partition("ep_2")
     copy_of_ep_2 = {**MESSAGE, "q": str(outbox_partition("ep_2"))}

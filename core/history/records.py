@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field, replace
 
-from core.ids import created_ms
+from core.ids import created_ms, delivery_ids_of
 from core.keys import outbox_partition
 
 # Attempt records and last_error longer than this are stored cut (with the reason), never refused.
@@ -152,9 +152,9 @@ def batch_from_entries(entries: list[tuple[str, dict[str, str]]]) -> tuple[Histo
             elif kind == "a":
                 batch.add_attempt(_attempt(f))
             elif kind == "m":
-                message = MessageRecord(f["i"], f["y"], f["p"], int(float(f["c"])), f.get("t", ""), f.get("d", ""))
-                first_states = _first_states(message, f.get("e"), f.get("q"))
-                batch.add_message(message)
+                message, first_states = _message(f)
+                if message is not None:
+                    batch.add_message(message)
                 for state in first_states:
                     batch.add_delivery(state)
             elif kind == "x":
@@ -167,21 +167,45 @@ def batch_from_entries(entries: list[tuple[str, dict[str, str]]]) -> tuple[Histo
     return batch, unreadable
 
 
-def _first_states(message: MessageRecord, endpoint_ids: str | None, partition: str | None) -> list[DeliveryState]:
-    """The pending state (version 0) of each delivery of a message, which ingest records in the
-    message's entry (`e`: their endpoints, in the order of `d`), or of those whose endpoints are in
-    the entry's outbox partition (`q`; each partition has its copy of the message's entry). An
-    entry written before `e` existed has none: its deliveries came with state records of their own."""
+def _message(f: dict[str, str]) -> tuple[MessageRecord | None, list[DeliveryState]]:
+    """A message entry (see log_message in _lib.lua): the message, if this copy stands for it, and
+    the pending state (version 0) of each delivery it lists."""
+    mid, event_type, created = f["i"], f["y"], int(float(f["c"]))
+    if "j" not in f:
+        return _message_before_partition_lists(f)
+    numbers = f["j"].split(",") if f["j"] else []
+    eids = f["e"].split(",") if f["e"] else []
+    if len(numbers) != len(eids):
+        raise ValueError(f"message {mid}: {len(numbers)} deliveries but {len(eids)} endpoints")
+    states = [_pending(f"dlv_{mid[4:]}_{int(n)}", mid, eid, event_type, created)
+              for n, eid in zip(numbers, eids, strict=True)]
+    if "p" not in f:
+        return None, states
+    delivery_ids = ",".join(delivery_ids_of(mid, int(f["f"])))
+    return MessageRecord(mid, event_type, f["p"], created, f.get("t", ""), delivery_ids), states
+
+
+def _message_before_partition_lists(f: dict[str, str]) -> tuple[MessageRecord, list[DeliveryState]]:
+    """A message entry of an earlier version: every copy carries the whole message, `d` and `e` list
+    all its deliveries and their endpoints, and `q` says which outbox partition's deliveries this
+    copy stands for. An entry from before `e` existed stands for none: its deliveries came with
+    state records of their own."""
+    message = MessageRecord(f["i"], f["y"], f["p"], int(float(f["c"])), f.get("t", ""), f.get("d", ""))
+    endpoint_ids, partition = f.get("e"), f.get("q")
     if not endpoint_ids or not message.delivery_ids:
-        return []
+        return message, []
     dids, eids = message.delivery_ids.split(","), endpoint_ids.split(",")
     if len(dids) != len(eids):
         raise ValueError(f"message {message.id}: {len(dids)} deliveries but {len(eids)} endpoints")
-    return [DeliveryState(id=did, message_id=message.id, endpoint_id=eid, event_type=message.event_type,
-                          status="pending", attempts=0, updated_ms=message.created_ms,
-                          next_attempt_ms=message.created_ms, last_code=None, last_error=None, version=0)
-            for did, eid in zip(dids, eids, strict=True)
-            if partition is None or outbox_partition(eid) == int(partition)]
+    return message, [_pending(did, message.id, eid, message.event_type, message.created_ms)
+                     for did, eid in zip(dids, eids, strict=True)
+                     if partition is None or outbox_partition(eid) == int(partition)]
+
+
+def _pending(did: str, mid: str, eid: str, event_type: str, created: int) -> DeliveryState:
+    return DeliveryState(id=did, message_id=mid, endpoint_id=eid, event_type=event_type, status="pending",
+                         attempts=0, updated_ms=created, next_attempt_ms=created, last_code=None,
+                         last_error=None, version=0)
 
 
 def _delivery(f: dict[str, str]) -> DeliveryState:

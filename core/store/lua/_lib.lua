@@ -82,20 +82,31 @@ local function log_attempt(did, eid, number, now, record)
 end
 
 -- A message's record also stands for its deliveries' first state (pending, due at creation, version
--- 0): `d` and `e` list them and their endpoints in fan-out order, so ingest appends one entry per
--- message and outbox partition, not one per delivery. Each partition's copy (`q`) stands for the
--- deliveries whose endpoints are in that partition.
-local function log_message(mid, event_type, payload, created_ms, trace, dids, eids)
-  local d, e = table.concat(dids, ','), table.concat(eids, ',')
-  local partitions, order = {}, {}
-  for _, eid in ipairs(eids) do
+-- 0), so ingest appends one entry per message and outbox partition, not one per delivery. Each
+-- partition's copy lists only the deliveries whose endpoints are in it: `j`, their numbers in fan-out
+-- order (delivery dlv_{core}_{j}), and `e`, their endpoints. Only the first copy (the first
+-- endpoint's partition, or the message's own when it has no delivery) carries the payload, the
+-- trace and the fan-out count `f`, and stands for the message itself: with 100 endpoints over 16
+-- partitions, full copies cost Redis and the writer about 16 times the bytes (BENCHMARKS.md).
+local function log_message(mid, event_type, payload, created_ms, trace, eids)
+  local copies, order = {}, {}
+  for j, eid in ipairs(eids) do
     local key = log_key(eid)
-    if not partitions[key] then partitions[key] = true; order[#order + 1] = key end
+    local copy = copies[key]
+    if not copy then copy = {j = {}, e = {}}; copies[key] = copy; order[#order + 1] = key end
+    copy.j[#copy.j + 1] = j
+    copy.e[#copy.e + 1] = eid
   end
-  if #order == 0 then order[1] = log_key(mid) end
-  for _, key in ipairs(order) do
-    redis.call('XADD', key, '*', 'k', 'm', 'i', mid, 'y', event_type, 'p', payload, 'c', created_ms, 't', trace,
-      'd', d, 'e', e, 'q', string.sub(key, 8))
+  if #order == 0 then order[1] = log_key(mid); copies[order[1]] = {j = {}, e = {}} end
+  for n, key in ipairs(order) do
+    local copy = copies[key]
+    local j, e = table.concat(copy.j, ','), table.concat(copy.e, ',')
+    if n == 1 then
+      redis.call('XADD', key, '*', 'k', 'm', 'i', mid, 'y', event_type, 'c', created_ms, 'j', j, 'e', e,
+        'p', payload, 't', trace, 'f', #eids)
+    else
+      redis.call('XADD', key, '*', 'k', 'm', 'i', mid, 'y', event_type, 'c', created_ms, 'j', j, 'e', e)
+    end
   end
 end
 

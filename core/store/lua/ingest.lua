@@ -70,7 +70,7 @@ for i, m in ipairs(req.messages) do
   redis.call('HSET', mkey, 'event_type', m.event_type, 'fanout', #dids, 'remaining', #dids)
   if m.trace and m.trace ~= '' then redis.call('HSET', mkey, 'trace', m.trace) end
   redis.call('SET', mkey .. ':payload', ARGV[i + 1])
-  log_message(mid, m.event_type, ARGV[i + 1], now, m.trace or '', dids, targets[i])
+  log_message(mid, m.event_type, ARGV[i + 1], now, m.trace or '', targets[i])
   if #dids == 0 then
     redis.call('PEXPIRE', mkey, req.retention_ms)
     redis.call('PEXPIRE', mkey .. ':payload', req.retention_ms)
