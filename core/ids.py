@@ -57,6 +57,12 @@ def delivery_ids_of(mid: str, fanout: int) -> tuple[str, ...]:
     return tuple(f"dlv_{mid[4:]}_{n}" for n in range(1, fanout + 1))
 
 
+def delivery_id_bounds(mid: str) -> tuple[str, str]:
+    """Bounds (both exclusive) that a message's delivery ids, and no other ids, fall between in byte
+    order: `dlv_<core>_` < `dlv_<core>_<n>` < `dlv_<core>` + "`" (the character after "_")."""
+    return f"dlv_{mid[4:]}_", f"dlv_{mid[4:]}`"
+
+
 def lower_bound(prefix: str, ms: int) -> str:
     """The smallest id of `prefix` created at or after `ms`, for lexical range queries."""
     return f"{prefix}_{_base32(ms, 10)}"

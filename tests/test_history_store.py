@@ -82,6 +82,19 @@ async def test_pages_are_newest_first_and_exact_across_ties_days_and_filters(his
     assert [d.id for d in first + rest] == every
 
 
+
+async def test_a_messages_deliveries_are_exactly_its_own_among_messages_of_the_same_millisecond(
+    history: HistoryStore,
+) -> None:
+    # Found by the key's id range (no message_id index): messages of one millisecond whose ids
+    # share the time part, and whose random parts sort next to each other, must not leak into it.
+    now = int(time.time() * 1000)
+    own = dids_at(now, 11)
+    core = own[0][4:30]
+    before, after = (f"dlv_{core[:-1]}{c}_1" for c in (chr(ord(core[-1]) - 1), chr(ord(core[-1]) + 1)))
+    await write(history, *(state(d) for d in [*own, before, after]))
+    assert await listed(history, DeliveryFilter(message_id="msg_" + core), 4) == sorted(own, reverse=True)
+
 async def test_replayed_and_duplicated_records_never_move_a_delivery_backwards(history: HistoryStore) -> None:
     (did,) = dids_at(int(time.time() * 1000), 1)
     batch = HistoryBatch()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from core.errors import InvalidInput
-from core.ids import created_ms
+from core.ids import created_ms, delivery_id_bounds
 from core.models import Delivery, DeliveryFilter, DeliveryStatus, Message
 
 # Columns of hp_delivery in the order `delivery_from_row` reads them.
@@ -37,7 +37,10 @@ def delivery_where(wanted: DeliveryFilter, cursor: str | None, mark: Placeholder
     if wanted.event_type is not None:
         clauses.append(f"event_type = {param(wanted.event_type)}")
     if wanted.message_id is not None:
-        clauses.append(f"message_id = {param(wanted.message_id)}")
+        # By the key: a message's deliveries share its creation time and an id range (no index of its own).
+        low, high = delivery_id_bounds(wanted.message_id)
+        clauses.append(f"created_ms = {param(created_ms(wanted.message_id))} AND id > {param(low)} "
+                       f"AND id < {param(high)} AND message_id = {param(wanted.message_id)}")
     if wanted.since_ms is not None:
         clauses.append(f"created_ms >= {param(wanted.since_ms)}")
     if wanted.until_ms is not None:

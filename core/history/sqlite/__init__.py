@@ -30,6 +30,7 @@ from core.history.queries import (
     page_of,
 )
 from core.history.records import HistoryBatch
+from core.ids import delivery_id_bounds, message_id_of
 from core.models import Delivery, DeliveryFilter, Message
 
 T = TypeVar("T")
@@ -246,9 +247,10 @@ class SqliteHistory:
                                       ("hp_delivery", "id")):
                     db.executemany(f"DELETE FROM {table} WHERE {column} = ?", [(d,) for d in dids])
                 # A message goes with its last delivery.
-                mids = {"msg_" + d[4:].rsplit("_", 1)[0] for d in dids}
+                mids = {message_id_of(d) for d in dids}
                 db.executemany("DELETE FROM hp_message WHERE id = ? AND NOT EXISTS "
-                               "(SELECT 1 FROM hp_delivery WHERE message_id = ?)", [(m, m) for m in mids])
+                               "(SELECT 1 FROM hp_delivery WHERE id > ? AND id < ?)",
+                               [(m, *delivery_id_bounds(m)) for m in mids])
                 db.execute("COMMIT")
                 return rows
             except BaseException:
