@@ -120,7 +120,7 @@ for _, eid in ipairs(eids) do
         end
         cw_until = math.max(cw_until, last_expiry)
         local solo_until = 0
-        if ow_until <= now then solo_until = last_expiry - lease + solo_grace end
+        if ow_until <= now then solo_until = last_expiry - lease + math.min(solo_grace, lease) end
         redis.call('HSET', key .. ':flow', 'tat', tostring(new_tat), 'cw', worker, 'cw_until', cw_until,
           'ow_until', ow_until, 'solo_until', math.max(solo_until, tonumber(flow[8]) or 0))
         budget = budget - #dids
