@@ -55,7 +55,11 @@ async def read_json(request: Request, limit: int, *, optional: bool = False) -> 
     if content_type.partition(";")[0].strip().lower() != JSON_MEDIA_TYPE:
         shown = content_type[:100] or "none"
         raise Problem(415, f"The body must be sent as Content-Type: application/json (got {shown}).")
-    return parse_json(body)
+    parsed = parse_json(body)
+    if parsed is None and optional:
+        # Not the same as no body: `null` is a value, and this body must be an object when sent.
+        raise Problem(400, "The request body is JSON null; send a JSON object, or no body at all.")
+    return parsed
 
 
 def parse_json(body: bytes) -> Any:

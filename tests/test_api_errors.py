@@ -78,6 +78,10 @@ CASES = [
     Case("utf-16 body", "POST", "/v1/messages", 400, raw='{"event_type": "a", "payload": 1}'.encode("utf-16"),
          headers=JSON, says="UTF-8"),
     Case("empty body", "POST", "/v1/messages", 400, raw=b"", headers=JSON, says="empty"),
+    # The body of these may be left out, but when sent it is an object: JSON null is not "no body".
+    Case("null body on pause", "POST", "/v1/endpoints/{eid}/pause", 400, raw=b"null", headers=JSON, says="null"),
+    Case("null body on rotate", "POST", "/v1/endpoints/{eid}/secret/rotate", 400, raw=b"null", headers=JSON,
+         says="null"),
     Case("NaN is not JSON", "POST", "/v1/messages", 400, raw=b'{"event_type": "a", "payload": NaN}', headers=JSON),
     # 401
     Case("no key", "POST", "/v1/messages", 401, body={"event_type": "a", "payload": 1}, auth=None,
