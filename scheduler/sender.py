@@ -199,7 +199,7 @@ class Sender:
                         ticket.set_exception(exc)
                 continue
             # Sends of a later solo claim (_pace_solo) keep an interval away from these.
-            gate.booked.extend(permits.local_seconds(m) for m in permits.grant.moments_ms)
+            gate.book([permits.local_seconds(m) for m in permits.grant.moments_ms])
             late_s = max(PERMIT_LATE_MS, interval_ms / 2) / 1000
             on_time = True
             for (_, ticket), moment_ms in zip(run, permits.grant.moments_ms, strict=False):
@@ -337,6 +337,17 @@ class _Gate:
     last_send: float = 0.0
     booked: list[float] = dataclasses.field(default_factory=list)
 
+    def book(self, moments: list[float]) -> None:
+        self.booked += moments
+        self.upcoming_permits(time.time())
+
+    def upcoming_permits(self, now: float) -> list[float]:
+        """The booked permit moments a send from now on could come within an interval of, in order
+        (older ones are dropped here, so a gate that only ever takes permits keeps none for long)."""
+        interval = self.interval_ms / 1000
+        self.booked = sorted(b for b in self.booked if b > now - interval)
+        return self.booked
+
 
 async def _pace_solo(gate: _Gate) -> float | None:
     """A send's moment, an interval after this worker's last solo send to the endpoint and an interval
@@ -352,9 +363,8 @@ async def _pace_solo(gate: _Gate) -> float | None:
     late = max(PERMIT_LATE_MS, gate.interval_ms / 2) / 1000
     while True:
         now = time.time()
-        gate.booked = [b for b in gate.booked if b > now - interval]
         moment = max(now, gate.last_send + interval)
-        for booked in sorted(gate.booked):
+        for booked in gate.upcoming_permits(now):
             if abs(moment - booked) < interval:
                 moment = booked + interval
         if moment > gate.solo_until - interval:

@@ -16,6 +16,7 @@ from core.settings import Settings
 from core.store import PermitAsk, Store
 from core.store.pump import SOLO_GRACE_MS
 from scheduler.permits import PermitBatcher
+from scheduler.sender import _Gate
 from tests.api import api_client
 from tests.pumping import make_endpoint, recorded_send_times, running_worker, send, wait_until
 from tests.receiver import Receiver, max_in_window
@@ -147,3 +148,12 @@ async def test_a_lone_worker_paces_a_fast_endpoint_itself_without_permits(store:
         assert max_in_window(sent) <= math.ceil(rate / 60) + 1
     finally:
         await receiver.stop()
+
+
+def test_a_gate_keeps_only_the_permit_moments_still_to_come() -> None:
+    # A worker that only ever takes permits books every one; the gate must not keep them all.
+    gate = _Gate(interval_ms=5)
+    now = time.time()
+    gate.book([now - 2.0, now - 1.0, now + 0.5])
+    gate.book([now + 0.2])
+    assert gate.booked == [now + 0.2, now + 0.5]

@@ -170,9 +170,9 @@ def batch_from_entries(entries: list[tuple[str, dict[str, str]]]) -> tuple[Histo
 def _message(f: dict[str, str]) -> tuple[MessageRecord | None, list[DeliveryState]]:
     """A message entry (see log_message in _lib.lua): the message, if this copy stands for it, and
     the pending state (version 0) of each delivery it lists."""
-    mid, event_type, created = f["i"], f["y"], int(float(f["c"]))
     if "j" not in f:
         return _message_before_partition_lists(f)
+    mid, event_type, created = f["i"], f["y"], int(float(f["c"]))
     numbers = f["j"].split(",") if f["j"] else []
     eids = f["e"].split(",") if f["e"] else []
     if len(numbers) != len(eids):

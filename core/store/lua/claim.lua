@@ -15,7 +15,8 @@
 -- with the same expiry (slot + lease), in this one step.
 -- Solo claims: a claim is solo when no other worker's claims on the endpoint can still be sent (their
 -- leases have all run out). Its worker may then pace the sends itself, with no send permit from
--- Redis (scheduler/sender.py), until solo_until = its last slot + solo_grace_ms; permit.lua hands
+-- Redis (scheduler/sender.py), until solo_until = its last slot + solo_grace_ms (at most the
+-- lease, so no other worker's solo claim can begin before it ends); permit.lua hands
 -- no permit before the endpoint's latest solo_until, so a worker that claims later waits for it.
 -- The flow hash keeps cw (the last worker to claim), cw_until (its claims' latest lease expiry)
 -- and ow_until (the latest lease expiry of every other worker's claims).
