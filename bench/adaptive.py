@@ -1,19 +1,27 @@
 """Adaptive pacing: does each receiver get its events as fast as it can take them, no faster?
 
-Receivers of limited capacity (a token bucket: `capacity` requests/s, bursts of half a second's worth,
-429 without Retry-After above it) behind endpoints configured 2.5x and 10x above that capacity; one whose
-capacity drops to a third for 60 s and recovers; one that answers 503 to everything for 30 s and then
-takes whatever it is sent. Every scenario runs at once, each on its own endpoint with a backlog that
-lasts the whole run, against a real `hookpump worker` and, in the same run, against the strategy
-hookpump had before (halve the rate and pause the endpoint on every 429/503; bench/halve_and_pause.lua),
-each with its own Redis.
+Receivers of limited capacity behind endpoints configured 4x and 10x above it:
+  - a strict limiter (nginx's limit_req arithmetic with no burst, scripted; 503 when refused),
+  - a token bucket holding half a second of capacity (429 without Retry-After when empty),
+  - Debian's nginx with `limit_req` (5 r/s, burst 0 and `burst=2 nodelay`) in front of a receiver, when
+    nginx is installed (its own config in a temp folder, on loopback; its access log is the count),
+  - a bucket whose capacity drops to a third for 60 s and recovers,
+  - a receiver that refuses a third of its requests whatever the rate (503 without Retry-After), alone
+    and behind a strict 5/s limit,
+  - one that answers 503 to everything for 30 s and then takes whatever it is sent.
+Every scenario runs at once, each on its own endpoint with a backlog that lasts the whole run, against a
+real `hookpump worker` and, in the same run, against a reference: the `hookpump worker` of another
+checkout (`--reference DIR`, e.g. `git worktree add /tmp/ref 39a7a92` for the loop before this one), or
+without one the strategy before any loop (halve the rate and pause on every 429/503,
+bench/halve_and_pause.lua). Each strategy has its own Redis.
 
-    python -m bench.adaptive [--seconds 150]
+    python -m bench.adaptive [--seconds 150] [--reference DIR]
 
-Per scenario: goodput (2xx answers) as a share of what the receiver could take, after the first 30 s;
-the share of 429/503 answers (after 30 s, and over the whole run); seconds until the 5-s goodput first
-reaches 0.9 of capacity (after each change of capacity); the busiest 1-s window of arrivals against the
-bound ceil(rate/60) + 1 (arrival times are the receiver's, so they carry this box's scheduling jitter).
+Per scenario: goodput (2xx answers) as a share of what the receiver could take (for the flaky one: of
+what it takes at the configured rate), after the first 30 s; the share of 429/503 answers (after 30 s,
+and over the whole run); seconds until the 5-s goodput first reaches 0.95 of capacity (after each change
+of capacity); the busiest 1-s window of sends against the bound ceil(rate/60) + 1; the spread of the
+gaps between the sends hookpump recorded while it paced under the limit.
 """
 
 from __future__ import annotations
@@ -21,8 +29,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import itertools
 import json
 import math
+import random
 import socket
 import subprocess
 import sys
@@ -35,13 +45,23 @@ from pathlib import Path
 import httpx
 from aiohttp import web
 
-from bench.processes import PYTHON, Result, Row, free_port, hookpump_env, machine_facts, start_redis, stop
+from bench.processes import (
+    PYTHON,
+    Result,
+    Row,
+    free_port,
+    hookpump_env,
+    machine_facts,
+    start_redis,
+    stop,
+)
 from core.history import create_history_store
 from core.history.writer import HistoryWriter
 from core.settings import Settings
 from core.store import NewMessage, create_store
 from delivery.signing import generate_secret
 from service.app import create_app
+from tests.limiters import NGINX, Bucket, Limit, Nginx, Strict
 
 PAYLOAD = json.dumps({"type": "order.paid", "id": "ord_0123456789", "amount": 4200})
 WARM_UP = 30.0
@@ -54,6 +74,9 @@ class Scenario:
     capacity: Callable[[float], float]  # requests/s the receiver takes, `t` s into the run (inf: all)
     changes: tuple[float, ...] = ()  # when the capacity changes (convergence is timed from each)
     outage: tuple[float, float] | None = None  # 503 to everything in [start, end)
+    limiter: str = "bucket"  # bucket (half a second of burst), strict (no burst), nginx (limit_req)
+    nginx_burst: int = 0
+    flaky: float = 0.0  # share of requests refused (503) whatever the rate, after the limiter
 
 
 def _steady(capacity: float) -> Callable[[float], float]:
@@ -64,49 +87,47 @@ def _drop(capacity: float, start: float, end: float) -> Callable[[float], float]
     return lambda t: capacity / 3 if start <= t < end else capacity
 
 
-def scenarios(seconds: float) -> list[Scenario]:
+def scenarios(seconds: float, nginx: bool) -> list[Scenario]:
     out = [
-        Scenario(f"capacity {c:g}/s, configured {k:g}x ({c * k:g}/s)", c * k, _steady(c))
-        for c in (2.0, 4.0, 50.0)
-        for k in (2.5, 10.0)
+        Scenario(f"strict limit {c:g}/s, configured {k:g}x ({c * k:g}/s)", c * k, _steady(c), limiter="strict")
+        for c in (2.0, 5.0, 20.0)
+        for k in (4.0, 10.0)
     ]
+    out += [
+        Scenario(f"bucket {c:g}/s with 0.5 s of burst, configured {k:g}x ({c * k:g}/s)", c * k, _steady(c))
+        for c in (4.0, 50.0)
+        for k in (4.0, 10.0)
+    ]
+    if nginx:
+        out += [
+            Scenario(f"nginx limit_req 5r/s burst={b}{' nodelay' if b else ''}, configured {k:g}x ({5 * k:g}/s)",
+                     5.0 * k, _steady(5.0), limiter="nginx", nginx_burst=b)
+            for b in (0, 2)
+            for k in (4.0, 10.0)
+        ]
     out.append(
-        Scenario("capacity 4/s dropping to 1.33/s for 60 s, configured 10/s", 10.0, _drop(4.0, 45.0, 105.0),
+        Scenario("bucket 4/s dropping to 1.33/s for 60 s, configured 10/s", 10.0, _drop(4.0, 45.0, 105.0),
                  changes=(45.0, 105.0))
     )
+    out.append(Scenario("a third refused whatever the rate, configured 10/s", 10.0, _steady(math.inf), flaky=1 / 3))
+    out.append(Scenario("a third refused, behind a strict 5/s limit, configured 20/s", 20.0, _steady(5.0),
+                        limiter="strict", flaky=1 / 3))
     outage = (WARM_UP, WARM_UP + 30.0)
     out.append(Scenario("503 to everything for 30 s, configured 10/s", 10.0, _steady(math.inf), outage=outage))
     return out
 
 
 @dataclass
-class Bucket:
-    """The receiver's rate limit: a token bucket holding half a second of capacity (at least one)."""
-
-    tokens: float = 0.0
-    at: float = 0.0
-
-    def take(self, now: float, capacity: float) -> bool:
-        if math.isinf(capacity):
-            return True
-        burst = max(1.0, capacity / 2)
-        self.tokens = min(burst, self.tokens + (now - self.at) * capacity) if self.at else burst
-        self.at = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            return True
-        return False
-
-
-@dataclass
 class Path_:
     scenario: Scenario
-    bucket: Bucket = field(default_factory=Bucket)
+    limiter: Bucket | Strict
     answers: list[tuple[float, int]] = field(default_factory=list)  # (arrival, status)
+    random: random.Random = field(default_factory=lambda: random.Random(7))
 
 
 class Receivers:
-    """One aiohttp server; a path per (strategy, scenario)."""
+    """One aiohttp server; a path per (strategy, scenario). nginx scenarios reach it through nginx, which
+    answers their refusals itself (its access log counts them)."""
 
     def __init__(self) -> None:
         self.paths: dict[str, Path_] = {}
@@ -136,21 +157,23 @@ class Receivers:
         s = path.scenario
         if s.outage and s.outage[0] <= t < s.outage[1]:
             status = 503
+        elif s.limiter == "nginx" or path.limiter.take(now, s.capacity(t)):
+            status = 503 if s.flaky and path.random.random() < s.flaky else 200
         else:
-            status = 200 if path.bucket.take(now, s.capacity(t)) else 429
+            status = 503 if s.limiter == "strict" else 429
         path.answers.append((now, status))
         return web.Response(status=status, text="ok" if status == 200 else "slow down")
 
 
-async def load(redis_url: str, receiver: str, strategy: str, plan: list[Scenario], seconds: float) -> list[str]:
-    """Create each scenario's endpoint with its backlog; their ids, in plan order."""
+async def load(redis_url: str, urls: dict[str, str], strategy: str, plan: list[Scenario], seconds: float) -> list[str]:
+    """Create each scenario's endpoint (at its base URL by limiter) with its backlog; their ids, in plan order."""
     store = await create_store(Settings(redis_url=redis_url))
     eids: list[str] = []
     try:
         for i, s in enumerate(plan):
             peak = s.configured_per_s if any(math.isinf(s.capacity(t)) for t in (0, seconds)) else s.capacity(0)
             fields = {
-                "url": f"{receiver}/{strategy}-{i}", "rate_limit_per_minute": round(s.configured_per_s * 60),
+                "url": f"{urls[s.limiter]}/{strategy}-{i}", "rate_limit_per_minute": round(s.configured_per_s * 60),
                 "max_in_flight": 10, "event_types": None, "headers": {}, "description": s.name,
                 "enabled": True, "trace_propagation": True,
             }
@@ -203,10 +226,11 @@ class Figures:
     goodput: float  # share of capacity after the warm-up
     overload_after: float
     overload_all: float
-    converge: list[float | None]  # seconds from the start (and from each change) to 0.9 of capacity
+    converge: list[float | None]  # seconds from the start (and from each change) to 0.95 of capacity
     busiest: int  # most sends in any 1-s window, by the send moments hookpump recorded
     busiest_arrivals: int  # the same by the receiver's clock
     bound: int
+    gaps: tuple[float, float, float] | None  # recorded send gaps after the warm-up: p1, p50, p99 (ms)
     drained: float | None = None  # outage: requests/s in the 30 s after it, as a share of configured
 
 
@@ -220,6 +244,17 @@ def busiest_second(times: list[float]) -> int:
     return busiest
 
 
+def _gap_spread(sends: list[float], started: float, seconds: float) -> tuple[float, float, float] | None:
+    times = sorted(t for t in sends if WARM_UP <= t - started < seconds)
+    gaps = sorted((b - a) * 1000 for a, b in itertools.pairwise(times))
+    if len(gaps) < 20:
+        return None
+    def pick(q: float) -> float:
+        return gaps[min(len(gaps) - 1, int(q * len(gaps)))]
+
+    return pick(0.01), pick(0.5), pick(0.99)
+
+
 def figures(
     s: Scenario, answers: list[tuple[float, int]], sends: list[float], started: float, seconds: float
 ) -> Figures:
@@ -227,19 +262,23 @@ def figures(
     after = [(t, st) for t, st in rel if WARM_UP <= t < seconds]
     ok_after = sum(1 for _t, st in after if st == 200)
     step = 0.1
-    possible = sum(min(s.capacity(WARM_UP + i * step), s.configured_per_s) * step
-                   for i in range(int((seconds - WARM_UP) / step)))
+    # What the receiver takes: its capacity (at most the configured rate), less the share it refuses anyway.
+    def takes(t: float) -> float:
+        return min(s.capacity(t), s.configured_per_s) * (1 - s.flaky)
+
+    possible = sum(takes(WARM_UP + i * step) * step for i in range(int((seconds - WARM_UP) / step)))
     if s.outage:
         possible -= s.configured_per_s * max(0.0, min(seconds, s.outage[1]) - max(WARM_UP, s.outage[0]))
-    over = lambda rows: sum(1 for _t, st in rows if st in (429, 503)) / max(1, len(rows))  # noqa: E731
+    def over(rows: list[tuple[float, int]]) -> float:
+        return sum(1 for _t, st in rows if st in (429, 503)) / max(1, len(rows))
+
     converge: list[float | None] = []
     for origin in (0.0, *s.changes, *((s.outage[1],) if s.outage else ())):
         found = None
         t = origin
         while t + 5 <= seconds:
             ok = sum(1 for x, st in rel if t <= x < t + 5 and st == 200)
-            cap = min(s.capacity(t + 2.5), s.configured_per_s)
-            if ok >= 0.9 * cap * 5:
+            if ok >= 0.95 * takes(t + 2.5) * 5:
                 found = t + 5 - origin
                 break
             t += 0.5
@@ -258,43 +297,57 @@ def figures(
         busiest=busiest_second(sends),
         busiest_arrivals=busiest_second([t for t, _st in rel]),
         bound=math.ceil(s.configured_per_s) + 1,
+        gaps=_gap_spread(sends, started, seconds) if s.limiter in ("strict", "nginx") else None,
         drained=drained,
     )
 
 
-def _worker(strategy: str, redis_url: str, database_url: str) -> subprocess.Popen[bytes]:
+def _worker(strategy: str, redis_url: str, database_url: str, reference: Path | None) -> subprocess.Popen[bytes]:
     env = hookpump_env(redis_url, allow_private_targets="true", worker_id=f"bench-{strategy}",
                        database_url=database_url)
-    module = "bench.baseline_worker" if strategy == "baseline" else "hookpump"
-    args = [PYTHON, "-m", module] + ([] if strategy == "baseline" else ["worker"])
-    return subprocess.Popen(args, env=env)
+    if strategy == "adaptive":
+        return subprocess.Popen([PYTHON, "-m", "hookpump", "worker"], env=env)
+    if reference is not None:  # the other checkout's worker, on its own code
+        env["PYTHONPATH"] = str(reference)
+        return subprocess.Popen([PYTHON, "-m", "hookpump", "worker"], env=env, cwd=reference)
+    return subprocess.Popen([PYTHON, "-m", "bench.baseline_worker"], env=env)
 
 
-async def measure(seconds: float) -> tuple[list[Scenario], dict[str, list[Figures]]]:
-    plan = scenarios(seconds)
+async def measure(seconds: float, reference: Path | None) -> tuple[list[Scenario], dict[str, list[Figures]]]:
+    have_nginx = NGINX is not None
+    if not have_nginx:
+        print("adaptive: nginx is not installed; its scenarios are left out (apt-get install nginx-light)",
+              file=sys.stderr)
+    plan = scenarios(seconds, have_nginx)
     receivers = Receivers()
     await receivers.start()
-    url = f"http://127.0.0.1:{receivers.port}"
     results: dict[str, list[Figures]] = {}
     eids: dict[str, list[str]] = {}
     sends: dict[str, list[list[float]]] = {}
     with tempfile.TemporaryDirectory(prefix="hookpump-adaptive-") as tmp:
+        nginx = Nginx(Path(tmp)) if have_nginx else None
+        direct = f"http://127.0.0.1:{receivers.port}"
+        urls = {"bucket": direct, "strict": direct, "nginx": f"http://127.0.0.1:{nginx.port if nginx else 0}"}
+        if nginx is not None:
+            nginx.start(receivers.port, {f"{strategy}-{i}": Limit(s.capacity(0), s.nginx_burst)
+                                         for strategy in STRATEGIES for i, s in enumerate(plan)
+                                         if s.limiter == "nginx"})
         servers, workers = [], []
         try:
-            for strategy in ("adaptive", "baseline"):
+            for strategy in STRATEGIES:
                 port = free_port()
                 directory = Path(tmp) / strategy
                 directory.mkdir()
                 servers.append(start_redis(directory, port, appendonly=False))
                 redis_url = f"redis://127.0.0.1:{port}/0"
                 database_url = f"sqlite:///{directory}/history.db"  # each strategy its own history
-                eids[strategy] = await load(redis_url, url, strategy, plan, seconds)
+                eids[strategy] = await load(redis_url, urls, strategy, plan, seconds)
                 for i, s in enumerate(plan):
-                    receivers.paths[f"{strategy}-{i}"] = Path_(s)
+                    receivers.paths[f"{strategy}-{i}"] = Path_(s, Strict() if s.limiter == "strict" else Bucket(0.5))
                 workers.append((strategy, redis_url, database_url))
             print(f"adaptive: both strategies, {len(plan)} scenarios each, {seconds:.0f} s ...", file=sys.stderr)
             receivers.started = time.time()
-            processes = [_worker(*worker) for worker in workers]
+            processes = [_worker(*worker, reference) for worker in workers]
             try:
                 await asyncio.sleep(seconds)
             finally:
@@ -306,8 +359,13 @@ async def measure(seconds: float) -> tuple[list[Scenario], dict[str, list[Figure
         finally:
             for server in servers:
                 stop(server)
+            if nginx is not None:
+                nginx.stop()
             await receivers.stop()
-    for strategy in ("adaptive", "baseline"):
+        if nginx is not None:  # nginx's own log counts what it refused and what it passed on
+            for name, answers in nginx.answers().items():
+                receivers.paths[name].answers = answers
+    for strategy in STRATEGIES:
         results[strategy] = [
             figures(s, receivers.paths[f"{strategy}-{i}"].answers, sends[strategy][i], receivers.started, seconds)
             for i, s in enumerate(plan)
@@ -315,40 +373,47 @@ async def measure(seconds: float) -> tuple[list[Scenario], dict[str, list[Figure
     return plan, results
 
 
+STRATEGIES = ("adaptive", "reference")
+
+
 def _converge(values: list[float | None]) -> str:
     return " / ".join("never" if v is None else f"{v:.0f} s" for v in values)
 
 
 def _cell(f: Figures) -> str:
-    text = (f"goodput {f.goodput:.2f}, overload {f.overload_after:.1%} ({f.overload_all:.1%} overall), "
+    text = (f"goodput {f.goodput:.2f}, refused {f.overload_after:.1%} ({f.overload_all:.1%} overall), "
             f"converged {_converge(f.converge)}, busiest 1 s {f.busiest}/{f.bound} "
             f"({f.busiest_arrivals} at the receiver)")
+    if f.gaps is not None:
+        text += f", send gaps p1/p50/p99 {f.gaps[0]:.0f}/{f.gaps[1]:.0f}/{f.gaps[2]:.0f} ms"
     if f.drained is not None:
         text += f", from the first success after the outage {f.drained:.2f} of the configured rate for 20 s"
     return text
 
 
-def run(seconds: float = 150.0) -> Result:
+def run(seconds: float = 150.0, reference: Path | None = None) -> Result:
     started = time.monotonic()
-    plan, results = asyncio.run(measure(seconds))
-    result = Result(
-        "Adaptive pacing: goodput against receivers of limited capacity",
-        f"python -m bench.adaptive --seconds {seconds:g}",
-    )
+    plan, results = asyncio.run(measure(seconds, reference))
+    command = f"python -m bench.adaptive --seconds {seconds:g}" + (f" --reference {reference}" if reference else "")
+    result = Result("Adaptive pacing: goodput against receivers of limited capacity", command)
+    label = f"reference ({reference}): " if reference else "halve and pause: "
     for i, s in enumerate(plan):
-        new, old = results["adaptive"][i], results["baseline"][i]
-        result.rows.append(Row(s.name, _cell(new), "halve and pause: " + _cell(old), _ratio(new.goodput, old.goodput)))
+        new, old = results["adaptive"][i], results["reference"][i]
+        result.rows.append(Row(s.name, _cell(new), label + _cell(old), _ratio(new.goodput, old.goodput)))
     result.notes += [
         "goodput: 2xx answers after the first 30 s / what the receiver could take in that time (its capacity, "
-        "at most the configured rate; the outage's 30 s excluded); ratio column: goodput against the baseline's",
+        "at most the configured rate, less the share it refuses whatever the rate; the outage's 30 s "
+        "excluded); ratio column: goodput against the reference's",
         "converged: seconds from the start (and from each change of capacity, or the end of the outage) until "
-        "5 s of goodput first reach 0.9 of capacity",
-        "receiver: a token bucket of `capacity`/s holding half a second's worth, 429 without Retry-After when "
-        "empty; every scenario on its own endpoint (max_in_flight 10), all at once, one worker per strategy",
+        "5 s of goodput first reach 0.95 of what the receiver takes",
+        "strict: nginx's limit_req arithmetic with no burst, scripted, 503 when refused; bucket: a token bucket "
+        "of `capacity`/s holding half a second's worth, 429 when empty; nginx: Debian's nginx, counted from its "
+        "access log; no Retry-After anywhere; every scenario on its own endpoint (max_in_flight 10), all at "
+        "once, one worker per strategy",
         "busiest 1 s: the most sends in any 1-s window by the send moments hookpump recorded (attempt "
         "starts, read through GET /v1/endpoints/{id}/attempts) / ceil(rate/60) + 1 for the configured rate; "
-        "in brackets the same by the receiver's clock, which also carries the scheduling jitter of a receiver "
-        "process answering every scenario at once",
+        "in brackets the same by the receiver's clock; send gaps: between consecutive recorded sends after "
+        "the first 30 s",
     ]
     result.seconds = time.monotonic() - started
     return result
@@ -361,8 +426,9 @@ def _ratio(value: float, reference: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=150.0, help="length of the run (at least 140)")
+    parser.add_argument("--reference", type=Path, help="a checkout whose worker runs beside this one's")
     args = parser.parse_args()
-    result = run(args.seconds)
+    result = run(args.seconds, args.reference.resolve() if args.reference else None)
     print(f"machine: {machine_facts()}\n")
     print(result.markdown())
 

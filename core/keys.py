@@ -14,9 +14,12 @@ Endpoints
   hp:ep:{eid}:flow            HASH  pacing state owned by the pump: tat (ms, GCRA theoretical arrival time),
                                     paused_until (ms), pause_reason, paused_at, backoff_level (consecutive
                                     whole-endpoint backoffs), and the adaptive loop's state (see
-                                    store/lua/_flow.lua): eff_rate (the pace now, per minute), w_max (the
-                                    pace at the last congestion event), epoch_ms, cut_ms, last_ok_ms,
-                                    streak_fails, streak_rate, streak_wmax; who may pace its sends alone
+                                    store/lua/_flow.lua): eff_rate (the pace now, per minute), est (what
+                                    the receiver accepts), w_max (the pace last refused), s0, the
+                                    window (win_*), the cut (cut_*, chain_from, noise_n), the probe
+                                    (probe_ms, probe_rate, gain, next_probe_ms, ramp, confirm, recover,
+                                    next_recover_ms, held, held_ms), trim_ms, last_ok_ms, last_start_ms,
+                                    streak_fails, streak_rate, streak_wmax, streak_est; who may pace its sends alone
                                     (store/lua/claim.lua): cw (the last worker to claim), cw_until, ow_until
                                     (lease expiries of its and the other workers' claims), solo_until. no TTL
   hp:ep:{eid}:pauses          LIST  JSON {start_ms, end_ms, reason, status_code}: the pace's cuts

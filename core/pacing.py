@@ -17,8 +17,8 @@ INDEFINITE_MS = 2**52
 
 class PaceState(StrEnum):
     STEADY = "steady"  # at the configured rate: nothing has held it back
-    PROBING = "probing"  # below the configured rate after a 429/503, growing back toward (and past) the
-    # rate that last failed
+    PROBING = "probing"  # below the configured rate after a 429/503: just under what the receiver
+    # accepts, probing above it now and then
     BACKING_OFF = "backing_off"  # the receiver takes nothing: the whole endpoint waits out a backoff
     RETRY_AFTER = "retry_after"  # paused until the receiver's Retry-After
     PAUSED = "paused"  # paused by an operator
@@ -31,12 +31,14 @@ class Pace:
 
     ceiling_per_minute: int  # the configured rate
     effective_per_minute: float  # the pace now
-    last_failed_per_minute: float | None  # the rate at the last congestion event
+    last_failed_per_minute: float | None  # the pace the receiver last refused
     last_cut_ms: int | None
     overloads_since_success: int
     paused_until_ms: int
     pause_reason: PauseReason | None
     enabled: bool = True
+    accepted_per_minute: float | None = None  # what the receiver accepts, as measured; None: no limit seen
+    refused_whatever_the_rate: float = 0.0  # the share refused at any pace (not load: the pace ignores it)
 
     def state(self, now_ms: int) -> PaceState:
         if not self.enabled:
@@ -73,4 +75,6 @@ def pace_from_flow(flow: dict[str, str], *, ceiling: int, enabled: bool) -> Pace
         paused_until_ms=int(float(flow.get("paused_until") or 0)),
         pause_reason=PauseReason(reason) if reason and reason in PauseReason._value2member_map_ else None,
         enabled=enabled,
+        accepted_per_minute=float(flow["est"]) if flow.get("est") else None,
+        refused_whatever_the_rate=round(float(flow.get("s0") or 0), 3),
     )

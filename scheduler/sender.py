@@ -40,6 +40,9 @@ STRICT_INTERVAL_MS = 10.0
 # and a send whose permit's moment passed by more than this (or half an interval) asks again.
 PERMIT_RUN_MS = 50.0
 PERMIT_LATE_MS = 2.0
+# A strict slot goes at least (1 - GAP_ROOM) of its distance from the slot before after the send before
+# it (the adaptive pace runs 2 % under what the receiver takes, so this much is within its room).
+GAP_ROOM = 0.01
 
 
 class Sender:
@@ -61,6 +64,9 @@ class Sender:
         self._closing = False
         # Fast endpoints (see _gate_fast_send): one gate each, where their sends wait for permits.
         self._gates: dict[str, _Gate] = {}
+        # Strict-slot endpoints: the slot and the moment of this worker's last send to each (see
+        # _wait_for_slot).
+        self._last_strict_send: dict[str, tuple[float, float]] = {}
         self._permits = PermitBatcher(store)
         # Wakes the pump when capacity frees up or state changed.
         self.progress = asyncio.Event()
@@ -145,11 +151,24 @@ class Sender:
             await asyncio.sleep(wait)
         if endpoint.interval_ms < STRICT_INTERVAL_MS:
             return await self._gate_fast_send(endpoint, delivery)
+        # A send that went out late is not caught up by sending the next one early: a limiter with no
+        # burst allowance refuses two sends closer than its interval, whatever the average rate.
+        # So a send keeps at least its slot's distance from the slot before (less GAP_ROOM) after the
+        # send before it; that distance is the pace's interval, or a probe's shorter one (_flow.lua).
+        while True:
+            last_slot, last_sent = self._last_strict_send.get(endpoint.id, (0.0, 0.0))
+            if slot <= last_slot:
+                break
+            wait = last_sent + (slot - last_slot) * (1 - GAP_ROOM) - time.time()
+            if wait <= 0:
+                break
+            await asyncio.sleep(wait)
         now = time.time()
         if now - slot > interval / 2:
             self._telemetry.late_requeued(endpoint.id)
             self._release(delivery, _now_ms())
             return None
+        self._last_strict_send[endpoint.id] = (slot, now)
         return now
 
     async def _gate_fast_send(self, endpoint: ClaimedEndpoint, delivery: ClaimedDelivery) -> float:

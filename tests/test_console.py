@@ -340,7 +340,10 @@ async def test_the_overview_shows_what_each_pace_learnt_and_whether_the_log_keep
 
 async def test_the_endpoint_page_says_what_the_pace_learnt(client: httpx.AsyncClient, store: Store) -> None:
     eid = await make_endpoint(store, NOWHERE, rate_limit_per_minute=600)
-    await store.redis.hset(f"hp:ep:{eid}:flow", mapping={"eff_rate": "240", "w_max": "300", "cut_ms": "1"})
+    await store.redis.hset(f"hp:ep:{eid}:flow", mapping={"eff_rate": "240", "w_max": "300", "cut_ms": "1",
+                                                          "est": "245", "s0": "0.25"})
     await sign_in(client, ADMIN_KEY)
     page = re.sub(r"\s+", " ", (await client.get(f"/ui/endpoints/{eid}")).text)
     assert "Sending at 240.0 of 600 requests per minute: the receiver refused at 300.0/min" in page
+    assert "the pace runs just under what it accepts (245.0/min)" in page
+    assert "It refuses 25% of requests whatever the rate" in page

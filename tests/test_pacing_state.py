@@ -56,4 +56,7 @@ def test_a_flow_hash_is_read_with_the_effective_rate_capped_at_the_ceiling() -> 
                            "paused_until": "0", "pause_reason": "nonsense"}, ceiling=600, enabled=True)
     assert (read.effective_per_minute, read.last_failed_per_minute, read.last_cut_ms) == (600.0, 700.5, 5)
     assert read.overloads_since_success == 2 and read.pause_reason is None
+    assert (read.accepted_per_minute, read.refused_whatever_the_rate) == (None, 0.0)
     assert pace_from_flow({}, ceiling=60, enabled=True).effective_per_minute == 60.0
+    learnt = pace_from_flow({"eff_rate": "294", "est": "300", "s0": "0.3333"}, ceiling=600, enabled=True)
+    assert (learnt.accepted_per_minute, learnt.refused_whatever_the_rate) == (300.0, 0.333)

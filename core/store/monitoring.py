@@ -105,6 +105,8 @@ class MonitoringStore:
                 "effective_rate_per_minute": effective,
                 "min_rate_per_minute": int(min_rate or 1),
                 "last_failed_rate_per_minute": pace.last_failed_per_minute,
+                "accepted_rate_per_minute": pace.accepted_per_minute,
+                "refused_whatever_the_rate": pace.refused_whatever_the_rate,
                 "last_cut_ms": pace.last_cut_ms,
                 "overloads_since_success": pace.overloads_since_success,
             },

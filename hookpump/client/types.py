@@ -127,6 +127,8 @@ class Pacing(TypedDict):
     effective_rate_per_minute: float
     min_rate_per_minute: int
     last_failed_rate_per_minute: float | None
+    accepted_rate_per_minute: float | None
+    refused_whatever_the_rate: float
     last_cut_at: str | None
     overloads_since_success: int
 

@@ -1,41 +1,84 @@
 -- The endpoint's pace as a control loop (prepended to complete.lua after _lib.lua).
 --
--- State lives in hp:ep:{eid}:flow so every worker paces from the same numbers:
---   eff_rate      the rate the pump paces at now (per minute), never above the endpoint's `rate`
---                 (its ceiling) nor below its `min_rate`
---   w_max         the rate that last failed: the effective rate at the last congestion event
---   epoch_ms      start of the current growth curve (the last cut), moved on by idle gaps
---   cut_ms        when the rate was last cut: overloads of requests sent before cut_ms + HOLD_MS
---                 belong to that same congestion event and do not cut again
---   last_ok_ms    the last success; streak_fails counts overload answers since then, and
---   streak_rate / streak_wmax remember the pace when that streak began (undone on an outage)
---   backoff_level consecutive whole-endpoint backoff pauses (an outage), as before
+-- The loop measures what the receiver accepts and paces just under it (as BBR does for TCP: pace
+-- at the measured bottleneck rate, probe above it only briefly), instead of cutting on every
+-- refusal and climbing back (the CUBIC loop before it parked a strict limiter's endpoint at 0.82 of
+-- the limit, and cut a receiver that refuses a third of its requests whatever the rate to 0.03 of
+-- its configured rate).
 --
--- The law (429/503 without Retry-After, or with it: its pause is applied on top):
---   * congestion (the receiver still accepts some): once per event, w_max = the rate that failed,
---     eff_rate = BETA * eff_rate, and the pacing clock holds one new pacing interval. (CUBIC's
---     "fast convergence", which sets w_max below the rate that failed when it failed below the last
---     peak, exists to share a link between flows; here it only parked the pace under a receiver's
---     capacity: 0.86 against 0.90 of a 2/s receiver's capacity in bench/adaptive.py.)
---   * growth, on successes: eff_rate follows the CUBIC curve from BETA * w_max back up to w_max,
---     slowly near it, then probes beyond it, faster the longer it holds. K, the time to get back to
---     w_max, spans K_REQUESTS requests at w_max, within [K_MIN_S, K_MAX_S]: about one refusal per
---     K_REQUESTS requests in the steady state (measured: bench/adaptive.py). The probe beyond w_max
---     runs on a fixed time scale (PROBE_S), so a receiver whose capacity came back is found again in
---     seconds even when the rate, and so K, is low.
+-- State lives in hp:ep:{eid}:flow so every worker paces from the same numbers:
+--   eff_rate      the pace now (per minute), never above the endpoint's `rate` (its ceiling) nor
+--                 below its `min_rate`
+--   est           the estimate of what the receiver accepts (per minute); absent while none is
+--                 known (the pace is then the ceiling)
+--   w_max         the lowest pace refused since the estimate was last raised past it (the upper end
+--                 of a probe search; shown as the rate that last failed)
+--   s0            the share of answers refused whatever the pace (an unhealthy node behind a load
+--                 balancer): refusals up to that share say nothing about load
+--   win_ms, win_n, win_r, win_first, win_last: the measuring window: answers to requests sent
+--                 from win_ms on, how many were refused, the first and last send moment counted
+--   cut_ms, cut_from, cut_share, chain_from, noise_n: the last cut on a window's verdict, the pace
+--                 before it and the share refused that caused it, the pace before this run of cuts,
+--                 and how many windows in a row looked like refusals that are not about load
+--   probe_ms, probe_rate, recover: the slot of the probe under way (0: none), its pace, and whether
+--                 it goes back to a pace that held
+--   gain, next_probe_ms, ramp, confirm: how far above the estimate the next probe goes and not
+--                 before when; a raise waiting for a window to confirm it, and the estimate before it
+--   held, held_ms, next_recover_ms, recover_gap: a pace that held for a whole long window (and when),
+--                 the next probe back to it, and the intervals between such probes
+--   trim_ms, last_ok_ms, last_start_ms: the last trim, the last success, the latest send answered
+--   streak_fails counts overload answers since the last success; streak_rate / streak_wmax /
+--   streak_est remember the pace when that streak began (restored after an outage)
+--   backoff_level consecutive whole-endpoint backoff pauses (an outage)
+--
+-- The law (on every answer to a request sent while the rule applies):
+--   * cruise at KEEP * est. A refusal beyond the usual share s0 trims: est = min(est, the pace
+--     refused), once per window; right after a probe that raised the estimate, back to the
+--     estimate before it (a burst allowance takes a probe it cannot keep up).
+--   * every window (WIN_N answers and WIN_MS, or sooner once WIN_EARLY refusals beyond s0 came in
+--     and at least EARLY_SHARE of it was refused: a drop is found within a few refusals) gives a
+--     verdict. Refusals beyond s0 of at least CONGESTED share (and more than chance): the pace is
+--     cut to just under the rate the receiver accepted in that window (successes over the window's
+--     send span, refusals included). But when two windows in a row after a cut show that what the
+--     receiver accepts fell with the pace (the refusals did not go when the pace went down), they
+--     are not about load: s0 takes that share, and the pace goes back to where it was before the
+--     cuts (the configured rate, or the last rate that held).
+--   * probe: one shorter gap (probe_start). After a cut, a search halfway (geometrically) between
+--     the estimate and the pace refused; past it, GAIN_MIN above the estimate every PROBE_GAP
+--     requests, twice as far each time a raise is confirmed by a window. While the estimate is well
+--     under a pace that held in the last RECOVER_FOR_MS, a probe straight back to it every
+--     recover_gap intervals (doubling while it is refused).
 --   * outage (nothing accepted for OUTAGE_MIN_MS and OUTAGE_MIN_FAILS answers in a row): the
---     whole endpoint pauses on the exponential schedule the sender computed, and the cuts made
---     during the streak are undone, so the pace after the outage is the pace before it.
+--     whole endpoint pauses on the exponential schedule the sender computed, and what the streak
+--     taught is undone, so the pace after the outage is the pace before it.
+--   * a Retry-After is a floor for the whole endpoint on top of all this.
+--
+-- Measured (bench/adaptive.py, and the same scripts on a virtual clock in tests/pacing_model.py):
+-- BENCHMARKS.md, "Adaptive pacing, second loop".
 
-local BETA = 0.8
-local K_REQUESTS = 40
-local K_MIN_S = 5
-local K_MAX_S = 15
-local PROBE_S = 4
-local HOLD_MS = 200        -- = the pump's booking horizon: slots booked before a cut go out after it
+local KEEP = 0.98           -- the pace as a share of the estimate: room for the sender's jitter
+local HOLD_MS = 200         -- = the pump's booking horizon: slots booked before a change go out after it
+local WIN_N = 16           -- a window: this many answers over at least WIN_MS
+local WIN_MS = 1000
+local WIN_EARLY = 3
+local EARLY_SHARE = 0.5     -- a window closes early on this share refused beyond s0 (a drop)
+local CONGESTED = 0.05      -- the share refused beyond s0 that says the pace is above what is taken
+local FELL_WITH_PACE = 0.75 -- what was accepted fell this much with the pace (in log terms): not load
+local SHARE_ROSE = 0.15     -- ... unless the share refused rose by more than this
+local PROBE_SOON = 3         -- intervals (and answers) between the probes of a search
+local GAIN_MIN, GAIN_MAX = 0.02, 0.5
+local PROBE_GAP = 60        -- requests between probes once the search is over
+local PROBE_GAP_MIN_MS, PROBE_GAP_MAX_MS = 2000, 20000
+local RECOVER_GAP, RECOVER_GAP_MIN_MS = 12, 2000
+local RECOVER_FOR_MS = 120000
+local HELD_MS = 2500        -- a window this long at a pace with no refusals: a pace that held
 local OUTAGE_MIN_MS = 2000
 local OUTAGE_MIN_FAILS = 3
-local IDLE_INTERVALS = 4   -- a gap of this many intervals without a success freezes growth
+
+local FIELDS = {'eff_rate', 'est', 'w_max', 's0', 'win_ms', 'win_n', 'win_r', 'win_first', 'win_last',
+  'cut_ms', 'cut_from', 'cut_share', 'chain_from', 'noise_n', 'probe_ms', 'probe_rate', 'recover', 'next_recover_ms', 'recover_gap', 'held', 'held_ms', 'confirm', 'ramp', 'gain', 'next_probe_ms',
+  'last_ok_ms', 'last_start_ms', 'streak_fails', 'streak_rate', 'streak_wmax', 'streak_est',
+  'trim_ms', 'backoff_level', 'tat', 'paused_at', 'pause_reason'}
 
 local F = {}  -- eid -> the endpoint's flow state as numbers, loaded once per script call
 
@@ -43,17 +86,25 @@ local function flow_load(eid)
   local f = F[eid]
   if f then return f end
   local e = redis.call('HMGET', 'hp:ep:' .. eid, 'rate', 'min_rate')
-  local v = redis.call('HMGET', 'hp:ep:' .. eid .. ':flow', 'eff_rate', 'w_max', 'epoch_ms', 'cut_ms',
-    'last_ok_ms', 'streak_fails', 'streak_rate', 'streak_wmax', 'backoff_level', 'tat', 'paused_at', 'pause_reason')
+  local v = redis.call('HMGET', 'hp:ep:' .. eid .. ':flow', unpack(FIELDS))
+  local n = {}
+  for i, name in ipairs(FIELDS) do n[name] = tonumber(v[i]) end
   local ceiling = tonumber(e[1]) or 60
   f = {
     ceiling = ceiling, floor = math.min(ceiling, tonumber(e[2]) or 1),
-    eff = math.min(ceiling, tonumber(v[1]) or ceiling), w_max = tonumber(v[2]),
-    epoch = tonumber(v[3]) or 0, cut = tonumber(v[4]) or 0, last_ok = tonumber(v[5]) or 0,
-    streak = tonumber(v[6]) or 0, streak_rate = tonumber(v[7]), streak_wmax = tonumber(v[8]),
-    level = tonumber(v[9]) or 0, tat = tonumber(v[10]) or 0,
+    eff = math.min(ceiling, n.eff_rate or ceiling), est = n.est, w_max = n.w_max, s0 = n.s0 or 0,
+    win = n.win_ms or 0, wn = n.win_n or 0, wr = n.win_r or 0, wfirst = n.win_first or 0, wlast = n.win_last or 0,
+    cut = n.cut_ms or 0, cut_from = n.cut_from, cut_share = n.cut_share or 0,
+    chain_from = n.chain_from, noise_n = n.noise_n or 0,
+    probe = n.probe_ms or 0, probe_rate = n.probe_rate or 0, recover = n.recover or 0,
+    next_recover = n.next_recover_ms or 0, recover_gap = n.recover_gap or RECOVER_GAP, held = n.held, held_ms = n.held_ms or 0, confirm = n.confirm, ramp = n.ramp or 0,
+    gain = n.gain or GAIN_MIN, next_probe = n.next_probe_ms or 0,
+    last_ok = n.last_ok_ms or 0, last_start = n.last_start_ms or 0,
+    streak = n.streak_fails or 0, streak_rate = n.streak_rate, streak_wmax = n.streak_wmax,
+    streak_est = n.streak_est, level = n.backoff_level or 0, tat = n.tat or 0,
+    trimmed = n.trim_ms or 0,
     -- when the current backoff pause began: refusals of requests sent before it belong to it
-    backoff_at = v[12] == 'backoff' and tonumber(v[11]) or 0,
+    backoff_at = v[#FIELDS] == 'backoff' and (n.paused_at or 0) or 0,
     changed = false, pause_until = nil, pause_reason = nil, pause_code = nil, outage = false, events = {},
   }
   F[eid] = f
@@ -64,37 +115,248 @@ local function clamp(f, rate)
   return math.max(f.floor, math.min(f.ceiling, rate))
 end
 
--- The CUBIC curve: the rate `t` ms after the last cut, for a loop that last failed at w_max.
-local function cubic(w_max, t)
-  local k = math.min(K_MAX_S * 1000, math.max(K_MIN_S * 1000, K_REQUESTS * 60000 / w_max))
-  local x = (t - k) / k
-  if x > 0 then x = (t - k) / (PROBE_S * 1000) end
-  return w_max * (1 + (1 - BETA) * x * x * x)
+local function interval_ms(f)
+  return 60000 / f.eff
 end
 
--- A success at `now`.
-local function flow_success(f, now)
-  local interval = 60000 / f.eff
-  if f.last_ok > 0 and f.epoch > 0 and now - f.last_ok > math.max(1000, IDLE_INTERVALS * interval) then
-    -- Idle (nothing to send) is not evidence that a higher rate would be taken: freeze the curve.
-    f.epoch = f.epoch + (now - f.last_ok)
+-- Cruise just under the estimate (at the ceiling while there is none). A slower pace starts a whole
+-- new interval after the last slot booked at the old one (the pacing clock is the next slot's time).
+local function cruise(f)
+  f.probe = 0
+  local old = f.eff
+  f.eff = f.est and clamp(f, KEEP * f.est) or f.ceiling
+  if f.eff < old then f.tat = f.tat + 60000 / f.eff - 60000 / old end
+end
+
+-- Two standard deviations of the number of refusals among n answers at the usual share s0: more
+-- than that beyond s0 * n is not chance.
+local function spread(f, n)
+  return 2 * math.sqrt(n * f.s0 * (1 - f.s0))
+end
+
+local function window_restart(f, at)
+  f.win, f.wn, f.wr, f.wfirst, f.wlast = at, 0, 0, 0, 0
+end
+
+-- Requests before a probe that fails: PROBE_GAP at the estimate, within the bounds in seconds.
+local function probe_gap_ms(f)
+  return math.max(PROBE_GAP_MIN_MS, math.min(PROBE_GAP_MAX_MS, PROBE_GAP * 60000 / (f.est or f.eff)))
+end
+
+-- Soon: a few intervals at the pace, at least a second.
+local function probe_soon_ms(f)
+  return math.max(WIN_MS / 2, PROBE_SOON * interval_ms(f))
+end
+
+-- The next probe's pace: halfway (geometrically) between the estimate and the lowest pace refused
+-- since, while they are apart (a search; the estimate from a refusing window can be as low as half
+-- of what a strict limiter takes); else `gain` above the estimate, a gain that doubles while probes
+-- hold (a capacity that came back is found in a few probes).
+local function probe_target(f)
+  if f.w_max and f.w_max > f.est * (1 + 2 * GAIN_MIN) then
+    return math.sqrt(f.est * f.w_max)
   end
-  f.last_ok, f.streak, f.level = now, 0, 0
-  if f.w_max then
-    f.eff = clamp(f, math.max(f.eff, cubic(f.w_max, now - f.epoch)))
+  return f.est * (1 + f.gain)
+end
+
+-- While the estimate is well below a pace that held in the last RECOVER_FOR_MS (a capacity that
+-- dropped may come back), a probe goes straight back to that pace every few intervals: one refusal
+-- each while it has not come back, and the old pace at once when it has.
+local function recover_gap_ms(f)
+  return math.max(RECOVER_GAP_MIN_MS, f.recover_gap * interval_ms(f))
+end
+
+-- Probe by one shorter gap: the next slot not yet booked comes an interval of the probe's pace after
+-- the last booked one. A strict limiter refuses exactly that request if it takes less than the
+-- probe's pace; a limiter with a burst allowance takes it either way, and the cruise trim brings
+-- the pace back should its burst run out. One refusal at the most, and none of the requests after it.
+local function probe_start(f, now, target, recover)
+  target = clamp(f, target)
+  if target <= f.eff * 1.001 then return end
+  if f.s0 > 0 then
+    -- One answer says little where some are refused whatever the pace: raise the estimate and let
+    -- the next windows judge it.
+    f.est = target < f.ceiling and target or nil
+    f.next_probe = now + probe_soon_ms(f)
+    cruise(f)
+    return
+  end
+  local slot = f.tat - interval_ms(f) + 60000 / target
+  if slot <= now then return end  -- too late for this gap
+  f.tat = slot
+  f.probe, f.probe_rate, f.recover = f.tat, target, recover and 1 or 0
+  if recover then f.next_recover = now + recover_gap_ms(f) end
+end
+
+-- The probe's answer.
+local function probe_end(f, now, held)
+  if held then
+    -- Until a window at the new pace confirms it: a burst allowance takes a probe it cannot keep up.
+    -- (After a probe back to a pace that held, a refusal puts the estimate halfway back, not all the
+    -- way: the capacity came back, if not all of it.)
+    f.confirm = f.recover == 1 and math.sqrt(f.est * f.probe_rate) or f.est
+    f.est = f.probe_rate < f.ceiling and f.probe_rate or nil  -- held at the configured rate: no limit known
+    if not (f.w_max and f.est and f.est < f.w_max) then
+      -- Past every pace refused: the next probe goes further (twice the gain) once a window at this
+      -- pace has confirmed it, so a burst allowance cannot carry the pace up step after step.
+      f.w_max, f.ramp = nil, 1
+    end
+    f.next_probe = now + probe_soon_ms(f)
+  elseif f.recover == 1 then
+    -- Not back yet: the search below the pace that held before goes on as it was, and the next
+    -- probe back waits twice as long.
+    f.probe = 0
+    f.recover_gap = math.min(PROBE_GAP, f.recover_gap * 2)
+    return
   else
-    f.eff = f.ceiling
+    f.w_max = f.probe_rate
+    f.gain = GAIN_MIN
+    local searching = f.w_max > f.est * (1 + 2 * GAIN_MIN)
+    f.next_probe = now + (searching and probe_soon_ms(f) or probe_gap_ms(f))
   end
+  f.probe = 0
+  cruise(f)
+  -- A new pace is measured afresh; after a refusal the pace is the same, and the window goes on (the
+  -- probe's own answer is not counted in it).
+  if held then window_restart(f, now) end
+end
+
+-- A window's verdict.
+local function window_close(f, now)
+  f.confirm = nil
+  local n, r = f.wn, f.wr
+  local share = r / n
+  local excess = share - f.s0
+  local ramp = f.ramp
+  f.ramp = 0
+  if excess < CONGESTED or r - f.s0 * n < 2 + spread(f, n) then
+    if ramp == 1 then f.gain = math.min(GAIN_MAX, f.gain * 2) end
+    -- The receiver took this pace. A usual share of refusals that has fallen follows it down.
+    if f.s0 > 0 then
+      f.s0 = 0.75 * f.s0 + 0.25 * share
+      if f.s0 < 0.01 then f.s0 = 0 end
+    end
+    f.cut_from, f.chain_from, f.noise_n = nil, nil, 0
+    -- With a backlog, over long enough that a burst allowance of half a second cannot pass for
+    -- capacity: the receiver takes this pace.
+    if n * 60000 / (math.max(0, f.wlast - f.wfirst) + interval_ms(f)) >= 0.9 * f.eff and now - f.win >= HELD_MS then
+      local fresh = f.held and now - f.held_ms <= RECOVER_FOR_MS
+      f.held, f.held_ms = fresh and math.max(f.held, f.eff) or f.eff, now
+      f.recover_gap = RECOVER_GAP
+    end
+    window_restart(f, now)
+    return
+  end
+  -- Load: the receiver accepts about as much at a lower pace (its capacity). Errors that are not
+  -- about load: what it accepts falls with the pace, and the share refused stays where it was (a
+  -- share that rose says the window before was partly before a drop, or spent a burst allowance).
+  -- One such window can still be chance, two in a row are not.
+  if f.cut_from and f.eff < 0.9 * f.cut_from and share <= f.cut_share + SHARE_ROSE
+      and math.log(f.cut_from * (1 - f.cut_share) / (f.eff * (1 - share))) >= FELL_WITH_PACE * math.log(f.cut_from / f.eff) then
+    f.noise_n = f.noise_n + 1
+  else
+    f.noise_n = 0
+  end
+  if f.noise_n >= 2 then
+    -- Go back to the pace before this run of cuts (the configured rate, or the last that held), and
+    -- take this share as the usual one; the refused deliveries retry at that pace. A receiver that
+    -- is also limited is then cut once more, to what it accepts beyond that share.
+    f.s0 = math.min(0.9, share)
+    f.est = f.chain_from and f.chain_from < f.ceiling and f.chain_from or nil
+    f.cut_from, f.chain_from, f.noise_n, f.w_max = nil, nil, 0, nil
+    cruise(f)
+    window_restart(f, now + HOLD_MS)
+    return
+  end
+  if r == n then
+    -- Nothing accepted: no measure of what the receiver takes (an outage is the outage rule's).
+    window_restart(f, now)
+    return
+  end
+  -- Congestion: pace just under what the receiver accepted in this window.
+  local span = math.max(0, f.wlast - f.wfirst) + interval_ms(f)
+  local sent = math.min(f.eff, n * 60000 / span)
+  local accepted = sent * (1 - share) / (1 - f.s0)
+  f.chain_from = f.chain_from or f.eff
+  f.cut_from, f.cut_share = f.eff, share
+  f.w_max = f.eff
+  f.est = math.max(f.floor, accepted)
+  f.cut = now
+  f.gain = GAIN_MIN
+  f.probe = 0
+  -- An estimate from a refusing window can be low (a strict limiter paced between one and two times
+  -- its rate accepts every other request): probe again soon.
+  f.next_probe = now + probe_soon_ms(f)
+  cruise(f)
+  f.tat = math.max(f.tat, now + interval_ms(f))  -- hold one (new) pacing interval
+  f.events[#f.events + 1] = {start_ms = now, end_ms = math.floor(f.tat), reason = 'congestion', status_code = f.code}
+  window_restart(f, now + HOLD_MS)
+end
+
+-- An answer (refused or not) to a request sent at `started`; `busy` when it went an interval or
+-- less after the one before it (the endpoint has a backlog: only then does an answer say anything
+-- about a higher pace).
+local function flow_answer(f, now, started, refused)
+  -- (an interval of the cruise pace: a probe's faster slots start after a cruise send)
+  local busy = started - f.last_start <= 1.5 * 60000 / (f.est and clamp(f, KEEP * f.est) or f.eff)
+  if f.win == 0 then window_restart(f, started) end  -- the first answer opens the first window
+  f.last_start = math.max(f.last_start, started)
   f.changed = true
+  if f.probe > 0 and started >= f.probe - 1 then
+    if started < f.probe + interval_ms(f) / 2 then
+      probe_end(f, now, not refused)
+      return
+    end
+    -- Its answer never came (or the probe's slot went unused): probe again later.
+    f.probe = 0
+    f.next_probe = now + probe_soon_ms(f)
+  end
+  if refused and f.s0 == 0 and f.trimmed < f.win and started >= f.win then
+    -- Refused in cruise: the receiver takes less than this pace; after a probe that held, less than
+    -- that probe's pace (a burst allowance took it): back to the estimate before it.
+    f.w_max = f.eff
+    if f.confirm and f.recover == 1 then f.recover_gap = math.min(PROBE_GAP, f.recover_gap * 2) end
+    f.est = math.min(f.confirm or f.est or f.eff, f.eff)
+    f.confirm, f.ramp = nil, 0
+    f.probe = 0
+    f.trimmed = now
+    f.gain = GAIN_MIN
+    f.next_probe = math.max(f.next_probe, now + probe_gap_ms(f))
+    cruise(f)
+    f.tat = math.max(f.tat, now + interval_ms(f))
+    f.events[#f.events + 1] = {start_ms = now, end_ms = math.floor(f.tat), reason = 'congestion', status_code = f.code}
+  end
+  if started < f.win then return end
+  f.wn = f.wn + 1
+  if refused then f.wr = f.wr + 1 end
+  if f.wfirst == 0 then f.wfirst = started end
+  f.wlast = math.max(f.wlast, started)
+  if (f.wn >= WIN_N and now - f.win >= WIN_MS) or (f.wr - f.s0 * f.wn >= WIN_EARLY + spread(f, f.wn) and f.wr / f.wn - f.s0 >= EARLY_SHARE
+      and f.wn >= WIN_N / 2 and now - f.win >= WIN_MS / 2) then
+    window_close(f, now)
+  elseif f.est and f.probe == 0 and busy and f.wr - f.s0 * f.wn < 1 then
+    if f.held and now - f.held_ms > RECOVER_FOR_MS then f.held = nil end
+    if f.held and f.est < 0.9 * f.held and now >= f.next_recover then
+      probe_start(f, now, f.held, true)
+    elseif now >= f.next_probe and f.wn >= PROBE_SOON and f.ramp == 0 then
+      probe_start(f, now, probe_target(f), false)
+    end
+  end
+end
+
+-- A success to a request sent at `started`.
+local function flow_success(f, now, started)
+  f.last_ok, f.streak, f.level = now, 0, 0
+  flow_answer(f, now, started, false)
 end
 
 -- A 429/503 to a request started at `started`. `backoff_until` is the exponential pause the sender
 -- drew for an outage; `retry_after_until` the receiver's own (0 if it sent none).
 local function flow_overload(f, now, started, code, backoff_until, retry_after_until)
-  if f.streak == 0 then f.streak_rate, f.streak_wmax = f.eff, f.w_max end
+  if f.streak == 0 then f.streak_rate, f.streak_wmax, f.streak_est = f.eff, f.w_max, f.est end
   f.streak = f.streak + 1
   f.changed = true
-  f.pause_code = code
+  f.pause_code, f.code = code, code
   if retry_after_until > 0 then
     f.pause_until = math.max(f.pause_until or 0, retry_after_until)
     f.pause_reason = 'retry_after'
@@ -102,7 +364,10 @@ local function flow_overload(f, now, started, code, backoff_until, retry_after_u
   if f.streak >= OUTAGE_MIN_FAILS and now - f.last_ok >= OUTAGE_MIN_MS then
     -- Nothing is getting through: an outage, not a pace to learn. Pause the endpoint and restore
     -- the pace it had before this streak of refusals.
-    f.eff, f.w_max = f.streak_rate or f.eff, f.streak_wmax
+    f.eff, f.w_max, f.est = f.streak_rate or f.eff, f.streak_wmax, f.streak_est
+    f.tat = math.min(f.tat, now + 60000 / f.eff)  -- (a cut during the streak held the clock at its pace)
+    f.probe = 0
+    window_restart(f, now + HOLD_MS)
     -- One pause (one step of the schedule) per outage event: a request already on its way when the
     -- current pause began does not pause the endpoint again.
     if started <= f.backoff_at then return end
@@ -114,12 +379,12 @@ local function flow_overload(f, now, started, code, backoff_until, retry_after_u
     end
     return
   end
-  if started < f.cut + HOLD_MS then return end  -- the same congestion event as the last cut
-  f.w_max = f.eff
-  f.eff = clamp(f, f.eff * BETA)
-  f.cut, f.epoch = now, now
-  f.tat = math.max(f.tat, now + 60000 / f.eff)  -- hold one (new) pacing interval
-  f.events[#f.events + 1] = {start_ms = now, end_ms = math.floor(f.tat), reason = 'congestion', status_code = code}
+  flow_answer(f, now, started, true)
+end
+
+local function field(fields, name, value)
+  fields[#fields + 1] = name
+  fields[#fields + 1] = value == nil and '' or tostring(value)
 end
 
 -- Write every endpoint's changed flow state; returns {eid, paused_until, ...} for the pauses set.
@@ -128,29 +393,32 @@ local function flow_save(now)
   for eid, f in pairs(F) do
     if f.changed then
       local fkey = 'hp:ep:' .. eid .. ':flow'
-      local fields = {'eff_rate', tostring(f.eff), 'epoch_ms', f.epoch, 'cut_ms', f.cut, 'last_ok_ms', f.last_ok,
-        'streak_fails', f.streak, 'tat', tostring(f.tat), 'backoff_level', f.level}
-      if f.w_max then
-        fields[#fields + 1] = 'w_max'; fields[#fields + 1] = tostring(f.w_max)
-      else
-        redis.call('HDEL', fkey, 'w_max')  -- an outage undid what the streak's first refusals taught
+      local fields = {}
+      for _, pair in ipairs({
+        {'eff_rate', f.eff}, {'s0', f.s0}, {'win_ms', f.win}, {'win_n', f.wn}, {'win_r', f.wr},
+        {'win_first', f.wfirst}, {'win_last', f.wlast}, {'cut_ms', f.cut}, {'cut_share', f.cut_share}, {'noise_n', f.noise_n},
+        {'probe_ms', f.probe}, {'probe_rate', f.probe_rate}, {'recover', f.recover},
+        {'next_recover_ms', f.next_recover}, {'recover_gap', f.recover_gap}, {'held_ms', f.held_ms}, {'ramp', f.ramp}, {'gain', f.gain},
+        {'next_probe_ms', f.next_probe}, {'last_ok_ms', f.last_ok}, {'last_start_ms', f.last_start},
+        {'streak_fails', f.streak}, {'tat', f.tat}, {'backoff_level', f.level}, {'trim_ms', f.trimmed},
+      }) do field(fields, pair[1], pair[2]) end
+      -- Absent values are deleted, not stored empty: readers take a missing field for "none".
+      local gone = {}
+      for _, pair in ipairs({{'est', f.est}, {'w_max', f.w_max}, {'cut_from', f.cut_from}, {'chain_from', f.chain_from}, {'held', f.held}, {'confirm', f.confirm},
+          {'streak_rate', f.streak_rate}, {'streak_wmax', f.streak_wmax}, {'streak_est', f.streak_est}}) do
+        if pair[2] then field(fields, pair[1], pair[2]) else gone[#gone + 1] = pair[1] end
       end
-      if f.streak_rate then
-        fields[#fields + 1] = 'streak_rate'; fields[#fields + 1] = tostring(f.streak_rate)
-      end
-      fields[#fields + 1] = 'streak_wmax'; fields[#fields + 1] = f.streak_wmax and tostring(f.streak_wmax) or ''
+      if #gone > 0 then redis.call('HDEL', fkey, unpack(gone)) end
       if f.pause_until then
         local current = tonumber(redis.call('HGET', fkey, 'paused_until')) or 0
         local until_ms = math.max(current, f.pause_until)
         f.pause_until = until_ms  -- complete.lua holds the refused deliveries until then
         -- Nothing goes out before the pause ends: the pacing clock restarts there too.
-        fields[#fields + 1] = 'paused_until'; fields[#fields + 1] = until_ms
-        fields[#fields + 1] = 'pause_reason'; fields[#fields + 1] = f.pause_reason
-        fields[#fields + 1] = 'paused_at'; fields[#fields + 1] = now
-        fields[#fields + 1] = 'tat'; fields[#fields + 1] = tostring(math.max(f.tat, until_ms))
-        if f.outage and f.pause_reason == 'backoff' then
-          fields[#fields + 1] = 'backoff_level'; fields[#fields + 1] = f.level + 1
-        end
+        field(fields, 'paused_until', until_ms)
+        field(fields, 'pause_reason', f.pause_reason)
+        field(fields, 'paused_at', now)
+        field(fields, 'tat', math.max(f.tat, until_ms))
+        if f.outage and f.pause_reason == 'backoff' then field(fields, 'backoff_level', f.level + 1) end
         f.events[#f.events + 1] = {start_ms = now, end_ms = until_ms, reason = f.pause_reason,
           status_code = f.pause_code}
         paused[#paused + 1] = eid

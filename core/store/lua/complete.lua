@@ -68,7 +68,7 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
       if outcome == 'succeeded' then
         finish(did, eid, status, 'succeeded', now)
         count_minute(eid, now, 'succeeded')
-        flow_success(flow_load(eid), now)
+        flow_success(flow_load(eid), now, started)
       elseif outcome == 'failed' then
         finish(did, eid, status, 'failed', now)
         count_minute(eid, now, 'failed')
