@@ -155,11 +155,14 @@ class Sender:
         # burst allowance refuses two sends closer than its interval, whatever the average rate.
         # So a send keeps at least its slot's distance from the slot before (less GAP_ROOM) after the
         # send before it; that distance is the pace's interval, or a probe's shorter one (_flow.lua).
+        # It is held back a quarter of an interval past its slot at the most: a loaded event loop
+        # that is late on every send would otherwise carry the lateness on and on, until every send
+        # missed its slot by half an interval and went back to the queue.
         while True:
             last_slot, last_sent = self._last_strict_send.get(endpoint.id, (0.0, 0.0))
             if slot <= last_slot:
                 break
-            wait = last_sent + (slot - last_slot) * (1 - GAP_ROOM) - time.time()
+            wait = min(last_sent + (slot - last_slot) * (1 - GAP_ROOM), slot + interval / 4) - time.time()
             if wait <= 0:
                 break
             await asyncio.sleep(wait)

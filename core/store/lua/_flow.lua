@@ -47,7 +47,7 @@
 --     the estimate and the pace refused; past it, GAIN_MIN above the estimate every PROBE_GAP
 --     requests, twice as far each time a raise is confirmed by a window. While the estimate is well
 --     under a pace that held in the last RECOVER_FOR_MS, a probe straight back to it every
---     recover_gap intervals (doubling while it is refused).
+--     recover_gap intervals (twice that once refused: at most one refusal per 24 requests).
 --   * outage (nothing accepted for OUTAGE_MIN_MS and OUTAGE_MIN_FAILS answers in a row): the
 --     whole endpoint pauses on the exponential schedule the sender computed, and what the streak
 --     taught is undone, so the pace after the outage is the pace before it.
@@ -206,7 +206,7 @@ local function probe_end(f, now, held)
     -- Not back yet: the search below the pace that held before goes on as it was, and the next
     -- probe back waits twice as long.
     f.probe = 0
-    f.recover_gap = math.min(PROBE_GAP, f.recover_gap * 2)
+    f.recover_gap = math.min(2 * RECOVER_GAP, f.recover_gap * 2)
     return
   else
     f.w_max = f.probe_rate
@@ -315,7 +315,7 @@ local function flow_answer(f, now, started, refused)
     -- Refused in cruise: the receiver takes less than this pace; after a probe that held, less than
     -- that probe's pace (a burst allowance took it): back to the estimate before it.
     f.w_max = f.eff
-    if f.confirm and f.recover == 1 then f.recover_gap = math.min(PROBE_GAP, f.recover_gap * 2) end
+    if f.confirm and f.recover == 1 then f.recover_gap = math.min(2 * RECOVER_GAP, f.recover_gap * 2) end
     f.est = math.min(f.confirm or f.est or f.eff, f.eff)
     f.confirm, f.ramp = nil, 0
     f.probe = 0
