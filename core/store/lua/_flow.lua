@@ -76,7 +76,7 @@ local OUTAGE_MIN_MS = 2000
 local OUTAGE_MIN_FAILS = 3
 
 local FIELDS = {'eff_rate', 'est', 'w_max', 's0', 'win_ms', 'win_n', 'win_r', 'win_first', 'win_last',
-  'cut_ms', 'cut_from', 'cut_share', 'chain_from', 'noise_n', 'probe_ms', 'probe_rate', 'recover', 'next_recover_ms', 'recover_gap', 'held', 'held_ms', 'confirm', 'ramp', 'gain', 'next_probe_ms',
+  'cut_ms', 'cut_from', 'cut_share', 'chain_from', 'chain_share', 'noise_n', 'probe_ms', 'probe_rate', 'recover', 'next_recover_ms', 'recover_gap', 'held', 'held_ms', 'confirm', 'ramp', 'gain', 'next_probe_ms',
   'last_ok_ms', 'last_start_ms', 'streak_fails', 'streak_rate', 'streak_wmax', 'streak_est',
   'trim_ms', 'backoff_level', 'tat', 'paused_at', 'pause_reason'}
 
@@ -95,7 +95,7 @@ local function flow_load(eid)
     eff = math.min(ceiling, n.eff_rate or ceiling), est = n.est, w_max = n.w_max, s0 = n.s0 or 0,
     win = n.win_ms or 0, wn = n.win_n or 0, wr = n.win_r or 0, wfirst = n.win_first or 0, wlast = n.win_last or 0,
     cut = n.cut_ms or 0, cut_from = n.cut_from, cut_share = n.cut_share or 0,
-    chain_from = n.chain_from, noise_n = n.noise_n or 0,
+    chain_from = n.chain_from, chain_share = n.chain_share or 0, noise_n = n.noise_n or 0,
     probe = n.probe_ms or 0, probe_rate = n.probe_rate or 0, recover = n.recover or 0,
     next_recover = n.next_recover_ms or 0, recover_gap = n.recover_gap or RECOVER_GAP, held = n.held, held_ms = n.held_ms or 0, confirm = n.confirm, ramp = n.ramp or 0,
     gain = n.gain or GAIN_MIN, next_probe = n.next_probe_ms or 0,
@@ -257,6 +257,9 @@ local function window_close(f, now)
   else
     f.noise_n = 0
   end
+  -- However the windows fell: a run of cuts that took the pace to a quarter of where it began and left
+  -- most of the share refused says the same (cutting does not lower the refusals).
+  if f.chain_from and f.eff <= f.chain_from / 4 and share >= 0.85 * f.chain_share then f.noise_n = 2 end
   if f.noise_n >= 2 then
     -- Go back to the pace before this run of cuts (the configured rate, or the last that held), and
     -- take this share as the usual one; the refused deliveries retry at that pace. A receiver that
@@ -277,7 +280,7 @@ local function window_close(f, now)
   local span = math.max(0, f.wlast - f.wfirst) + interval_ms(f)
   local sent = math.min(f.eff, n * 60000 / span)
   local accepted = sent * (1 - share) / (1 - f.s0)
-  f.chain_from = f.chain_from or f.eff
+  if not f.chain_from then f.chain_from, f.chain_share = f.eff, share end
   f.cut_from, f.cut_share = f.eff, share
   f.w_max = f.eff
   f.est = math.max(f.floor, accepted)
@@ -396,7 +399,7 @@ local function flow_save(now)
       local fields = {}
       for _, pair in ipairs({
         {'eff_rate', f.eff}, {'s0', f.s0}, {'win_ms', f.win}, {'win_n', f.wn}, {'win_r', f.wr},
-        {'win_first', f.wfirst}, {'win_last', f.wlast}, {'cut_ms', f.cut}, {'cut_share', f.cut_share}, {'noise_n', f.noise_n},
+        {'win_first', f.wfirst}, {'win_last', f.wlast}, {'cut_ms', f.cut}, {'cut_share', f.cut_share}, {'chain_share', f.chain_share}, {'noise_n', f.noise_n},
         {'probe_ms', f.probe}, {'probe_rate', f.probe_rate}, {'recover', f.recover},
         {'next_recover_ms', f.next_recover}, {'recover_gap', f.recover_gap}, {'held_ms', f.held_ms}, {'ramp', f.ramp}, {'gain', f.gain},
         {'next_probe_ms', f.next_probe}, {'last_ok_ms', f.last_ok}, {'last_start_ms', f.last_start},
