@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from core.store import NewMessage, Store
+from core.store import Completion, NewMessage, Store
 from delivery.signing import generate_secret
 from tests.limiters import Bucket, Strict
 
@@ -65,7 +65,6 @@ class Flaky:
 @dataclass
 class Run:
     answers: list[tuple[float, int]] = field(default_factory=list)  # (arrival, s into the run; status)
-    rates: list[tuple[float, float]] = field(default_factory=list)  # (s, eff_rate per minute) after each batch
     flows: list[tuple[float, dict[str, str]]] = field(default_factory=list)  # with trace=True: the flow hash
 
     def ok_between(self, start: float, end: float) -> int:
@@ -108,12 +107,10 @@ async def simulate(
     while now < end:
         if next_claim <= (events[0][0] if events else math.inf):
             now = next_claim
-            _eps, dls, _next, _skipped = await pump._claim(
-                args=[int(now), "model", pump.lease_ms, 200, 10, 1000, 0])
-            for i in range(0, len(dls), 9):
-                did, attempt, slot = dls[i], int(dls[i + 2]), float(dls[i + 3])
+            claim = await pump.claim("model", horizon_ms=200, max_endpoints=10, max_deliveries=1000, at_ms=int(now))
+            for d in claim.deliveries:
                 seq += 1
-                heapq.heappush(events, (max(slot, now), seq, "send", [did, attempt]))
+                heapq.heappush(events, (max(d.slot_ms, now), seq, "send", [d.id, d.attempt]))
             next_claim = now + 20
             continue
         at, _seq, kind, data = heapq.heappop(events)
@@ -128,13 +125,12 @@ async def simulate(
             heapq.heappush(events, (now + latency_ms, seq, "answer", [did, attempt, status, now]))
         else:
             did, attempt, status, started = data
-            outcome = "succeeded" if status < 300 else "overloaded"
-            due = int(now) + 5000  # the backoff pause, should this be an outage
-            batch = [[did, attempt, outcome, due, str(status), "", "", "" if status < 300 else "backoff", int(started)]]
-            await pump._complete(args=[int(now), json.dumps(batch)])
-            rate = await store.redis.hget(f"hp:ep:{endpoint.id}:flow", "eff_rate")
-            run.rates.append(((now - t0) / 1000, float(rate or 0)))
-            if trace:
+            answer = (Completion(did, attempt, "succeeded", status_code=status, started_ms=int(started))
+                      if status < 300 else  # due: the backoff pause, should this be an outage
+                      Completion(did, attempt, "overloaded", due_ms=int(now) + 5000, status_code=status,
+                                 pause_reason="backoff", started_ms=int(started)))
+            await pump.complete([answer], at_ms=int(now))
+            if trace:  # the loop's state after every answer, for tuning it
                 run.flows.append(((now - t0) / 1000, await store.redis.hgetall(f"hp:ep:{endpoint.id}:flow")))
             next_claim = min(next_claim, now + 1)
     return run

@@ -100,8 +100,12 @@ class PumpStore:
         self._permit = load_script(client, "permit", preludes=())
         self.lease_ms = int(lease_seconds * 1000)
 
-    async def claim(self, worker_id: str, *, horizon_ms: int, max_endpoints: int, max_deliveries: int) -> Claim:
-        now = now_ms()
+    async def claim(
+        self, worker_id: str, *, horizon_ms: int, max_endpoints: int, max_deliveries: int, at_ms: int | None = None
+    ) -> Claim:
+        """Due deliveries with their send slots (claim.lua). `at_ms` stands for now (a virtual clock:
+        tests/pacing_model.py)."""
+        now = at_ms or now_ms()
         eps_raw, dl_raw, next_raw, skipped = await self._claim(
             args=[now, worker_id, self.lease_ms, horizon_ms, max_endpoints, max_deliveries, SOLO_GRACE_MS]
         )
@@ -139,8 +143,9 @@ class PumpStore:
         next_ms = int(float(next_raw)) if next_raw else None
         return Claim(endpoints, deliveries, next_ms, int(skipped))
 
-    async def complete(self, completions: list[Completion]) -> dict[str, int]:
-        """Apply a batch of results in one script; returns the endpoints it paused, with the pause's end."""
+    async def complete(self, completions: list[Completion], *, at_ms: int | None = None) -> dict[str, int]:
+        """Apply a batch of results in one script; returns the endpoints it paused, with the pause's end.
+        `at_ms` stands for now, as in claim."""
         if not completions:
             return {}
         # One JSON argument for the whole batch: redis-py writes each argument as its own buffer,
@@ -159,7 +164,7 @@ class PumpStore:
             ]
             for c in completions
         ]
-        args = [now_ms(), json.dumps(batch, separators=(",", ":"))]
+        args = [at_ms or now_ms(), json.dumps(batch, separators=(",", ":"))]
         _applied, paused = await self._complete(args=args)
         return {paused[i]: int(paused[i + 1]) for i in range(0, len(paused), 2)}
 
