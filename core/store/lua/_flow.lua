@@ -76,8 +76,9 @@ local OUTAGE_MIN_MS = 2000
 local OUTAGE_MIN_FAILS = 3
 
 local FIELDS = {'eff_rate', 'est', 'w_max', 's0', 'win_ms', 'win_n', 'win_r', 'win_first', 'win_last',
-  'cut_ms', 'cut_from', 'cut_share', 'chain_from', 'chain_share', 'noise_n', 'probe_ms', 'probe_rate', 'recover', 'next_recover_ms', 'recover_gap', 'held', 'held_ms', 'confirm', 'ramp', 'gain', 'next_probe_ms',
-  'last_ok_ms', 'last_start_ms', 'streak_fails', 'streak_rate', 'streak_wmax', 'streak_est',
+  'cut_ms', 'cut_from', 'cut_share', 'chain_from', 'chain_share', 'noise_n', 'probe_ms', 'probe_rate', 'recover',
+  'next_recover_ms', 'recover_gap', 'held', 'held_ms', 'confirm', 'ramp', 'gain', 'next_probe_ms', 'last_ok_ms',
+  'last_start_ms', 'streak_fails', 'streak_rate', 'streak_wmax', 'streak_est',
   'trim_ms', 'backoff_level', 'tat', 'paused_at', 'pause_reason'}
 
 local F = {}  -- eid -> the endpoint's flow state as numbers, loaded once per script call
@@ -97,7 +98,8 @@ local function flow_load(eid)
     cut = n.cut_ms or 0, cut_from = n.cut_from, cut_share = n.cut_share or 0,
     chain_from = n.chain_from, chain_share = n.chain_share or 0, noise_n = n.noise_n or 0,
     probe = n.probe_ms or 0, probe_rate = n.probe_rate or 0, recover = n.recover or 0,
-    next_recover = n.next_recover_ms or 0, recover_gap = n.recover_gap or RECOVER_GAP, held = n.held, held_ms = n.held_ms or 0, confirm = n.confirm, ramp = n.ramp or 0,
+    next_recover = n.next_recover_ms or 0, recover_gap = n.recover_gap or RECOVER_GAP,
+    held = n.held, held_ms = n.held_ms or 0, confirm = n.confirm, ramp = n.ramp or 0,
     gain = n.gain or GAIN_MIN, next_probe = n.next_probe_ms or 0,
     last_ok = n.last_ok_ms or 0, last_start = n.last_start_ms or 0,
     streak = n.streak_fails or 0, streak_rate = n.streak_rate, streak_wmax = n.streak_wmax,
@@ -138,12 +140,31 @@ local function window_restart(f, at)
   f.win, f.wn, f.wr, f.wfirst, f.wlast = at, 0, 0, 0, 0
 end
 
+-- The rate the window's requests went out at: its answers over the span of their send moments.
+local function window_sent_rate(f)
+  return f.wn * 60000 / (math.max(0, f.wlast - f.wfirst) + interval_ms(f))
+end
+
+-- A search is under way while the estimate and the lowest pace refused since are more than two
+-- least gains apart.
+local function searching(f)
+  return f.w_max and f.w_max > f.est * (1 + 2 * GAIN_MIN)
+end
+
+-- Down to the estimate just lowered: the pacing clock holds one (new) interval, and the endpoint's
+-- timeline shows the cut.
+local function cut_to_estimate(f, now)
+  cruise(f)
+  f.tat = math.max(f.tat, now + interval_ms(f))
+  f.events[#f.events + 1] = {start_ms = now, end_ms = math.floor(f.tat), reason = 'congestion', status_code = f.code}
+end
+
 -- Requests before a probe that fails: PROBE_GAP at the estimate, within the bounds in seconds.
 local function probe_gap_ms(f)
   return math.max(PROBE_GAP_MIN_MS, math.min(PROBE_GAP_MAX_MS, PROBE_GAP * 60000 / (f.est or f.eff)))
 end
 
--- Soon: a few intervals at the pace, at least a second.
+-- Soon: a few intervals at the pace, at least half a second.
 local function probe_soon_ms(f)
   return math.max(WIN_MS / 2, PROBE_SOON * interval_ms(f))
 end
@@ -153,7 +174,7 @@ end
 -- of what a strict limiter takes); else `gain` above the estimate, a gain that doubles while probes
 -- hold (a capacity that came back is found in a few probes).
 local function probe_target(f)
-  if f.w_max and f.w_max > f.est * (1 + 2 * GAIN_MIN) then
+  if searching(f) then
     return math.sqrt(f.est * f.w_max)
   end
   return f.est * (1 + f.gain)
@@ -211,8 +232,7 @@ local function probe_end(f, now, held)
   else
     f.w_max = f.probe_rate
     f.gain = GAIN_MIN
-    local searching = f.w_max > f.est * (1 + 2 * GAIN_MIN)
-    f.next_probe = now + (searching and probe_soon_ms(f) or probe_gap_ms(f))
+    f.next_probe = now + (searching(f) and probe_soon_ms(f) or probe_gap_ms(f))
   end
   f.probe = 0
   cruise(f)
@@ -239,7 +259,7 @@ local function window_close(f, now)
     f.cut_from, f.chain_from, f.noise_n = nil, nil, 0
     -- With a backlog, over long enough that a burst allowance of half a second cannot pass for
     -- capacity: the receiver takes this pace.
-    if n * 60000 / (math.max(0, f.wlast - f.wfirst) + interval_ms(f)) >= 0.9 * f.eff and now - f.win >= HELD_MS then
+    if window_sent_rate(f) >= 0.9 * f.eff and now - f.win >= HELD_MS then
       local fresh = f.held and now - f.held_ms <= RECOVER_FOR_MS
       f.held, f.held_ms = fresh and math.max(f.held, f.eff) or f.eff, now
       f.recover_gap = RECOVER_GAP
@@ -252,7 +272,8 @@ local function window_close(f, now)
   -- share that rose says the window before was partly before a drop, or spent a burst allowance).
   -- One such window can still be chance, two in a row are not.
   if f.cut_from and f.eff < 0.9 * f.cut_from and share <= f.cut_share + SHARE_ROSE
-      and math.log(f.cut_from * (1 - f.cut_share) / (f.eff * (1 - share))) >= FELL_WITH_PACE * math.log(f.cut_from / f.eff) then
+      and math.log(f.cut_from * (1 - f.cut_share) / (f.eff * (1 - share)))
+        >= FELL_WITH_PACE * math.log(f.cut_from / f.eff) then
     f.noise_n = f.noise_n + 1
   else
     f.noise_n = 0
@@ -277,9 +298,7 @@ local function window_close(f, now)
     return
   end
   -- Congestion: pace just under what the receiver accepted in this window.
-  local span = math.max(0, f.wlast - f.wfirst) + interval_ms(f)
-  local sent = math.min(f.eff, n * 60000 / span)
-  local accepted = sent * (1 - share) / (1 - f.s0)
+  local accepted = math.min(f.eff, window_sent_rate(f)) * (1 - share) / (1 - f.s0)
   if not f.chain_from then f.chain_from, f.chain_share = f.eff, share end
   f.cut_from, f.cut_share = f.eff, share
   f.w_max = f.eff
@@ -290,9 +309,7 @@ local function window_close(f, now)
   -- An estimate from a refusing window can be low (a strict limiter paced between one and two times
   -- its rate accepts every other request): probe again soon.
   f.next_probe = now + probe_soon_ms(f)
-  cruise(f)
-  f.tat = math.max(f.tat, now + interval_ms(f))  -- hold one (new) pacing interval
-  f.events[#f.events + 1] = {start_ms = now, end_ms = math.floor(f.tat), reason = 'congestion', status_code = f.code}
+  cut_to_estimate(f, now)
   window_restart(f, now + HOLD_MS)
 end
 
@@ -325,17 +342,17 @@ local function flow_answer(f, now, started, refused)
     f.trimmed = now
     f.gain = GAIN_MIN
     f.next_probe = math.max(f.next_probe, now + probe_gap_ms(f))
-    cruise(f)
-    f.tat = math.max(f.tat, now + interval_ms(f))
-    f.events[#f.events + 1] = {start_ms = now, end_ms = math.floor(f.tat), reason = 'congestion', status_code = f.code}
+    cut_to_estimate(f, now)
   end
   if started < f.win then return end
   f.wn = f.wn + 1
   if refused then f.wr = f.wr + 1 end
   if f.wfirst == 0 then f.wfirst = started end
   f.wlast = math.max(f.wlast, started)
-  if (f.wn >= WIN_N and now - f.win >= WIN_MS) or (f.wr - f.s0 * f.wn >= WIN_EARLY + spread(f, f.wn) and f.wr / f.wn - f.s0 >= EARLY_SHARE
-      and f.wn >= WIN_N / 2 and now - f.win >= WIN_MS / 2) then
+  local full = f.wn >= WIN_N and now - f.win >= WIN_MS
+  local early = f.wr - f.s0 * f.wn >= WIN_EARLY + spread(f, f.wn) and f.wr / f.wn - f.s0 >= EARLY_SHARE
+    and f.wn >= WIN_N / 2 and now - f.win >= WIN_MS / 2
+  if full or early then
     window_close(f, now)
   elseif f.est and f.probe == 0 and busy and f.wr - f.s0 * f.wn < 1 then
     if f.held and now - f.held_ms > RECOVER_FOR_MS then f.held = nil end
@@ -399,15 +416,18 @@ local function flow_save(now)
       local fields = {}
       for _, pair in ipairs({
         {'eff_rate', f.eff}, {'s0', f.s0}, {'win_ms', f.win}, {'win_n', f.wn}, {'win_r', f.wr},
-        {'win_first', f.wfirst}, {'win_last', f.wlast}, {'cut_ms', f.cut}, {'cut_share', f.cut_share}, {'chain_share', f.chain_share}, {'noise_n', f.noise_n},
+        {'win_first', f.wfirst}, {'win_last', f.wlast}, {'cut_ms', f.cut}, {'cut_share', f.cut_share},
+        {'chain_share', f.chain_share}, {'noise_n', f.noise_n},
         {'probe_ms', f.probe}, {'probe_rate', f.probe_rate}, {'recover', f.recover},
-        {'next_recover_ms', f.next_recover}, {'recover_gap', f.recover_gap}, {'held_ms', f.held_ms}, {'ramp', f.ramp}, {'gain', f.gain},
+        {'next_recover_ms', f.next_recover}, {'recover_gap', f.recover_gap}, {'held_ms', f.held_ms}, {'ramp', f.ramp},
+        {'gain', f.gain},
         {'next_probe_ms', f.next_probe}, {'last_ok_ms', f.last_ok}, {'last_start_ms', f.last_start},
         {'streak_fails', f.streak}, {'tat', f.tat}, {'backoff_level', f.level}, {'trim_ms', f.trimmed},
       }) do field(fields, pair[1], pair[2]) end
       -- Absent values are deleted, not stored empty: readers take a missing field for "none".
       local gone = {}
-      for _, pair in ipairs({{'est', f.est}, {'w_max', f.w_max}, {'cut_from', f.cut_from}, {'chain_from', f.chain_from}, {'held', f.held}, {'confirm', f.confirm},
+      for _, pair in ipairs({{'est', f.est}, {'w_max', f.w_max}, {'cut_from', f.cut_from}, {'chain_from', f.chain_from},
+          {'held', f.held}, {'confirm', f.confirm},
           {'streak_rate', f.streak_rate}, {'streak_wmax', f.streak_wmax}, {'streak_est', f.streak_est}}) do
         if pair[2] then field(fields, pair[1], pair[2]) else gone[#gone + 1] = pair[1] end
       end

@@ -33,8 +33,11 @@ if mode == 'create' then
 elseif old[5] ~= new[3] then
   -- A changed limit takes effect at once and starts the adaptive loop afresh (see _flow.lua).
   redis.call('HSET', key .. ':flow', 'eff_rate', new[3])
+  -- (every field of _flow.lua's loop but the pacing clock, the pause, the backoff level, the count of
+  -- refusals since the last success, and the last success and send)
   redis.call('HDEL', key .. ':flow', 'w_max', 'est', 's0', 'win_ms', 'win_n', 'win_r', 'win_first', 'win_last',
-    'cut_ms', 'cut_from', 'cut_share', 'chain_from', 'chain_share', 'noise_n', 'probe_ms', 'probe_rate', 'recover', 'next_recover_ms', 'recover_gap', 'held', 'held_ms', 'confirm', 'ramp', 'gain', 'next_probe_ms', 'trim_ms',
+    'cut_ms', 'cut_from', 'cut_share', 'chain_from', 'chain_share', 'noise_n', 'probe_ms', 'probe_rate', 'recover',
+    'next_recover_ms', 'recover_gap', 'held', 'held_ms', 'confirm', 'ramp', 'gain', 'next_probe_ms', 'trim_ms',
     'streak_rate', 'streak_wmax', 'streak_est', 'epoch_ms')
 end
 
