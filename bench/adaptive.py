@@ -313,12 +313,14 @@ def _worker(strategy: str, redis_url: str, database_url: str, reference: Path | 
     return subprocess.Popen([PYTHON, "-m", "bench.baseline_worker"], env=env)
 
 
-async def measure(seconds: float, reference: Path | None) -> tuple[list[Scenario], dict[str, list[Figures]]]:
+async def measure(
+    seconds: float, reference: Path | None, only: str = ""
+) -> tuple[list[Scenario], dict[str, list[Figures]]]:
     have_nginx = NGINX is not None
     if not have_nginx:
         print("adaptive: nginx is not installed; its scenarios are left out (apt-get install nginx-light)",
               file=sys.stderr)
-    plan = scenarios(seconds, have_nginx)
+    plan = [s for s in scenarios(seconds, have_nginx) if only in s.name]
     receivers = Receivers()
     await receivers.start()
     results: dict[str, list[Figures]] = {}
@@ -391,10 +393,11 @@ def _cell(f: Figures) -> str:
     return text
 
 
-def run(seconds: float = 150.0, reference: Path | None = None) -> Result:
+def run(seconds: float = 150.0, reference: Path | None = None, only: str = "") -> Result:
     started = time.monotonic()
-    plan, results = asyncio.run(measure(seconds, reference))
-    command = f"python -m bench.adaptive --seconds {seconds:g}" + (f" --reference {reference}" if reference else "")
+    plan, results = asyncio.run(measure(seconds, reference, only))
+    command = (f"python -m bench.adaptive --seconds {seconds:g}" + (f" --reference {reference}" if reference else "")
+               + (f" --only '{only}'" if only else ""))
     result = Result("Adaptive pacing: goodput against receivers of limited capacity", command)
     label = f"reference ({reference}): " if reference else "halve and pause: "
     for i, s in enumerate(plan):
@@ -427,8 +430,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=150.0, help="length of the run (at least 140)")
     parser.add_argument("--reference", type=Path, help="a checkout whose worker runs beside this one's")
+    parser.add_argument("--only", default="", help="run only the scenarios whose name contains this")
     args = parser.parse_args()
-    result = run(args.seconds, args.reference.resolve() if args.reference else None)
+    result = run(args.seconds, args.reference.resolve() if args.reference else None, args.only)
     print(f"machine: {machine_facts()}\n")
     print(result.markdown())
 
