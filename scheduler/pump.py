@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import backoff
 
 from core.settings import Settings
-from core.store import Store, translated_errors
+from core.store import Store
 from core.telemetry import Telemetry
 from scheduler.instruments import WorkerTelemetry
 from scheduler.sender import Sender
@@ -183,13 +183,12 @@ class Pump:
                 if capacity > 0:
                     self._wake.clear()
                     self._sender.progress.clear()
-                    async with translated_errors():
-                        claim = await pump.claim(
-                            self._worker_id,
-                            horizon_ms=HORIZON_MS,
-                            max_endpoints=MAX_ENDPOINTS_PER_CLAIM,
-                            max_deliveries=capacity,
-                        )
+                    claim = await pump.claim(
+                        self._worker_id,
+                        horizon_ms=HORIZON_MS,
+                        max_endpoints=MAX_ENDPOINTS_PER_CLAIM,
+                        max_deliveries=capacity,
+                    )
                     self._sender.submit(claim)
                     report.claims += 1
                     report.claimed += len(claim.deliveries)

@@ -79,8 +79,8 @@ def pump_queue(settings: Settings) -> str:
 
 
 def redis_settings(settings: Settings) -> RedisSettings:
-    assert settings.redis_url is not None
-    arq_settings = RedisSettings.from_dsn(settings.redis_url)
+    assert settings.job_queue_url is not None
+    arq_settings = RedisSettings.from_dsn(settings.job_queue_url)
     for name, value in reconnect_options().items():
         setattr(arq_settings, name, value)
     arq_settings.conn_retries = 30

@@ -12,7 +12,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.errors import HistoryError, StoreUnavailable
-from core.store import translated_errors
 from service.context import Context, context
 from service.problems import problem_response
 
@@ -40,7 +39,7 @@ async def readyz(request: Request) -> Response:
     ctx = context(request)
     try:
         # The store retries for ~30 s across a Redis restart; a probe wants its answer sooner.
-        async with translated_errors(), asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             last_run_ms = await ctx.store.pump.last_run_ms()
     except (StoreUnavailable, TimeoutError) as exc:
         reason = str(exc) or f"no answer within {PROBE_TIMEOUT_SECONDS:g} s"
@@ -67,7 +66,7 @@ async def history_health(ctx: Context) -> dict[str, Any]:
         problems.append(f"the history store does not answer ({exc or 'timeout'})")
     length, oldest = None, None
     try:
-        async with translated_errors(), asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             backlog = await ctx.store.outbox.backlog()
         length, oldest = backlog.length, backlog.oldest_age_seconds
     except (StoreUnavailable, TimeoutError):
