@@ -8,6 +8,7 @@ HookpumpError
  │    └── ForbiddenTarget   an endpoint URL resolves to an address delivery may not reach
  ├── StoreError             Redis refused a command (translated from redis-py inside core/store/connection.py)
  │    ├── StoreUnavailable  Redis or its cluster cannot be reached or is failing over: retry shortly
+ │    │    └── JobQueueUnavailable  arq's Redis (HOOKPUMP_ARQ_REDIS_URL) cannot be reached
  │    └── CrossSlotError    a command or script touched keys of more than one cluster slot: a bug in hookpump
  ├── HistoryError           the history store (core/history) failed; translated from asyncpg/sqlite3 at its adapters
  │    ├── HistoryUnavailable    the database cannot be reached or timed out: retry later, nothing is lost
@@ -57,6 +58,10 @@ class StoreError(HookpumpError):
 
 
 class StoreUnavailable(StoreError):
+    pass
+
+
+class JobQueueUnavailable(StoreUnavailable):
     pass
 
 

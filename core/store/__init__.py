@@ -67,10 +67,6 @@ class Store:
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
-    async def delete_keys(self, *names: str) -> None:
-        """Remove keys hookpump does not own by pattern (arq's per-worker queue, on shutdown)."""
-        await self.redis.delete(*names)
-
     async def close(self) -> None:
         await self.redis.aclose()
 
