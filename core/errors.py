@@ -6,7 +6,10 @@ HookpumpError
  ├── Conflict               the request clashes with current state (idempotency key reuse, wrong status)
  ├── InvalidInput           a field is out of range or malformed; `field` names it
  │    └── ForbiddenTarget   an endpoint URL resolves to an address delivery may not reach
- ├── StoreUnavailable       Redis could not be reached (translated from redis-py at the store boundary)
+ ├── StoreError             Redis refused a command (translated from redis-py inside core/store/connection.py)
+ │    ├── StoreUnavailable  Redis or its cluster cannot be reached or is failing over: retry shortly
+ │    │    └── JobQueueUnavailable  arq's Redis (HOOKPUMP_ARQ_REDIS_URL) cannot be reached
+ │    └── CrossSlotError    a command or script touched keys of more than one cluster slot: a bug in hookpump
  ├── HistoryError           the history store (core/history) failed; translated from asyncpg/sqlite3 at its adapters
  │    ├── HistoryUnavailable    the database cannot be reached or timed out: retry later, nothing is lost
  │    ├── HistoryRecordRejected the database refused a record for its content (too large, bad bytes)
@@ -50,7 +53,19 @@ class ForbiddenTarget(InvalidInput):
     pass
 
 
-class StoreUnavailable(HookpumpError):
+class StoreError(HookpumpError):
+    pass
+
+
+class StoreUnavailable(StoreError):
+    pass
+
+
+class JobQueueUnavailable(StoreUnavailable):
+    pass
+
+
+class CrossSlotError(StoreError):
     pass
 
 

@@ -27,6 +27,11 @@ ENDPOINT_ID = re.compile(r"ep_[0-9a-hjkmnp-tv-z]{26}")  # core/ids.py: a prefix 
 class Settings:
     # Where Redis lives; None means "none given" (`hookpump dev` then starts an embedded one).
     redis_url: str | None = None
+    # redis_url is the seed (any node) of a Redis Cluster, not one Redis.
+    redis_cluster: bool = False
+    # arq's Redis (the pump's cron, the bulk-retry jobs): redis_url when that is one Redis; required
+    # with a cluster, where arq cannot run. Nothing on the per-delivery path goes through it.
+    arq_redis_url: str | None = None
     # Where delivery history is kept: postgresql://... (production) or sqlite:///path; None means a
     # SQLite file in data_dir (one host only).
     database_url: str | None = None
@@ -127,13 +132,37 @@ class Settings:
             raise ConfigError("HOOKPUMP_LOG_FORMAT", "must be 'json' or 'text'")
         if self.redis_url is not None and not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise ConfigError("HOOKPUMP_REDIS_URL", "must start with redis://, rediss:// or unix://")
+        if self.arq_redis_url is not None and not self.arq_redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("HOOKPUMP_ARQ_REDIS_URL", "must start with redis://, rediss:// or unix://")
+        if self.redis_cluster:
+            check_cluster(self.redis_url, self.arq_redis_url)
         if self.database_url is not None:
             check_database_url(self.database_url)
+
+    @property
+    def job_queue_url(self) -> str | None:
+        """arq's Redis: HOOKPUMP_ARQ_REDIS_URL, else the one Redis of HOOKPUMP_REDIS_URL."""
+        return self.arq_redis_url or (None if self.redis_cluster else self.redis_url)
 
     def replace(self, **changes: Any) -> Settings:
         settings = dataclasses.replace(self, **changes)
         settings.check()
         return settings
+
+
+def check_cluster(redis_url: str | None, arq_redis_url: str | None) -> None:
+    """With HOOKPUMP_REDIS_CLUSTER=true, HOOKPUMP_REDIS_URL seeds the cluster and arq needs a Redis of its own."""
+    if redis_url is None:
+        raise ConfigError("HOOKPUMP_REDIS_URL", "is required with HOOKPUMP_REDIS_CLUSTER=true: the address of "
+                          "any node of the cluster, as redis://host:port")
+    if redis_url.startswith("unix://"):
+        raise ConfigError("HOOKPUMP_REDIS_URL", "must be redis:// or rediss:// with HOOKPUMP_REDIS_CLUSTER=true: "
+                          "a cluster's nodes are reached over TCP")
+    if arq_redis_url is None:
+        raise ConfigError("HOOKPUMP_ARQ_REDIS_URL", "is required with HOOKPUMP_REDIS_CLUSTER=true: arq (the pump's "
+                          "clock, bulk retries) cannot run on a cluster; give it a single Redis of its own")
+    if arq_redis_url == redis_url:
+        raise ConfigError("HOOKPUMP_ARQ_REDIS_URL", "must not be the cluster's seed: arq needs a single Redis")
 
 
 def check_database_url(url: str) -> None:
@@ -189,6 +218,8 @@ def _seconds(raw: str) -> float:
 # field name -> parser; the variable is PREFIX + field.upper().
 VARIABLES: dict[str, Callable[[str], Any]] = {
     "redis_url": str,
+    "redis_cluster": _bool,
+    "arq_redis_url": str,
     "database_url": str,
     "host": str,
     "port": int,

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import backoff
 
 from core.settings import Settings
-from core.store import Store, translated_errors
+from core.store import Store
 from core.telemetry import Telemetry
 from scheduler.instruments import WorkerTelemetry
 from scheduler.sender import Sender
@@ -63,6 +63,8 @@ class Pump:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
+        # When a window last began (time.monotonic()), whoever started it: the pump clock reads it.
+        self.last_window_started: float | None = None
 
     def start(self) -> None:
         self._listener = asyncio.create_task(self._listen_for_wake(), name="hookpump-wake")
@@ -93,6 +95,7 @@ class Pump:
 
     async def run_window(self, scheduled_ms: int) -> WindowReport:
         """One cron tick's run: take the lease, drain until the window ends or the next run takes over."""
+        self.last_window_started = time.monotonic()
         report = WindowReport(scheduled_ms=scheduled_ms, started_ms=_now_ms())
         span = self._telemetry.start_window(report)
         try:
@@ -113,7 +116,7 @@ class Pump:
             return report
         # Run a little past the window so the next tick's run (started up to a poll late) takes over
         # by handover, not after a gap.
-        grace = min(interval / 2, 5.0)
+        grace = handover_grace(interval)
         try:
             await self._drain(token, ends_at + grace, report)
         finally:
@@ -183,13 +186,12 @@ class Pump:
                 if capacity > 0:
                     self._wake.clear()
                     self._sender.progress.clear()
-                    async with translated_errors():
-                        claim = await pump.claim(
-                            self._worker_id,
-                            horizon_ms=HORIZON_MS,
-                            max_endpoints=MAX_ENDPOINTS_PER_CLAIM,
-                            max_deliveries=capacity,
-                        )
+                    claim = await pump.claim(
+                        self._worker_id,
+                        horizon_ms=HORIZON_MS,
+                        max_endpoints=MAX_ENDPOINTS_PER_CLAIM,
+                        max_deliveries=capacity,
+                    )
                     self._sender.submit(claim)
                     report.claims += 1
                     report.claimed += len(claim.deliveries)
@@ -231,6 +233,11 @@ class Pump:
         finally:
             wake.cancel()
             progress.cancel()
+
+
+def handover_grace(interval: float) -> float:
+    """How long a run drains past its window's end, waiting for the next run to take over."""
+    return min(interval / 2, 5.0)
 
 
 def _now_ms() -> int:

@@ -20,7 +20,7 @@ from typing import Any
 import backoff
 
 from core.settings import Settings
-from core.store import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, PermitAsk, Store, translated_errors
+from core.store import Claim, ClaimedDelivery, ClaimedEndpoint, Completion, PermitAsk, Store
 from core.telemetry import Telemetry, scope, traceparent_of
 from delivery.attempt import AttemptReport, attempt_delivery
 from delivery.client import DeliveryClient
@@ -303,8 +303,7 @@ class Sender:
             delays = _reconnect_delays()
             while True:
                 try:
-                    async with translated_errors():
-                        paused = await self._store.pump.complete(batch)
+                    paused = await self._store.pump.complete(batch)
                     for eid, until in paused.items():
                         self._paused_until_ms[eid] = max(until, self._paused_until_ms.get(eid, 0))
                     break

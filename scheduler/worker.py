@@ -1,10 +1,12 @@
-"""The `hookpump worker` process: arq runs the pump on a cron, the sender delivers; the only arq import.
+"""The `hookpump worker` process: arq runs the pump on a cron, the sender delivers. arq's worker and
+cron live here; its Redis and queue names are in scheduler/job_queue.py.
 
 Each worker process has its own arq queue for its pump cron (arq's unique cron ids are global, so a
 shared queue would give each tick to one worker only; here every worker drains, and the claim script
 keeps them from sending anything twice). Cron ticks use `unique=False` with a per-worker queue, so
 each worker gets exactly one run per tick, and the run lease (scheduler/pump.py) keeps a late tick
-from overlapping the current run.
+from overlapping the current run. Should arq's Redis be unreachable, the pump clock
+(scheduler/pump_clock.py) runs the windows arq does not start, so delivery never waits on arq.
 """
 
 from __future__ import annotations
@@ -18,27 +20,25 @@ from typing import Any
 
 import backoff
 from arq import cron, func
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis, create_pool
 from arq.worker import Worker
 
 from core.history import HistoryStore, create_history_store, open_history_store
 from core.history.log import DeliveryLog
 from core.settings import Settings
 from core.store import Store, create_store
-from core.store.connection import reconnect_options
 from core.telemetry import Telemetry
 from delivery.client import DeliveryClient
 from scheduler.cadence import cron_fields
 from scheduler.history_writing import HistoryWriterProcess, InlineHistoryWriter, WriterHandle
 from scheduler.instruments import WorkerTelemetry
+from scheduler.job_queue import JOBS_QUEUE, forget_pump_queue, pump_queue, redis_settings
 from scheduler.jobs import run_bulk_retry, run_retention_sweep
 from scheduler.pump import Pump
+from scheduler.pump_clock import PumpClock
 from scheduler.sender import Sender
 
 log = logging.getLogger(__name__)
-
-
-JOBS_QUEUE = "hookpump:jobs"
 
 
 async def pump_window(ctx: dict[str, Any]) -> str:
@@ -55,36 +55,6 @@ async def bulk_retry(ctx: dict[str, Any], job_id: str) -> dict[str, int]:
 
 async def retention_sweep(ctx: dict[str, Any]) -> int:
     return await run_retention_sweep(ctx["store"], ctx["history"], ctx["settings"])
-
-
-class JobQueue:
-    """How the API hands work to the workers' shared arq queue (the one door to arq outside the worker)."""
-
-    def __init__(self, pool: ArqRedis) -> None:
-        self._pool = pool
-
-    @classmethod
-    async def connect(cls, settings: Settings) -> JobQueue:
-        return cls(await create_pool(redis_settings(settings), default_queue_name=JOBS_QUEUE))
-
-    async def enqueue_bulk_retry(self, job_id: str) -> None:
-        await self._pool.enqueue_job("bulk_retry", job_id, _job_id=f"bulk_retry:{job_id}", _queue_name=JOBS_QUEUE)
-
-    async def close(self) -> None:
-        await self._pool.aclose(close_connection_pool=True)
-
-
-def pump_queue(settings: Settings) -> str:
-    return f"hookpump:pump:{settings.worker_id}"
-
-
-def redis_settings(settings: Settings) -> RedisSettings:
-    assert settings.redis_url is not None
-    arq_settings = RedisSettings.from_dsn(settings.redis_url)
-    for name, value in reconnect_options().items():
-        setattr(arq_settings, name, value)
-    arq_settings.conn_retries = 30
-    return arq_settings
 
 
 def create_pump_worker(settings: Settings, pump: Pump, pool: ArqRedis) -> Worker:
@@ -171,6 +141,8 @@ async def run_worker(
     )
     sender.start()
     pump.start()
+    clock = PumpClock(pump, settings.pump_interval)
+    clock.start()
     runners = [
         ArqRunner(lambda pool: create_pump_worker(settings, pump, pool), settings, "hookpump-arq-pump"),
         ArqRunner(lambda pool: create_jobs_worker(settings, store, history, pool), settings, "hookpump-arq-jobs"),
@@ -186,13 +158,14 @@ async def run_worker(
     finally:
         log.info("worker %s stopping: finishing in-flight deliveries", settings.worker_id)
         pump.stop()
+        await clock.stop()
         # The current window's run returns at once; a bulk retry gets a little longer to finish its page.
         await asyncio.gather(*(runner.stop(grace_seconds=3.0) for runner in runners))
         await sender.drain(grace_seconds=settings.request_timeout + 1)
         await pump.close()
         await writer.stop()
         await history.close()
-        await _forget_queue(store, settings)
+        await forget_pump_queue(settings)
         await client.aclose()
         await store.close()
         log.info("worker %s stopped", settings.worker_id)
@@ -249,8 +222,3 @@ class ArqRunner:
         self._task.cancel()
         await asyncio.gather(self._task, return_exceptions=True)
 
-
-async def _forget_queue(store: Store, settings: Settings) -> None:
-    """This worker's queue dies with it (its id includes the pid); leave no ticks behind."""
-    with contextlib.suppress(Exception):
-        await store.delete_keys(pump_queue(settings), f"{pump_queue(settings)}:health-check")

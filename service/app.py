@@ -17,7 +17,7 @@ from core.history.log import DeliveryLog
 from core.settings import Settings
 from core.store import create_store
 from core.telemetry import Telemetry, create_telemetry
-from scheduler.worker import JobQueue
+from scheduler.job_queue import JobQueue
 from service import api_keys, deliveries, endpoints, health, messages, monitoring, operations, problems, validation
 from service.auth import Authenticator
 from service.console import create_console

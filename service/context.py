@@ -13,7 +13,7 @@ from core.history import HistoryStore
 from core.history.log import DeliveryLog
 from core.settings import Settings
 from core.store import Store
-from scheduler.worker import JobQueue
+from scheduler.job_queue import JobQueue
 from service.auth import Authenticator
 
 if TYPE_CHECKING:  # service.telemetry imports this module

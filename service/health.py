@@ -11,8 +11,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from core.errors import HistoryError, StoreUnavailable
-from core.store import translated_errors
+from core.errors import HistoryError, JobQueueUnavailable, StoreUnavailable
 from service.context import Context, context
 from service.problems import problem_response
 
@@ -40,7 +39,7 @@ async def readyz(request: Request) -> Response:
     ctx = context(request)
     try:
         # The store retries for ~30 s across a Redis restart; a probe wants its answer sooner.
-        async with translated_errors(), asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             last_run_ms = await ctx.store.pump.last_run_ms()
     except (StoreUnavailable, TimeoutError) as exc:
         reason = str(exc) or f"no answer within {PROBE_TIMEOUT_SECONDS:g} s"
@@ -53,7 +52,20 @@ async def readyz(request: Request) -> Response:
         return not_ready(f"The pump last ran {age:.0f} s ago, more than two pump intervals ({limit:g} s): "
                          "are the workers running and reaching Redis?")
     return JSONResponse({"status": "ready", "pump_last_run_age_seconds": round(age, 3),
-                         "history": await history_health(ctx)})
+                         "history": await history_health(ctx), "job_queue": await job_queue_health(ctx)})
+
+
+async def job_queue_health(ctx: Context) -> dict[str, Any]:
+    """arq's Redis (bulk retries, the pump's cron). Never makes the service unready: the workers run
+    the pump on their own clock without it; only bulk retries wait for it."""
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+            await ctx.jobs.ping()
+    except (JobQueueUnavailable, TimeoutError) as exc:
+        return {"status": "degraded",
+                "detail": f"the job queue does not answer ({exc or 'timeout'}); bulk retries wait for it, "
+                          "and workers run the pump on their own clock"}
+    return {"status": "ok", "detail": None}
 
 
 async def history_health(ctx: Context) -> dict[str, Any]:
@@ -67,7 +79,7 @@ async def history_health(ctx: Context) -> dict[str, Any]:
         problems.append(f"the history store does not answer ({exc or 'timeout'})")
     length, oldest = None, None
     try:
-        async with translated_errors(), asyncio.timeout(PROBE_TIMEOUT_SECONDS):
+        async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             backlog = await ctx.store.outbox.backlog()
         length, oldest = backlog.length, backlog.oldest_age_seconds
     except (StoreUnavailable, TimeoutError):

@@ -1,5 +1,6 @@
 """Every error answer of the API as application/problem+json (RFC 9457), and the one table mapping
-exceptions (hookpump's, Starlette's, the store's transient ones) to statuses.
+exceptions (hookpump's and Starlette's) to statuses. redis-py's never get here: the store's door
+(core/store/connection.py) translates them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from core.errors import (
     NotFound,
     StoreUnavailable,
 )
-from core.store.connection import TRANSIENT_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ async def on_unexpected(request: Request, exc: Exception) -> Response:
 
 def exception_handlers() -> dict[Any, Any]:
     """For Starlette(exception_handlers=...): lookups walk each exception's MRO, most specific first."""
-    handlers: dict[Any, Any] = {
+    return {
         Problem: on_problem,
         HTTPException: on_http_exception,
         NotFound: on_not_found,
@@ -159,8 +159,3 @@ def exception_handlers() -> dict[Any, Any]:
         ClientDisconnect: on_client_disconnect,
         Exception: on_unexpected,
     }
-    # redis-py's connection errors reach here untranslated when a handler did not wrap its store call;
-    # they mean the same thing as StoreUnavailable.
-    for error in TRANSIENT_ERRORS:
-        handlers[error] = on_store_unavailable
-    return handlers

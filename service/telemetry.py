@@ -18,8 +18,7 @@ from starlette.routing import Route
 from core.clock import now_ms
 from core.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
 from core.settings import Settings
-from core.store import Store, translated_errors
-from core.store.connection import TRANSIENT_ERRORS
+from core.store import Store
 from core.store.monitoring import EndpointLoad
 from core.telemetry import (
     PROMETHEUS_TEXT,
@@ -111,7 +110,7 @@ class ApiTelemetry:
         """Read the queue gauges from Redis; if Redis is unreachable they are left out (not stale)."""
         try:
             # Bounded: the store retries for ~30 s across a Redis restart, longer than a scrape may take.
-            async with translated_errors(), asyncio.timeout(QUEUE_READ_TIMEOUT_SECONDS):
+            async with asyncio.timeout(QUEUE_READ_TIMEOUT_SECONDS):
                 overview = await store.monitoring.queue_overview(
                     pump_interval=self._settings.pump_interval, top=TOP_BACKLOGS
                 )
@@ -222,7 +221,7 @@ def status_of(exc: BaseException) -> int:
         return 404
     if isinstance(exc, Conflict):
         return 409
-    return 503 if isinstance(exc, (StoreUnavailable, *TRANSIENT_ERRORS)) else 500
+    return 503 if isinstance(exc, StoreUnavailable) else 500
 
 
 async def metrics(request: Request) -> Response:

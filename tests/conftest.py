@@ -20,8 +20,8 @@ from core.settings import Settings
 from core.store import Store, create_store
 from hookpump.embedded_redis import find_redis_server
 
-# The history-store fixtures (a private PostgreSQL database, both backends).
-pytest_plugins = ["tests.history_db"]
+# The history-store fixtures (a private PostgreSQL database, both backends) and local Redis Clusters.
+pytest_plugins = ["tests.history_db", "tests.redis_cluster"]
 
 
 def free_port() -> int:

@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from core.models import Scope
 from core.settings import Settings
 from core.store import Store
-from core.store.connection import TRANSIENT_ERRORS
 from service.app import create_app
 from tests.api import ADMIN, ADMIN_KEY, api_client, assert_problem, bearer, snapshot
 
@@ -248,10 +248,11 @@ async def test_body_over_the_limit_without_content_length_is_413(world: World) -
 async def test_unreachable_redis_is_503_with_retry_after(store: Store, settings: Settings) -> None:
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        # redis-py raises inside the store's door (its pool cannot connect); the door translates.
         async def unreachable(*args: object, **kwargs: object) -> None:
-            raise TRANSIENT_ERRORS[0]("Connection refused")
+            raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
 
-        app.state.context.store.messages.ingest = unreachable
+        app.state.context.store.redis.connection_pool.get_connection = unreachable
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://hookpump.test") as client:
             response = await client.post("/v1/messages", json={"event_type": "a", "payload": 1}, headers=ADMIN)

@@ -142,3 +142,23 @@ def test_docker_compose_accepts_the_file() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_the_cluster_profile_has_three_primaries_three_replicas_and_arq_s_own_redis(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    in_profile = {name for name, service in services.items() if "cluster" in service.get("profiles", [])}
+    nodes = sorted(name for name in in_profile if name.startswith("redis-node-"))
+    assert len(nodes) == 6
+    for name in nodes:
+        command = services[name]["command"]
+        assert "--cluster-enabled yes" in command and "--maxmemory-policy noeviction" in command
+    create = services["redis-cluster-create"]["command"]
+    assert "--cluster create" in create and "--cluster-replicas 1" in create
+    assert all(f"{name}:6379" in create for name in nodes)
+    assert "arq-redis" in in_profile
+    # The default `docker compose up` is unchanged: nothing of the profile starts without it.
+    assert {"redis", "api", "worker", "postgres"}.isdisjoint(in_profile)
+    for name in ("api-cluster", "worker-cluster"):
+        settings = Settings.from_env(environment(services[name]))
+        assert settings.redis_cluster and settings.redis_url == "redis://redis-node-1:6379"
+        assert settings.job_queue_url == "redis://arq-redis:6379/0"

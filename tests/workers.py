@@ -17,7 +17,7 @@ from core.settings import Settings
 # The environment a test worker runs with: the test settings, as HOOKPUMP_* variables.
 _FIELDS = ("pump_interval", "allow_private_targets", "connect_timeout", "request_timeout", "lease_seconds",
            "retry_base", "retry_cap", "backoff_base", "backoff_cap", "log_format", "worker_concurrency",
-           "worker_metrics_port", "database_url")
+           "worker_metrics_port", "database_url", "arq_redis_url")
 
 
 def worker_env(settings: Settings, worker_id: str, **overrides: object) -> dict[str, str]:

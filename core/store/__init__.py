@@ -8,7 +8,7 @@ from core import keys
 from core.models import DeliveryFilter
 from core.settings import Settings
 from core.store.api_keys import ApiKeyStore
-from core.store.connection import Redis, create_redis, translated_errors
+from core.store.connection import Redis, create_redis
 from core.store.deliveries import DeliveryStore
 from core.store.endpoints import EndpointFlow, EndpointStore
 from core.store.messages import Accepted, Idempotency, MessageStore, NewMessage
@@ -46,13 +46,13 @@ __all__ = [
     "Store",
     "TimelineStore",
     "create_store",
-    "translated_errors",
 ]
 
 
 class Store:
     def __init__(self, client: Redis, settings: Settings) -> None:
         self.redis = client
+        self._settings = settings
         self.endpoints = EndpointStore(client)
         self.messages = MessageStore(client, idempotency_ttl=settings.idempotency_ttl, retention=settings.retention)
         self.api_keys = ApiKeyStore(client)
@@ -67,10 +67,6 @@ class Store:
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
-    async def delete_keys(self, *names: str) -> None:
-        """Remove keys hookpump does not own by pattern (arq's per-worker queue, on shutdown)."""
-        await self.redis.delete(*names)
-
     async def close(self) -> None:
         await self.redis.aclose()
 
@@ -84,7 +80,13 @@ class Store:
         Runs until cancelled; raises on a lost connection (the caller reconnects with backoff).
         Pub/sub is best effort: the pump also polls, so a missed wake only costs latency.
         """
-        pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+        # A cluster forwards every PUBLISH to every node, so one node's subscription hears them all;
+        # redis-py 5's asyncio cluster client has no pub/sub, so a plain client listens on the seed.
+        subscriber = self.redis
+        if self._settings.redis_cluster:
+            assert self._settings.redis_url is not None
+            subscriber = create_redis(self._settings.redis_url, max_connections=2)
+        pubsub = subscriber.pubsub(ignore_subscribe_messages=True)
         try:
             await pubsub.subscribe(keys.WAKE_CHANNEL)
             on_wake()  # anything published while we were not subscribed is not lost work, but look now
@@ -92,9 +94,11 @@ class Store:
                 on_wake()
         finally:
             await pubsub.aclose()  # type: ignore[no-untyped-call]  # redis-py 5 leaves it unannotated
+            if subscriber is not self.redis:
+                await subscriber.aclose()
 
 
 async def create_store(settings: Settings) -> Store:
     if settings.redis_url is None:
         raise ValueError("settings.redis_url is required to open the store")
-    return Store(create_redis(settings.redis_url), settings)
+    return Store(create_redis(settings.redis_url, cluster=settings.redis_cluster), settings)

@@ -16,7 +16,6 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
-from core.store.connection import TRANSIENT_ERRORS
 from service.problems import Problem
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -142,8 +141,5 @@ async def on_store_unavailable(request: Request, exc: Exception) -> Response:
 
 def exception_handlers() -> dict[Any, Any]:
     """Domain refusals as HTML pages; anything else falls through to the API's problem+json handlers."""
-    handlers: dict[Any, Any] = {Problem: on_problem, NotFound: on_domain_error, InvalidInput: on_domain_error,
-                                Conflict: on_domain_error, StoreUnavailable: on_store_unavailable}
-    for error in TRANSIENT_ERRORS:
-        handlers[error] = on_store_unavailable
-    return handlers
+    return {Problem: on_problem, NotFound: on_domain_error, InvalidInput: on_domain_error,
+            Conflict: on_domain_error, StoreUnavailable: on_store_unavailable}
