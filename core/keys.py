@@ -7,7 +7,8 @@ same limit); use a single primary, with Sentinel for failover.
 
 Endpoints
   hp:ep:{eid}                 HASH  endpoint config: url, rate, min_rate, max_in_flight, event_types (JSON or ""),
-                                    headers (JSON), secrets (JSON list), description, enabled ("1"/"0"),
+                                    headers (JSON), secret_headers (JSON list of lower-case names whose
+                                    values are write-only), secrets (JSON list), description, enabled ("1"/"0"),
                                     disabled_reason, trace, created_ms, updated_ms, deleted ("1" once deleted)
                                     no TTL; a deleted endpoint's hash stays until its queued deliveries are
                                     cancelled by the pump, then is removed.

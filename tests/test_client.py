@@ -16,10 +16,10 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from core.credentials import REDACTED
 from delivery.attempt import AttemptReport, attempt_delivery
 from delivery.client import RESPONSE_HEADERS, DeliveryClient, HttpResult
 from delivery.outcome import Outcome
-from delivery.request import REDACTED
 from delivery.signing import generate_secret
 
 LIMIT = 1000
