@@ -20,6 +20,8 @@ PREFIX = "HOOKPUMP_"
 # Read by the API client and the `hookpump` client commands (hookpump/client/connection.py), not by
 # the server, which must still start in a shell that has them set.
 CLIENT_VARIABLES = frozenset({"HOOKPUMP_URL", "HOOKPUMP_KEY"})
+# The bootstrap key is an admin key that cannot be deleted: short enough to guess, it would be worth guessing.
+MIN_API_KEY_LENGTH = 32
 ENDPOINT_ID = re.compile(r"ep_[0-9a-hjkmnp-tv-z]{26}")  # core/ids.py: a prefix and 26 base32 characters
 
 
@@ -122,6 +124,12 @@ class Settings:
         if self.lease_seconds <= self.request_timeout:
             raise ConfigError(
                 "HOOKPUMP_LEASE_SECONDS", "must exceed HOOKPUMP_REQUEST_TIMEOUT, or a slow request would be sent twice"
+            )
+        if self.api_key is not None and len(self.api_key) < MIN_API_KEY_LENGTH:
+            raise ConfigError(
+                "HOOKPUMP_API_KEY",
+                f"must be at least {MIN_API_KEY_LENGTH} characters (it is {len(self.api_key)}); make one with "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`",
             )
         if self.log_format not in ("json", "text"):
             raise ConfigError("HOOKPUMP_LOG_FORMAT", "must be 'json' or 'text'")

@@ -1,5 +1,6 @@
-"""Who is calling: the bearer key's principal (cached in-process for a few seconds) and the scope
-check each route makes before it touches anything.
+"""Who is calling: the bearer key's principal (cached in-process for a few seconds), bounded against
+key guessing per client address (service/guessing.py), and the scope check each route makes before it
+touches anything.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from starlette.requests import Request
 
 from core.models import ApiKey, Scope
 from core.store.api_keys import ApiKeyStore
+from service.guessing import GuessLimiter, client_bucket
 from service.problems import Problem
 
 # The bootstrap key (settings.api_key) is not stored; it always answers as this principal.
@@ -43,11 +45,13 @@ class Authenticator:
         bootstrap_key: str | None,
         api_keys: ApiKeyStore,
         *,
+        limiter: GuessLimiter | None = None,
         cache_seconds: float = CACHE_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bootstrap = bootstrap_key.encode() if bootstrap_key else None
         self._api_keys = api_keys
+        self._limiter = limiter  # None: no guessing limit (unit tests of the cache)
         self._cache_seconds = cache_seconds
         self._clock = clock
         # sha256(key) -> (valid until, the key's record or None for an unknown key)
@@ -65,13 +69,38 @@ class Authenticator:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Problem(401, "The Authorization header must be 'Bearer <key>'.", headers=_MISSING)
-        key = await self.identify(token)
+        key = await self.authenticate(token, request.client.host if request.client else None)
         if key is None:
             raise Problem(401, "This API key is unknown or was deleted; use a valid key.", headers=_INVALID)
         return key
 
-    async def identify(self, token: str) -> ApiKey | None:
-        """The key whose plaintext is `token`, or None (the console's sign-in asks this too)."""
+    async def authenticate(self, token: str, client_host: str | None) -> ApiKey | None:
+        """The key whose plaintext is `token`, or None; 429 (a Problem) for an address past the guessing
+        limit. The console's sign-in asks this too. A known-valid key (the bootstrap key, a cached
+        one) costs no Redis call; every other attempt is counted first, and a valid one forgiven."""
+        bucket = client_bucket(client_host)
+        if self._limiter is not None:
+            self._limiter.check(bucket)
+        known = self._known_valid(token)
+        if known is not None:
+            return known
+        if self._limiter is None:
+            return await self._identify(token)
+        attempt = await self._limiter.count(bucket)
+        key = await self._identify(token)
+        await self._limiter.judged(attempt, valid=key is not None)
+        return key
+
+    def _known_valid(self, token: str) -> ApiKey | None:
+        raw = token.encode()
+        if self._bootstrap is not None and hmac.compare_digest(raw, self._bootstrap):
+            return BOOTSTRAP
+        if len(raw) > MAX_KEY_LENGTH:
+            return None
+        cached = self._cache.get(hashlib.sha256(raw).hexdigest())
+        return cached[1] if cached is not None and cached[0] > self._clock() else None
+
+    async def _identify(self, token: str) -> ApiKey | None:
         raw = token.encode()
         if self._bootstrap is not None and hmac.compare_digest(raw, self._bootstrap):
             return BOOTSTRAP

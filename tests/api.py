@@ -18,7 +18,7 @@ from core.store import Store
 from core.telemetry import Telemetry
 from service.app import create_app
 
-ADMIN_KEY = "test-admin-key"  # tests/conftest.py settings.api_key
+ADMIN_KEY = "test-admin-key-0123456789abcdefghijkl"  # tests/conftest.py settings.api_key (32+ characters)
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 PROBLEM = "application/problem+json"
 CONTRACT = Path(__file__).resolve().parent.parent / "openapi.yaml"
