@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 
 from starlette.requests import Request
@@ -25,7 +26,8 @@ BOOTSTRAP = ApiKey(id="bootstrap", name="bootstrap", scopes=frozenset({Scope.ADM
 # it at once). openapi.yaml says the same.
 CACHE_SECONDS = 5.0
 # Unknown keys are cached too (they cannot become valid: new keys are random), so the cache is
-# bounded against callers trying many keys; when full it is simply emptied.
+# bounded against callers trying many keys; when full, the least recently used entry goes, so a flood of
+# made-up keys cannot push out a key in steady use (emptying it all would send every caller to Redis).
 CACHE_LIMIT = 10_000
 MAX_KEY_LENGTH = 512
 
@@ -47,6 +49,7 @@ class Authenticator:
         *,
         limiter: GuessLimiter | None = None,
         cache_seconds: float = CACHE_SECONDS,
+        cache_limit: int = CACHE_LIMIT,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._bootstrap = bootstrap_key.encode() if bootstrap_key else None
@@ -54,8 +57,10 @@ class Authenticator:
         self._limiter = limiter  # None: no guessing limit (unit tests of the cache)
         self._cache_seconds = cache_seconds
         self._clock = clock
-        # sha256(key) -> (valid until, the key's record or None for an unknown key)
-        self._cache: dict[str, tuple[float, ApiKey | None]] = {}
+        self._cache_limit = cache_limit
+        # sha256(key) -> (valid until, the key's record or None for an unknown key), least recently used
+        # first
+        self._cache: OrderedDict[str, tuple[float, ApiKey | None]] = OrderedDict()
 
     async def require(self, request: Request, allowed: frozenset[Scope]) -> ApiKey:
         """The caller's key if it has admin or one of `allowed`; else 401 or 403."""
@@ -97,8 +102,8 @@ class Authenticator:
             return BOOTSTRAP
         if len(raw) > MAX_KEY_LENGTH:
             return None
-        cached = self._cache.get(hashlib.sha256(raw).hexdigest())
-        return cached[1] if cached is not None and cached[0] > self._clock() else None
+        cached = self._cached(hashlib.sha256(raw).hexdigest(), self._clock())
+        return cached[1] if cached is not None else None
 
     async def _identify(self, token: str) -> ApiKey | None:
         raw = token.encode()
@@ -123,14 +128,23 @@ class Authenticator:
 
     async def _lookup(self, token: str, digest: str) -> ApiKey | None:
         now = self._clock()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[0] > now:
+        cached = self._cached(digest, now)
+        if cached is not None:
             return cached[1]
         key = await self._api_keys.lookup(token)
-        if len(self._cache) >= CACHE_LIMIT:
-            self._cache.clear()
+        self._cache.pop(digest, None)
+        while len(self._cache) >= self._cache_limit:
+            self._cache.popitem(last=False)
         self._cache[digest] = (now + self._cache_seconds, key)
         return key
+
+    def _cached(self, digest: str, now: float) -> tuple[float, ApiKey | None] | None:
+        """The live entry for `digest`, marked as just used; None if absent or expired."""
+        cached = self._cache.get(digest)
+        if cached is None or cached[0] <= now:
+            return None
+        self._cache.move_to_end(digest)
+        return cached
 
 
 def check_scope(key: ApiKey, allowed: frozenset[Scope], what: str) -> ApiKey:
