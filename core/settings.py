@@ -75,8 +75,10 @@ class Settings:
     # Endpoints whose metrics carry an endpoint_id label; every other endpoint is counted unlabelled,
     # so the number of series stays bounded.
     metrics_endpoints: tuple[str, ...] = ()
-    # `hookpump worker` serves its own /metrics on this port (0: not served).
+    # `hookpump worker` serves its own /metrics on this port (0: not served), on this address: loopback
+    # unless set, since it answers without a key, whatever address the API listens on.
     worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -117,6 +119,15 @@ class Settings:
         for field in positive:
             if getattr(self, field) <= 0:
                 raise ConfigError(PREFIX + field.upper(), "must be greater than 0")
+        # Redis expiries written by the ingest script after the message itself: a zero one would fail
+        # (or drop the message) only once the script had written, so they are refused here instead.
+        expiries = {
+            "idempotency_ttl": "an Idempotency-Key must be remembered for some time",
+            "retention": "a message expiring at once would be dropped as it is accepted",
+        }
+        for field, why in expiries.items():
+            if getattr(self, field) < 1:
+                raise ConfigError(PREFIX + field.upper(), f"must be at least 1 (seconds): {why}")
         if not 1 <= self.port <= 65535:
             raise ConfigError("HOOKPUMP_PORT", "must be between 1 and 65535")
         if not 0 <= self.worker_metrics_port <= 65535:
@@ -225,4 +236,5 @@ VARIABLES: dict[str, Callable[[str], Any]] = {
     "metrics_open": _bool,
     "metrics_endpoints": _endpoint_ids,
     "worker_metrics_port": int,
+    "worker_metrics_host": str,
 }
