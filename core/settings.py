@@ -7,6 +7,7 @@ start-up with a ConfigError naming the variable. Settings are passed in, never r
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import socket
@@ -79,6 +80,13 @@ class Settings:
     # unless set, since it answers without a key, whatever address the API listens on.
     worker_metrics_port: int = 0
     worker_metrics_host: str = "127.0.0.1"
+    # Proxies (addresses or networks, or "*") whose X-Forwarded-For / X-Forwarded-Proto are believed: the
+    # client address (the key-guessing limit counts by it) and the scheme (the console cookie is Secure
+    # on https) come from them. None trusted unless set: a direct client could claim any address.
+    trusted_proxies: tuple[str, ...] = ()
+    # The address people reach hookpump at; an https one marks the console cookie Secure even when a
+    # proxy that ends TLS is not trusted to say so.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -148,6 +156,8 @@ class Settings:
             raise ConfigError("HOOKPUMP_REDIS_URL", "must start with redis://, rediss:// or unix://")
         if self.database_url is not None:
             check_database_url(self.database_url)
+        if self.public_url is not None and not self.public_url.lower().startswith(("http://", "https://")):
+            raise ConfigError("HOOKPUMP_PUBLIC_URL", "must start with https:// or http://")
 
     def replace(self, **changes: Any) -> Settings:
         settings = dataclasses.replace(self, **changes)
@@ -198,6 +208,19 @@ def _endpoint_ids(raw: str) -> tuple[str, ...]:
     return ids
 
 
+def _proxies(raw: str) -> tuple[str, ...]:
+    """Comma-separated addresses and networks (CIDR), or "*" for any."""
+    entries = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network; separate entries by commas") from None
+    return entries
+
+
 def _seconds(raw: str) -> float:
     value = float(raw)
     if value != value or value < 0:  # NaN or negative
@@ -237,4 +260,6 @@ VARIABLES: dict[str, Callable[[str], Any]] = {
     "metrics_endpoints": _endpoint_ids,
     "worker_metrics_port": int,
     "worker_metrics_host": str,
+    "trusted_proxies": _proxies,
+    "public_url": str,
 }

@@ -83,9 +83,15 @@ def api_server(settings: Settings, telemetry: Telemetry) -> ApiServer:
 
     config = uvicorn.Config(
         create_app(settings, telemetry), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-        lifespan="on", log_config=None,
+        lifespan="on", log_config=None, **uvicorn_options(settings),
     )  # fmt: skip
     return ApiServer(config)
+
+
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What uvicorn believes of proxies: X-Forwarded-For/-Proto from HOOKPUMP_TRUSTED_PROXIES only (none
+    unless set; uvicorn alone would trust loopback, or $FORWARDED_ALLOW_IPS)."""
+    return {"proxy_headers": bool(settings.trusted_proxies), "forwarded_allow_ips": list(settings.trusted_proxies)}
 
 
 def worker_metrics_server(settings: Settings, telemetry: Telemetry) -> ApiServer | None:

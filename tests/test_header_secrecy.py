@@ -4,19 +4,14 @@ record shows them; an update that sends the redaction marker back keeps them."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
-import threading
-import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import redis.asyncio
-import uvicorn
 import yaml
 from click.testing import CliRunner
 
@@ -25,9 +20,7 @@ from core.credentials import REDACTED
 from core.settings import Settings
 from core.store import Store
 from hookpump.commands import root
-from service.app import create_app
-from tests.api import ADMIN, ADMIN_KEY, CONTRACT, api_client, assert_matches_contract, assert_problem
-from tests.conftest import free_port
+from tests.api import ADMIN, ADMIN_KEY, CONTRACT, api_client, assert_matches_contract, assert_problem, serving
 from tests.console import sign_in
 from tests.history_db import caught_up
 from tests.pumping import delivery as delivery_now
@@ -45,23 +38,6 @@ SECRET_VALUE = re.compile(r"planted-credential-\d")
 
 def leaks(text: str) -> list[str]:
     return SECRET_VALUE.findall(text)
-
-
-@contextlib.contextmanager
-def serving(settings: Settings) -> Iterator[str]:
-    """The API served over real HTTP in a thread, for the command line (a separate client process in use)."""
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=free_port(), log_config=None))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
 
 
 def get_paths(ids: dict[str, str]) -> list[str]:

@@ -166,7 +166,7 @@ async def login(request: Request) -> Response:
     logger.info("console sign-in by %s", key.id)
     response = RedirectResponse(next_page, status_code=303)
     response.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, path=COOKIE_PATH, httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+                        samesite="strict", secure=is_https(request))
     return response
 
 
@@ -180,6 +180,13 @@ async def logout(request: Request) -> Response:
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
     return response
+
+
+def is_https(request: Request) -> bool:
+    """Whether people reach the console over https: the request's scheme (a trusted proxy's
+    X-Forwarded-Proto included, HOOKPUMP_TRUSTED_PROXIES) or HOOKPUMP_PUBLIC_URL says so."""
+    public_url = context(request).settings.public_url
+    return request.url.scheme == "https" or (public_url or "").lower().startswith("https://")
 
 
 def _sha256(text: str) -> str:
