@@ -43,6 +43,9 @@ class Settings:
     allow_private_targets: bool = False
     max_payload_bytes: int = 256 * 1024
     max_batch_messages: int = 1000
+    # Deliveries one request may create (messages x the endpoints each goes to): ingest writes them in
+    # one Lua call, and Redis serves no one else meanwhile.
+    max_deliveries_per_request: int = 10_000
     connect_timeout: float = 5.0
     request_timeout: float = 15.0
     # Per-delivery retries (408, other 5xx, timeouts, connection errors): exponential with jitter,
@@ -239,6 +242,7 @@ VARIABLES: dict[str, Callable[[str], Any]] = {
     "allow_private_targets": _bool,
     "max_payload_bytes": _positive_int,
     "max_batch_messages": _positive_int,
+    "max_deliveries_per_request": _positive_int,
     "connect_timeout": _seconds,
     "request_timeout": _seconds,
     "retry_base": _seconds,
