@@ -204,7 +204,7 @@ async def write_history(redis_url: str, database_url: str) -> None:
 
 async def recorded_starts(redis_url: str, database_url: str, eid: str) -> list[float]:
     """The send moments hookpump recorded for the endpoint's attempts, through the monitoring API."""
-    settings = Settings(redis_url=redis_url, api_key="bench-admin-key", database_url=database_url)
+    settings = Settings(redis_url=redis_url, api_key="bench-admin-key-0123456789abcdef", database_url=database_url)
     app = create_app(settings)
     starts: list[float] = []
     async with app.router.lifespan_context(app), httpx.AsyncClient(

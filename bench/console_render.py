@@ -30,7 +30,7 @@ from core.settings import Settings
 from core.store import create_store
 from service.app import create_app
 
-API_KEY = "bench-key"
+API_KEY = "bench-admin-key-0123456789abcdef"
 WARM_UP = 30
 ROW = re.compile(r'data-testid="row"')
 OLDER = re.compile(r'href="([^"]+)" data-testid="older"')

@@ -326,7 +326,7 @@ async def lag_on(seconds: float, rate: int, database_url: str) -> dict[str, Any]
 
     receiver = await Receiver().start()
     async with private_redis() as url:
-        settings = Settings(redis_url=url, database_url=database_url, api_key="k",
+        settings = Settings(redis_url=url, database_url=database_url, api_key="bench-admin-key-0123456789abcdef",
                             allow_private_targets=True, pump_interval=1.0, log_format="text", log_level="WARNING")
         store = await create_store(settings)
         eids = [await make_endpoint(store, receiver.url(f"/e{i}"), rate_limit_per_minute=60000, max_in_flight=50)

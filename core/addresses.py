@@ -46,6 +46,8 @@ def _address_class(ip: IPAddress) -> str | None:
             return "a carrier-grade NAT address"
     elif any(ip in network for network in PRIVATE_V6):
         return "a private address"
+    elif ip.is_site_local:  # fec0::/10: deprecated (RFC 3879), yet still routed inside some networks
+        return "a site-local address"
     if ip.is_reserved:
         return "a reserved address"
     # Documentation, benchmarking, discard and other special-purpose ranges: nobody's webhook lives there.
@@ -83,11 +85,44 @@ def forbidden_reason(ip: IPAddress) -> str | None:
 
 
 def parse_ip(host: str) -> IPAddress | None:
-    """`host` as an IP address if it is a literal one (brackets and an IPv6 zone allowed), else None."""
+    """`host` as an IP address if it is a literal one (brackets and an IPv6 zone allowed, and every IPv4
+    form inet_aton reads: `2130706433`, `0177.0.0.1`, `127.1`, `0x7f.1`), else None. The guard reads
+    these forms itself: a resolver or HTTP client that reads one as an address must not reach what the
+    guard took for a name."""
     try:
         return ipaddress.ip_address(host.removeprefix("[").removesuffix("]"))
     except ValueError:
+        return parse_legacy_ipv4(host)
+
+
+def parse_legacy_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address inet_aton(3) reads `host` as: one to four parts, each decimal, octal (a leading
+    0) or hexadecimal (0x), the last one filling the bytes the others leave; None if it is not one."""
+    parts = host.split(".")
+    if not 1 <= len(parts) <= 4:
         return None
+    values = []
+    for part in parts:
+        lowered = part.lower()
+        if lowered.startswith("0x"):
+            digits, base = lowered[2:] or "0", 16
+        elif len(part) > 1 and part.startswith("0"):
+            digits, base = part[1:], 8
+        else:
+            digits, base = part, 10
+        if not digits.isascii() or not digits.isalnum():
+            return None
+        try:
+            values.append(int(digits, base))
+        except ValueError:
+            return None
+    *leading, last = values
+    if any(value > 0xFF for value in leading) or last >= 1 << (8 * (4 - len(leading))):
+        return None
+    number = last
+    for index, value in enumerate(leading):
+        number |= value << (8 * (3 - index))
+    return ipaddress.IPv4Address(number)
 
 
 def validate_url(url: str) -> str:

@@ -7,7 +7,8 @@ same limit); use a single primary, with Sentinel for failover.
 
 Endpoints
   hp:ep:{eid}                 HASH  endpoint config: url, rate, min_rate, max_in_flight, event_types (JSON or ""),
-                                    headers (JSON), secrets (JSON list), description, enabled ("1"/"0"),
+                                    headers (JSON), secret_headers (JSON list of lower-case names whose
+                                    values are write-only), secrets (JSON list), description, enabled ("1"/"0"),
                                     disabled_reason, trace, created_ms, updated_ms, deleted ("1" once deleted)
                                     no TTL; a deleted endpoint's hash stays until its queued deliveries are
                                     cancelled by the pump, then is removed.
@@ -122,9 +123,12 @@ Console (service/console/)
   hp:ui:sess:{sha256 hex}     HASH  a console session: key_id, key_digest (sha256 of the bootstrap key, for
                                     it alone), csrf token, created_ms. The cookie holds the token whose
                                     digest names the key. TTL 12 h (console.session.SESSION_SECONDS)
-  hp:ui:login:{address}       STRING failed sign-ins from that address in the current window. TTL 5 min
 
 API keys and idempotency
+  hp:authfail:{address}       STRING authentications with a wrong key (JSON API and console sign-in) from that
+                                    client address (IPv6: its /64) in the current window; each attempt not
+                                    answered from the key cache counts first and a valid key takes its count
+                                    back (service/guessing.py). TTL the window (5 min)
   hp:key:{sha256 hex}         HASH  id, name, scopes (comma list), created_ms. no TTL
   hp:keyid:{kid}              STRING sha256 hex of that key (to delete by id). no TTL
   hp:keys                     ZSET  kid -> created_ms, for listing
@@ -245,8 +249,8 @@ def console_session(digest: str) -> str:
     return f"hp:ui:sess:{digest}"
 
 
-def console_login_failures(address: str) -> str:
-    return f"hp:ui:login:{address}"
+def auth_failures(address: str) -> str:
+    return f"hp:authfail:{address}"
 
 
 def api_key(digest: str) -> str:

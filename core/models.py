@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from core.credentials import redact
+
 
 class DeliveryStatus(StrEnum):
     PENDING = "pending"  # waiting in its endpoint's due set, never attempted (or released by an operator)
@@ -71,6 +73,9 @@ class Endpoint:
     # Carry W3C `traceparent` on outgoing requests.
     trace_propagation: bool = True
     secrets: tuple[Secret, ...] = field(default=(), repr=False)  # never in to_json()
+    # Header names (lower case) whose values the owner marked write-only, beyond those whose names say
+    # they carry credentials (core/credentials.py); to_json() shows neither kind's values.
+    secret_headers: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -80,7 +85,8 @@ class Endpoint:
             "min_rate_per_minute": self.min_rate_per_minute,
             "max_in_flight": self.max_in_flight,
             "event_types": list(self.event_types) if self.event_types is not None else None,
-            "headers": self.headers,
+            "headers": redact(self.headers, self.secret_headers),
+            "secret_headers": list(self.secret_headers),
             "description": self.description,
             "enabled": self.enabled,
             "disabled_reason": self.disabled_reason,

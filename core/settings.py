@@ -7,6 +7,7 @@ start-up with a ConfigError naming the variable. Settings are passed in, never r
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 import socket
@@ -20,6 +21,8 @@ PREFIX = "HOOKPUMP_"
 # Read by the API client and the `hookpump` client commands (hookpump/client/connection.py), not by
 # the server, which must still start in a shell that has them set.
 CLIENT_VARIABLES = frozenset({"HOOKPUMP_URL", "HOOKPUMP_KEY"})
+# The bootstrap key is an admin key that cannot be deleted: short enough to guess, it would be worth guessing.
+MIN_API_KEY_LENGTH = 32
 ENDPOINT_ID = re.compile(r"ep_[0-9a-hjkmnp-tv-z]{26}")  # core/ids.py: a prefix and 26 base32 characters
 
 
@@ -45,6 +48,9 @@ class Settings:
     allow_private_targets: bool = False
     max_payload_bytes: int = 256 * 1024
     max_batch_messages: int = 1000
+    # Deliveries one request may create (messages x the endpoints each goes to): ingest writes them in
+    # one Lua call, and Redis serves no one else meanwhile.
+    max_deliveries_per_request: int = 10_000
     connect_timeout: float = 5.0
     request_timeout: float = 15.0
     # Per-delivery retries (408, other 5xx, timeouts, connection errors): exponential with jitter,
@@ -78,8 +84,17 @@ class Settings:
     # Endpoints whose metrics carry an endpoint_id label; every other endpoint is counted unlabelled,
     # so the number of series stays bounded.
     metrics_endpoints: tuple[str, ...] = ()
-    # `hookpump worker` serves its own /metrics on this port (0: not served).
+    # `hookpump worker` serves its own /metrics on this port (0: not served), on this address: loopback
+    # unless set, since it answers without a key, whatever address the API listens on.
     worker_metrics_port: int = 0
+    worker_metrics_host: str = "127.0.0.1"
+    # Proxies (addresses or networks, or "*") whose X-Forwarded-For / X-Forwarded-Proto are believed: the
+    # client address (the key-guessing limit counts by it) and the scheme (the console cookie is Secure
+    # on https) come from them. None trusted unless set: a direct client could claim any address.
+    trusted_proxies: tuple[str, ...] = ()
+    # The address people reach hookpump at; an https one marks the console cookie Secure even when a
+    # proxy that ends TLS is not trusted to say so.
+    public_url: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -120,6 +135,15 @@ class Settings:
         for field in positive:
             if getattr(self, field) <= 0:
                 raise ConfigError(PREFIX + field.upper(), "must be greater than 0")
+        # Redis expiries written by the ingest script after the message itself: a zero one would fail
+        # (or drop the message) only once the script had written, so they are refused here instead.
+        expiries = {
+            "idempotency_ttl": "an Idempotency-Key must be remembered for some time",
+            "retention": "a message expiring at once would be dropped as it is accepted",
+        }
+        for field, why in expiries.items():
+            if getattr(self, field) < 1:
+                raise ConfigError(PREFIX + field.upper(), f"must be at least 1 (seconds): {why}")
         if not 1 <= self.port <= 65535:
             raise ConfigError("HOOKPUMP_PORT", "must be between 1 and 65535")
         if not 0 <= self.worker_metrics_port <= 65535:
@@ -127,6 +151,12 @@ class Settings:
         if self.lease_seconds <= self.request_timeout:
             raise ConfigError(
                 "HOOKPUMP_LEASE_SECONDS", "must exceed HOOKPUMP_REQUEST_TIMEOUT, or a slow request would be sent twice"
+            )
+        if self.api_key is not None and len(self.api_key) < MIN_API_KEY_LENGTH:
+            raise ConfigError(
+                "HOOKPUMP_API_KEY",
+                f"must be at least {MIN_API_KEY_LENGTH} characters (it is {len(self.api_key)}); make one with "
+                "`python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`",
             )
         if self.log_format not in ("json", "text"):
             raise ConfigError("HOOKPUMP_LOG_FORMAT", "must be 'json' or 'text'")
@@ -138,6 +168,8 @@ class Settings:
             check_cluster(self.redis_url, self.arq_redis_url)
         if self.database_url is not None:
             check_database_url(self.database_url)
+        if self.public_url is not None and not self.public_url.lower().startswith(("http://", "https://")):
+            raise ConfigError("HOOKPUMP_PUBLIC_URL", "must start with https:// or http://")
 
     @property
     def job_queue_url(self) -> str | None:
@@ -208,6 +240,19 @@ def _endpoint_ids(raw: str) -> tuple[str, ...]:
     return ids
 
 
+def _proxies(raw: str) -> tuple[str, ...]:
+    """Comma-separated addresses and networks (CIDR), or "*" for any."""
+    entries = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for entry in entries:
+        if entry == "*":
+            continue
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or network; separate entries by commas") from None
+    return entries
+
+
 def _seconds(raw: str) -> float:
     value = float(raw)
     if value != value or value < 0:  # NaN or negative
@@ -228,6 +273,7 @@ VARIABLES: dict[str, Callable[[str], Any]] = {
     "allow_private_targets": _bool,
     "max_payload_bytes": _positive_int,
     "max_batch_messages": _positive_int,
+    "max_deliveries_per_request": _positive_int,
     "connect_timeout": _seconds,
     "request_timeout": _seconds,
     "retry_base": _seconds,
@@ -248,4 +294,7 @@ VARIABLES: dict[str, Callable[[str], Any]] = {
     "metrics_open": _bool,
     "metrics_endpoints": _endpoint_ids,
     "worker_metrics_port": int,
+    "worker_metrics_host": str,
+    "trusted_proxies": _proxies,
+    "public_url": str,
 }

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from core.credentials import redact
 from core.models import iso
 from delivery.client import DeliveryClient, HttpResult
 from delivery.outcome import Outcome, classify, parse_retry_after
-from delivery.request import build_headers, redact
+from delivery.request import build_headers
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +41,12 @@ async def attempt_delivery(
     attempt_number: int,
     trigger: str,
     now: float | None = None,
+    secret_headers: Collection[str] = (),
 ) -> AttemptReport:
     """Send one attempt of message `msg_id`; never raises for a receiver's or the network's failure.
     `now` (unix seconds) is the signing timestamp and the record's start; `payload_json` goes out
-    byte for byte as signed, never re-serialised."""
+    byte for byte as signed, never re-serialised. `secret_headers`: extra header names (lower case) the
+    endpoint's owner marked write-only, hidden in the record as credentials are."""
     started = time.time() if now is None else now
     body = payload_json.encode()
     headers = build_headers(
@@ -66,7 +69,7 @@ async def attempt_delivery(
         "trigger": trigger,
         "started_at": iso(int(started * 1000)),
         "duration_ms": round(result.duration_ms, 3),
-        "request": {"url": url, "headers": redact(headers)},
+        "request": {"url": url, "headers": redact(headers, secret_headers)},
         "response": None
         if result.status is None
         else {

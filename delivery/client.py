@@ -323,6 +323,9 @@ class DeliveryClient:
         """The same as `send`, through the httpx API (`self.http`); kept for comparison and for callers
         that want httpx objects."""
         started = time.perf_counter()
+        _, refused = _target(url)  # before httpx's own URL parser, which refuses some numeric forms itself
+        if refused is not None and not self.allow_private_targets:
+            return self._failed(ForbiddenAddressError(refused), started)
         status: int | None = None
         picked: dict[str, str] = {}
         chunks: list[bytes] = []

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class Outcome(StrEnum):
     SUCCEEDED = "succeeded"  # 2xx
     RETRY = "retry"  # this delivery failed for now: 408, 5xx other than 503, no answer at all
-    FAILED = "failed"  # will not get better by resending: 3xx, 4xx other than 408/410/429
+    FAILED = "failed"  # will not get better by resending: 3xx, 4xx other than 408/410/429, a refused address
     OVERLOADED = "overloaded"  # 429/503: the whole endpoint should slow down, not just this delivery
     GONE = "gone"  # 410: the receiver asks us to stop (Standard Webhooks: disable the endpoint)
 
@@ -32,6 +32,10 @@ _DELAY_SECONDS = re.compile(r"-?\d+(?:\.\d+)?")
 def classify(result: HttpResult) -> Outcome:
     status = result.status
     if status is None:
+        if result.error_kind == "forbidden_address":
+            # The address guard refused the target (its name now resolves to a private address): no
+            # retry can change that, so the delivery fails now rather than retrying for the horizon.
+            return Outcome.FAILED
         return Outcome.RETRY  # timeout, refused, reset, DNS: the receiver never answered
     if 200 <= status < 300:
         return Outcome.SUCCEEDED

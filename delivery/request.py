@@ -1,5 +1,5 @@
-"""The headers of an outgoing webhook request, the check of endpoint-supplied extra headers, and
-redaction for attempt records. Pure."""
+"""The headers of an outgoing webhook request, and the check of endpoint-supplied extra headers and of
+the names marked secret. Pure."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ CONTENT_TYPE = "application/json"
 MAX_EXTRA_HEADERS = 20
 MAX_HEADER_NAME = 256
 MAX_HEADER_VALUE = 1024
-REDACTED = "[redacted]"
 
 # Headers an endpoint may not set: the signature and its inputs, what describes the body, and the
 # hop-by-hop and framing headers whose override would break or smuggle the request itself.
@@ -36,11 +35,6 @@ RESERVED_HEADERS = frozenset(
     }
 )
 RESERVED_PREFIXES = ("webhook-", "proxy-")
-# Exact names whose values are credentials, plus fragments that mark one in any other name.
-SENSITIVE_HEADERS = frozenset(
-    {"webhook-signature", "authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
-)
-SENSITIVE_FRAGMENTS = ("secret", "token", "key", "auth", "password", "signature")
 
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # RFC 7230 token
 # Visible ASCII, space and tab; anything else either splits the header (CR, LF, NUL) or is not
@@ -80,14 +74,17 @@ def build_headers(
     return headers
 
 
-def is_sensitive(name: str) -> bool:
-    lowered = name.lower()
-    return lowered in SENSITIVE_HEADERS or any(fragment in lowered for fragment in SENSITIVE_FRAGMENTS)
-
-
-def redact(headers: Mapping[str, str]) -> dict[str, str]:
-    """A copy fit for attempt records and logs: credential-bearing values replaced by "[redacted]"."""
-    return {name: REDACTED if is_sensitive(name) else value for name, value in headers.items()}
+def validate_secret_header_names(names: object) -> tuple[str, ...]:
+    """The header names an endpoint's owner marks secret, lower case and sorted; InvalidInput naming the
+    first problem. A name need not be among the headers yet: the mark holds for whatever value it gets."""
+    if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+        raise InvalidInput("secret_headers", "must be a list of header names")
+    if len(names) > MAX_EXTRA_HEADERS:
+        raise InvalidInput("secret_headers", f"at most {MAX_EXTRA_HEADERS} names are allowed, got {len(names)}")
+    for name in names:
+        if len(name) > MAX_HEADER_NAME or not _TOKEN.fullmatch(name):
+            raise InvalidInput("secret_headers", f"{name[:MAX_HEADER_NAME]!r} is not a valid header name")
+    return tuple(sorted({name.lower() for name in names}))
 
 
 def validate_extra_headers(headers: object) -> dict[str, str]:

@@ -83,21 +83,28 @@ def api_server(settings: Settings, telemetry: Telemetry) -> ApiServer:
 
     config = uvicorn.Config(
         create_app(settings, telemetry), host=settings.host, port=settings.port, loop="uvloop", http="httptools",
-        lifespan="on", log_config=None,
+        lifespan="on", log_config=None, **uvicorn_options(settings),
     )  # fmt: skip
     return ApiServer(config)
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """What uvicorn believes of proxies: X-Forwarded-For/-Proto from HOOKPUMP_TRUSTED_PROXIES only (none
+    unless set; uvicorn alone would trust loopback, or $FORWARDED_ALLOW_IPS)."""
+    return {"proxy_headers": bool(settings.trusted_proxies), "forwarded_allow_ips": list(settings.trusted_proxies)}
+
+
 def worker_metrics_server(settings: Settings, telemetry: Telemetry) -> ApiServer | None:
-    """The worker's own /metrics on HOOKPUMP_WORKER_METRICS_PORT, if set: its delivery metrics live in
-    its process, not the API's."""
+    """The worker's own /metrics on HOOKPUMP_WORKER_METRICS_PORT, if set, of HOOKPUMP_WORKER_METRICS_HOST
+    (loopback by default: it answers without a key): its delivery metrics live in its process, not the
+    API's."""
     if not settings.worker_metrics_port:
         return None
     from service.telemetry import worker_metrics_app
 
     config = uvicorn.Config(
-        worker_metrics_app(telemetry), host=settings.host, port=settings.worker_metrics_port, loop="uvloop",
-        http="httptools", lifespan="off", log_config=None,
+        worker_metrics_app(telemetry), host=settings.worker_metrics_host, port=settings.worker_metrics_port,
+        loop="uvloop", http="httptools", lifespan="off", log_config=None,
     )  # fmt: skip
     return ApiServer(config)
 

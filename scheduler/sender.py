@@ -105,6 +105,7 @@ class Sender:
                     payload_json=delivery.payload_json,
                     secrets=endpoint.secrets,
                     extra_headers=endpoint.headers,
+                    secret_headers=endpoint.secret_headers,
                     # The receiver's span becomes a child of this attempt's, unless the endpoint opted out.
                     traceparent=traceparent_of(span) if span is not None and endpoint.trace_propagation else None,
                     attempt_number=delivery.attempt,

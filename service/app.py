@@ -22,6 +22,7 @@ from service import api_keys, deliveries, endpoints, health, messages, monitorin
 from service.auth import Authenticator
 from service.console import create_console
 from service.context import Context
+from service.guessing import GuessLimiter
 from service.telemetry import ApiTelemetry, metrics
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -114,9 +115,9 @@ def create_app(settings: Settings, telemetry: Telemetry | None = None) -> Starle
             await history.close()
             await store.close()
             raise
+        auth = Authenticator(settings.api_key, store.api_keys, limiter=GuessLimiter(store.auth_failures))
         app.state.context = console.state.context = Context(
-            settings, store, Authenticator(settings.api_key, store.api_keys), jobs, api_telemetry, history,
-            DeliveryLog(store, history),
+            settings, store, auth, jobs, api_telemetry, history, DeliveryLog(store, history),
         )
         try:
             async with api_telemetry.refreshing(store):

@@ -1,6 +1,8 @@
 """/v1/endpoints: create, list, read, update, delete, and rotate an endpoint's signing secret.
 
-Secrets leave the API twice only: in the create answer and in the rotate answer.
+Secrets leave the API twice only: in the create answer and in the rotate answer. Values of credential
+headers (core/credentials.py) never leave it: they read as the redaction marker, which an update may send
+back to keep the stored value.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from core.addresses import check_host, url_target, validate_url
+from core.credentials import REDACTED, is_write_only
 from core.errors import InvalidInput
-from core.models import iso
+from core.models import Endpoint, iso
 from core.settings import Settings
 from core.store import Actor
-from delivery.request import validate_extra_headers
+from delivery.request import validate_extra_headers, validate_secret_header_names
 from delivery.signing import decode_secret, generate_secret
 from service import validation
 from service.auth import ADMIN_ONLY, READING
@@ -32,6 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "max_in_flight": 10,
     "event_types": None,
     "headers": {},
+    "secret_headers": (),
     "description": "",
     "enabled": True,
     "trace_propagation": True,
@@ -51,6 +55,9 @@ async def create_endpoint(request: Request) -> Response:
     secret = checked_secret(body["secret"]) if "secret" in body else generate_secret()
     fields = {**DEFAULTS, **await endpoint_fields(body, ctx.settings)}
     check_rate_range(fields["rate_limit_per_minute"], fields["min_rate_per_minute"])
+    for name, value in fields["headers"].items():
+        if value == REDACTED and is_write_only(name, fields["secret_headers"]):
+            raise _marker_without_value(name)
     endpoint = await ctx.store.endpoints.create(fields, secret)
     logger.info("endpoint created", extra={"endpoint_id": endpoint.id})
     return JSONResponse({**endpoint.to_json(), "secret": secret}, status_code=201,
@@ -86,7 +93,10 @@ async def update_endpoint(request: Request) -> Response:
         raise InvalidInput("secret", f"cannot be changed here; use POST /v1/endpoints/{eid}/secret/rotate")
     validation.known_fields(body, UPDATE_FIELDS)
     fields = await endpoint_fields(body, ctx.settings)
-    before = await ctx.store.endpoints.get(eid) if fields.keys() & {"enabled", *RATE_FIELDS} else None
+    wanted = {"enabled", "headers", "secret_headers", *RATE_FIELDS}
+    before = await ctx.store.endpoints.get(eid) if fields.keys() & wanted else None
+    if before is not None:
+        keep_write_only_values(fields, before)
     if before is not None and fields.keys() & RATE_FIELDS:
         check_rate_range(fields.get("rate_limit_per_minute", before.rate_limit_per_minute),
                          fields.get("min_rate_per_minute", before.min_rate_per_minute))
@@ -128,6 +138,37 @@ async def rotate_secret(request: Request) -> Response:
     return JSONResponse({"secret": secret, "previous_secrets_valid_until": iso(valid_until)})
 
 
+def keep_write_only_values(fields: dict[str, Any], before: Endpoint) -> None:
+    """An update's headers with each write-only value sent back as the redaction marker put back to the
+    stored value (in `fields`). A name may not lose its secret mark while its stored value is kept, as
+    that would show a value hookpump never showed: send a new value with the unmarking."""
+    marks = fields.get("secret_headers", before.secret_headers)
+    stored = {name.lower(): value for name, value in before.headers.items()
+              if is_write_only(name, before.secret_headers)}  # fmt: skip
+    kept: set[str] = set(stored) if "headers" not in fields else set()
+    if "headers" in fields:
+        headers: dict[str, str] = {}
+        for name, value in fields["headers"].items():
+            if value == REDACTED and name.lower() in stored:
+                value = stored[name.lower()]
+                kept.add(name.lower())
+            elif value == REDACTED and is_write_only(name, marks):
+                raise _marker_without_value(name)
+            headers[name] = value
+        fields["headers"] = headers
+    for name in sorted(kept):
+        if not is_write_only(name, marks):
+            raise InvalidInput(
+                "secret_headers",
+                f"{name!r} keeps its stored value, which stays write-only; send a new value for it to unmark it",
+            )
+
+
+def _marker_without_value(name: str) -> InvalidInput:
+    return InvalidInput("headers", f"the value of {name!r} is the redaction marker {REDACTED!r} and there is "
+                                   "no stored value to keep; send the value itself")
+
+
 def check_rate_range(ceiling: int, floor: int) -> None:
     """The adaptive pace moves between the floor and the ceiling, so the floor cannot be above it."""
     if floor > ceiling:
@@ -146,6 +187,8 @@ async def endpoint_fields(body: dict[str, Any], settings: Settings) -> dict[str,
             fields[name] = validation.event_types(value)
         elif name == "headers":
             fields[name] = validate_extra_headers(value)
+        elif name == "secret_headers":
+            fields[name] = validate_secret_header_names(value)
         elif name == "description":
             fields[name] = validation.text(value, name, max_length=MAX_DESCRIPTION)
         elif name in ("enabled", "trace_propagation"):

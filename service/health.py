@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from functools import cache
 from pathlib import Path
@@ -21,6 +22,8 @@ CONTRACT_PLACES = (
     Path(__file__).resolve().parent.parent / "openapi.yaml",
 )
 
+
+logger = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 2.0
 # The history writers normally keep the outbox under a second old; past this the log visibly lags.
@@ -42,8 +45,10 @@ async def readyz(request: Request) -> Response:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             last_run_ms = await ctx.store.pump.last_run_ms()
     except (StoreUnavailable, TimeoutError) as exc:
-        reason = str(exc) or f"no answer within {PROBE_TIMEOUT_SECONDS:g} s"
-        return not_ready(f"Redis is unreachable ({reason}); check HOOKPUMP_REDIS_URL and that Redis is up.")
+        # The probe answers without a key: it names the part, the log carries the error (which can hold
+        # an address).
+        logger.warning("readyz: Redis does not answer: %s", exc or f"no answer within {PROBE_TIMEOUT_SECONDS:g} s")
+        return not_ready("Redis is unreachable; check HOOKPUMP_REDIS_URL and that Redis is up (the log says why).")
     limit = 2 * ctx.settings.pump_interval
     if last_run_ms is None:
         return not_ready("No pump has ever run: start a `hookpump worker` on this Redis.")
@@ -76,7 +81,8 @@ async def history_health(ctx: Context) -> dict[str, Any]:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
             await ctx.history.ping()
     except (HistoryError, TimeoutError) as exc:
-        problems.append(f"the history store does not answer ({exc or 'timeout'})")
+        logger.warning("readyz: the history store does not answer: %s", exc or "timeout")
+        problems.append("the history store does not answer (the log says why)")
     length, oldest = None, None
     try:
         async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):

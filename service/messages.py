@@ -46,6 +46,7 @@ async def _send_message(request: Request, ctx: Context, span: Span | None) -> Re
     # The ingest span's context is stored with the message: each attempt's span links back to it.
     trace = "" if span is None else traceparent_of(span)
     message = new_message(body, "", ctx.settings.max_payload_bytes, trace)
+    await check_fanout(ctx, [message])
     accepted = await ctx.store.messages.ingest([message], idempotency(request, key, body))
     answer = accepted_json(accepted.messages[0])
     _count(ctx, accepted, span)
@@ -75,6 +76,7 @@ async def _send_batch(request: Request, ctx: Context, span: Span | None) -> Resp
     messages = [
         new_message(item, f"messages[{i}].", settings.max_payload_bytes, trace) for i, item in enumerate(items)
     ]
+    await check_fanout(ctx, messages)
     accepted = await ctx.store.messages.ingest(messages, idempotency(request, key, body))
     _count(ctx, accepted, span)
     return _accepted({"messages": [accepted_json(m) for m in accepted.messages]}, accepted)
@@ -118,6 +120,19 @@ def new_message(item: Any, prefix: str, max_payload_bytes: int, trace: str = "")
         raise Problem(413, f"{prefix}payload is {size} bytes as compact JSON; the limit is "
                       f"{max_payload_bytes} bytes per message.")
     return NewMessage(event_type=event_type, payload_json=payload_json, endpoint_ids=endpoint_ids, trace=trace)
+
+
+async def check_fanout(ctx: Context, messages: list[NewMessage]) -> None:
+    """413 before anything is written if the request would create more deliveries than one request may
+    (HOOKPUMP_MAX_DELIVERIES_PER_REQUEST): ingest writes them all in one Lua call, which holds Redis
+    for every other client meanwhile. An endpoint subscribed between this count and the ingest can
+    add its share; the count is of the request as it stands now."""
+    cap = ctx.settings.max_deliveries_per_request
+    count = await ctx.store.messages.fanout_over(messages, cap)
+    if count is not None:
+        raise Problem(413, f"This request would create {count} deliveries (messages x the endpoints each one "
+                           f"goes to); the limit is {cap} per request (HOOKPUMP_MAX_DELIVERIES_PER_REQUEST). "
+                           "Send the messages in smaller batches.")
 
 
 def idempotency(request: Request, key: ApiKey, body: Any) -> Idempotency | None:

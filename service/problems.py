@@ -41,6 +41,7 @@ KINDS: dict[int, tuple[str, str]] = {
     413: ("payload-too-large", "Payload too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
     422: ("invalid-input", "Invalid input"),
+    429: ("too-many-requests", "Too many requests"),
     500: ("internal-error", "Internal error"),
     503: ("store-unavailable", "Service unavailable"),
 }

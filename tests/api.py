@@ -5,7 +5,9 @@ answer against its openapi.yaml schema."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from core.store import Store
 from core.telemetry import Telemetry
 from service.app import create_app
 
-ADMIN_KEY = "test-admin-key"  # tests/conftest.py settings.api_key
+ADMIN_KEY = "test-admin-key-0123456789abcdefghijkl"  # tests/conftest.py settings.api_key (32+ characters)
 ADMIN = {"Authorization": f"Bearer {ADMIN_KEY}"}
 PROBLEM = "application/problem+json"
 CONTRACT = Path(__file__).resolve().parent.parent / "openapi.yaml"
@@ -26,6 +28,28 @@ CONTRACT = Path(__file__).resolve().parent.parent / "openapi.yaml"
 
 def bearer(key: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {key}"}
+
+
+@contextlib.contextmanager
+def serving(settings: Settings) -> Iterator[str]:
+    """The API as `hookpump serve` runs it (hookpump.cli.api_server), over real HTTP on a free loopback
+    port in a thread of its own; its base URL. For the command line and for what uvicorn itself decides
+    (proxy headers, header limits)."""
+    from hookpump.cli import api_server
+    from tests.conftest import free_port
+
+    server = api_server(settings.replace(host="127.0.0.1", port=free_port()), Telemetry.disabled())
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the API did not start"
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
 
 
 @contextlib.asynccontextmanager

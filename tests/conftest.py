@@ -19,6 +19,7 @@ import pytest
 from core.settings import Settings
 from core.store import Store, create_store
 from hookpump.embedded_redis import find_redis_server
+from tests.api import ADMIN_KEY
 
 # The history-store fixtures (a private PostgreSQL database, both backends) and local Redis Clusters.
 pytest_plugins = ["tests.history_db", "tests.redis_cluster"]
@@ -110,7 +111,7 @@ def settings(redis_url: str, database_url: str) -> Settings:
     return Settings(
         redis_url=redis_url,
         database_url=database_url,
-        api_key="test-admin-key",
+        api_key=ADMIN_KEY,
         allow_private_targets=True,
         pump_interval=1.0,
         connect_timeout=1.0,

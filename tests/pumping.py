@@ -18,6 +18,7 @@ from core.store import NewMessage, Store
 from core.telemetry import Telemetry
 from delivery.signing import generate_secret
 from scheduler.worker import run_worker
+from tests.api import ADMIN
 
 
 @contextlib.asynccontextmanager
@@ -102,7 +103,7 @@ async def recorded_send_times(client: Any, eid: str, expected: int, timeout: flo
         while True:
             params = {"limit": 250, **({"cursor": cursor} if cursor else {})}
             response = await client.get(f"/v1/endpoints/{eid}/attempts", params=params,
-                                        headers={"Authorization": "Bearer test-admin-key"})
+                                        headers=ADMIN)
             assert response.status_code == 200, response.text
             body = response.json()
             times += [datetime.datetime.fromisoformat(a["started_at"]).timestamp() for a in body["data"]]

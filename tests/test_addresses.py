@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 import pytest
 
-from core.addresses import check_host, forbidden_reason, url_target, validate_url
+from core.addresses import check_host, forbidden_reason, parse_ip, url_target, validate_url
 from core.errors import ForbiddenTarget, InvalidInput
 
 
@@ -22,6 +23,8 @@ from core.errors import ForbiddenTarget, InvalidInput
         ("192.168.1.1", "private"),
         ("fc00::1", "private"),
         ("fd12:3456::1", "private"),
+        ("fec0::1", "site-local"),
+        ("feff:ffff::1", "site-local"),
         ("169.254.1.1", "link-local"),
         ("fe80::1", "link-local"),
         ("fe80::1%eth0", "link-local"),
@@ -154,3 +157,41 @@ async def test_check_host_reports_unresolvable_name() -> None:
         await check_host("does-not-exist.invalid", 443, allow_private=False)
     assert not isinstance(caught.value, ForbiddenTarget)
     assert "does not resolve" in caught.value.problem
+
+
+@pytest.mark.parametrize(
+    ("host", "address"),
+    [
+        ("2130706433", "127.0.0.1"),  # one 32-bit number
+        ("0177.0.0.1", "127.0.0.1"),  # octal
+        ("127.1", "127.0.0.1"),  # the last part fills the missing bytes
+        ("0x7f.1", "127.0.0.1"),  # hexadecimal
+        ("0x7F000001", "127.0.0.1"),
+        ("0251.0376.0251.0376", "169.254.169.254"),
+        ("10.0x10203", "10.1.2.3"),
+        ("012.1.2.3", "10.1.2.3"),
+        ("0", "0.0.0.0"),
+        ("8.8.8.8", "8.8.8.8"),
+    ],
+)
+def test_the_guard_reads_every_numeric_ipv4_form_itself(host: str, address: str) -> None:
+    assert parse_ip(host) == ipaddress.IPv4Address(address)
+
+
+@pytest.mark.parametrize("host", ["example.com", "08.1.2.3", "256.1", "1.16777216", "1.2.3.4.5", "1..2", "0x1g",
+                                  "1.2.3.", "-1", "+1", "٣.1"])
+def test_names_and_malformed_numbers_are_not_addresses(host: str) -> None:
+    assert parse_ip(host) is None
+
+
+@pytest.mark.parametrize("host", ["2130706433", "0177.0.0.1", "127.1", "0x7f.1", "fec0::1", "[fec0::1]", "feff::1"])
+async def test_check_host_refuses_numeric_forms_and_site_local_without_resolving(
+    host: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_resolver(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("the guard asked the resolver about a literal address")
+
+    monkeypatch.setattr(asyncio.AbstractEventLoop, "getaddrinfo", no_resolver)
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", no_resolver)
+    with pytest.raises(ForbiddenTarget, match=r"loopback|site-local"):
+        await check_host(host, 80, allow_private=False)

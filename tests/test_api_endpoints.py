@@ -44,9 +44,11 @@ async def test_create_keeps_every_given_field(client: httpx.AsyncClient, store: 
         "url": "http://receiver.test:8080/in?x=1", "rate_limit_per_minute": 60000, "max_in_flight": 1000,
         "event_types": ["order.paid", "user:created"], "headers": {"Authorization": "Bearer abc"},
         "description": "orders", "enabled": False, "trace_propagation": False, "secret": secret,
+        "secret_headers": ["x-pin"],
     }
     body = await create_endpoint(client, **fields)
-    assert {k: body[k] for k in fields} == fields
+    # The credential is stored, never echoed (tests/test_header_secrecy.py).
+    assert {k: body[k] for k in fields} == {**fields, "headers": {"Authorization": "[redacted]"}}
     stored = await store.endpoints.get(body["id"])
     assert [s.value for s in stored.secrets] == [secret]
     assert stored.headers == {"Authorization": "Bearer abc"}
@@ -63,7 +65,7 @@ async def test_secret_is_never_shown_again(client: httpx.AsyncClient) -> None:
     for answer in answers:
         assert answer.status_code == 200
         assert "whsec_" not in answer.text
-        assert "secret" not in answer.text
+        assert '"secret"' not in answer.text and '"secrets"' not in answer.text  # (secret_headers is names)
     assert answers[0].json() == {**{k: v for k, v in created.items() if k != "secret"}}
 
 

@@ -113,3 +113,34 @@ async def test_api_keys_page(client: httpx.AsyncClient) -> None:
 def _request_with(key: str) -> Request:
     headers = [(b"authorization", f"Bearer {key}".encode())]
     return Request({"type": "http", "method": "GET", "path": "/", "headers": headers})
+
+
+async def test_the_key_cache_evicts_its_least_recently_used_entry(store: Store) -> None:
+    auth = Authenticator(None, store.api_keys, cache_limit=3, clock=lambda: 1000.0)
+    made = [await store.api_keys.create(f"k{n}", frozenset()) for n in range(3)]
+    for key, plaintext in made:
+        assert (await auth.principal(_request_with(plaintext))).id == key.id
+    for key, _ in made:
+        await store.api_keys.delete(key.id)  # as another process would: from now on only the cache knows them
+    await auth.principal(_request_with(made[0][1]))  # k0 used again: k1 is now the least recently used
+    with pytest.raises(Problem):
+        await auth.principal(_request_with("hp_made-up-key"))  # a fourth entry: k1 goes
+    assert (await auth.principal(_request_with(made[0][1]))).id == made[0][0].id
+    assert (await auth.principal(_request_with(made[2][1]))).id == made[2][0].id
+    with pytest.raises(Problem, match="unknown or was deleted"):
+        await auth.principal(_request_with(made[1][1]))
+
+
+async def test_a_flood_of_made_up_keys_does_not_evict_a_key_in_use(store: Store) -> None:
+    """What is provable: a key used at least once in every (limit - 1) new keys keeps its entry, however
+    many made-up keys arrive (the cache used to be emptied whenever it filled)."""
+    auth = Authenticator(None, store.api_keys, cache_limit=100, clock=lambda: 1000.0)
+    key, plaintext = await store.api_keys.create("hot", frozenset())
+    hot = _request_with(plaintext)
+    assert (await auth.principal(hot)).id == key.id
+    await store.api_keys.delete(key.id)  # only the cache knows it now: an eviction would make it fail
+    for n in range(1000):
+        with pytest.raises(Problem):
+            await auth.principal(_request_with(f"hp_made-up-{n}"))
+        if n % 50 == 49:
+            assert (await auth.principal(hot)).id == key.id, f"evicted after {n + 1} made-up keys"

@@ -54,6 +54,11 @@ def run_hookpump(*args: str, **variables: str) -> subprocess.CompletedProcess[st
         (["worker"], {**SOME_REDIS, "HOOKPUMP_DATABASE_URL": "postgresql://db:port/x"}, "HOOKPUMP_DATABASE_URL"),
         (["worker"], {**SOME_REDIS, "HOOKPUMP_DATABASE_URL": "postgresql://db:5432"}, "HOOKPUMP_DATABASE_URL"),
         (["dev"], {"HOOKPUMP_DATABASE_URL": "sqlite://relative.db"}, "HOOKPUMP_DATABASE_URL"),
+        # A script would fail (or drop the message) after writing with these: refused at start-up.
+        (["serve"], {**SOME_REDIS, "HOOKPUMP_IDEMPOTENCY_TTL": "0"}, "HOOKPUMP_IDEMPOTENCY_TTL"),
+        (["worker"], {**SOME_REDIS, "HOOKPUMP_IDEMPOTENCY_TTL": "0.0001"}, "HOOKPUMP_IDEMPOTENCY_TTL"),
+        (["serve"], {**SOME_REDIS, "HOOKPUMP_RETENTION": "0"}, "HOOKPUMP_RETENTION"),
+        (["serve"], {**SOME_REDIS, "HOOKPUMP_API_KEY": "short-key"}, "HOOKPUMP_API_KEY"),
     ],
 )  # fmt: skip
 def test_a_bad_setting_exits_2_naming_the_variable(

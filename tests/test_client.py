@@ -16,10 +16,10 @@ import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
 
+from core.credentials import REDACTED
 from delivery.attempt import AttemptReport, attempt_delivery
 from delivery.client import RESPONSE_HEADERS, DeliveryClient, HttpResult
 from delivery.outcome import Outcome
-from delivery.request import REDACTED
 from delivery.signing import generate_secret
 
 LIMIT = 1000
@@ -286,10 +286,12 @@ async def test_private_targets_are_refused_at_connect_time(receiver: Receiver, g
     assert receiver.hits["/ok"] == 0
 
 
-async def test_legacy_numeric_ip_does_not_slip_past_the_guard(receiver: Receiver, guarded_send: Any) -> None:
+@pytest.mark.parametrize("host", ["2130706433", "0177.0.0.1", "127.1", "0x7f.1"])
+async def test_legacy_numeric_ip_does_not_slip_past_the_guard(receiver: Receiver, guarded_send: Any, host: str) -> None:
     port = receiver.url.rsplit(":", 1)[1]
-    result = await guarded_send(f"http://2130706433:{port}/ok")  # 127.0.0.1 as one number
-    assert result.status is None and result.error_kind in ("forbidden_address", "other")
+    result = await guarded_send(f"http://{host}:{port}/ok")  # 127.0.0.1 written as inet_aton reads it
+    assert result.status is None and result.error_kind == "forbidden_address"
+    assert "127.0.0.1 is a loopback address" in (result.error_message or "")
     assert receiver.hits["/ok"] == 0
 
 

@@ -133,7 +133,7 @@ def test_docker_compose_accepts_the_file() -> None:
     command = compose_command()
     if command is None:
         pytest.skip("neither the docker compose plugin nor docker-compose is installed")
-    env = {**os.environ, "HOOKPUMP_API_KEY": "stand-in"}
+    env = {**os.environ, "HOOKPUMP_API_KEY": "stand-in-key-0123456789abcdefghij"}
     result = subprocess.run(
         [*command, "-f", str(COMPOSE_FILE), "config", "-q"],
         capture_output=True,

@@ -15,7 +15,7 @@ import pytest
 from core.settings import Settings
 from core.store import Completion, Store
 from service.console.render import CSP
-from service.console.session import FAILED_SIGN_IN_LIMIT
+from service.guessing import GUESS_LIMIT
 from tests.api import ADMIN, ADMIN_KEY, api_client, snapshot
 from tests.console import SAME_ORIGIN, csrf_token, row_ids, sign_in
 from tests.history_db import caught_up
@@ -97,7 +97,7 @@ async def test_a_send_key_or_a_wrong_key_cannot_sign_in(client: httpx.AsyncClien
 
 
 async def test_sign_in_failures_are_limited_per_address(client: httpx.AsyncClient, store: Store) -> None:
-    for _ in range(FAILED_SIGN_IN_LIMIT):
+    for _ in range(GUESS_LIMIT):
         assert (await client.post("/ui/login", data={"key": "wrong"}, headers=SAME_ORIGIN)).status_code == 401
     refused = await client.post("/ui/login", data={"key": ADMIN_KEY}, headers=SAME_ORIGIN)
     assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0

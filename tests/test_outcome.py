@@ -41,7 +41,7 @@ NOW = 1_700_000_000.0
         (None, "dns", Outcome.RETRY),
         (None, "reset", Outcome.RETRY),
         (None, "protocol", Outcome.RETRY),
-        (None, "forbidden_address", Outcome.RETRY),
+        (None, "forbidden_address", Outcome.FAILED),
         (None, "other", Outcome.RETRY),
     ],
 )

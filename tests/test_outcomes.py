@@ -12,6 +12,7 @@ from core.history import create_history_store
 from core.settings import Settings
 from core.store import NewMessage, Store
 from delivery.signing import generate_secret
+from tests.api import ADMIN, api_client
 from tests.history_db import caught_up
 from tests.pumping import delivery, make_endpoint, running_worker, send, statuses
 from tests.receiver import Receiver, Reply, always
@@ -167,15 +168,28 @@ async def test_signatures_verify_with_the_standardwebhooks_package(store: Store,
         await receiver.stop()
 
 
-async def test_private_addresses_are_refused_at_connect_time(store: Store, settings: Settings) -> None:
-    """The endpoint was accepted (e.g. its name resolved elsewhere then); sending re-checks the address."""
+@pytest.mark.parametrize("host", ["localhost", "0x7f.1", "2130706433"])
+async def test_a_target_refused_at_connect_time_fails_at_once_with_the_reason(
+    store: Store, settings: Settings, host: str
+) -> None:
+    """The endpoint was accepted (its name resolved elsewhere then, or private targets were on); sending
+    re-checks the address, and a refused one is final: no retry can change it. The numeric forms are
+    read by the guard itself, not left to the resolver."""
     receiver = await Receiver().start()
     try:
-        eid = await make_endpoint(store, receiver.url().replace("127.0.0.1", "localhost"))
+        eid = await make_endpoint(store, receiver.url().replace("127.0.0.1", host))
         [did] = await send(store, 1, endpoint_ids=[eid])
         async with running_worker(settings.replace(allow_private_targets=False)):
             record = await wait_status(store, settings, did, {"retrying", "failed"})
-        assert receiver.received == []
-        assert "forbidden_address" in record["last_error"]
+        await caught_up(store, settings)
+        async with api_client(settings) as client:
+            detail = (await client.get(f"/v1/deliveries/{did}", headers=ADMIN)).json()
     finally:
         await receiver.stop()
+    assert receiver.received == []
+    assert record["status"] == "failed" and record["attempts"] == "1", record
+    assert "forbidden_address" in record["last_error"] and "loopback" in record["last_error"]
+    [attempt] = detail["attempts"]
+    assert attempt["outcome"] == "failed"
+    assert attempt["error"]["kind"] == "forbidden_address"
+    assert "127.0.0.1 is a loopback address" in attempt["error"]["message"]

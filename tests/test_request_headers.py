@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from core.credentials import REDACTED, redact
 from core.errors import InvalidInput
-from delivery.request import REDACTED, build_headers, redact, validate_extra_headers
+from delivery.request import build_headers, validate_extra_headers
 from delivery.signing import generate_secret
 
 SECRET = generate_secret()

@@ -146,6 +146,8 @@ def test_otlp_export_is_set_up_from_the_environment(monkeypatch: pytest.MonkeyPa
     [
         ({"HOOKPUMP_METRICS_OPEN": "yes"}, "metrics_open", True),
         ({"HOOKPUMP_WORKER_METRICS_PORT": "9464"}, "worker_metrics_port", 9464),
+        ({"HOOKPUMP_WORKER_METRICS_HOST": "0.0.0.0"}, "worker_metrics_host", "0.0.0.0"),
+        ({"HOOKPUMP_HOST": "0.0.0.0"}, "worker_metrics_host", "127.0.0.1"),
         ({"HOOKPUMP_METRICS_ENDPOINTS": "ep_01hz0000000000000000000000, ep_01hz0000000000000000000001"},
          "metrics_endpoints", ("ep_01hz0000000000000000000000", "ep_01hz0000000000000000000001")),
         ({}, "metrics_endpoints", ()),
@@ -191,3 +193,15 @@ def test_log_lines_carry_the_current_spans_ids() -> None:
     assert inside["trace_id"] == f"{ids.trace_id:032x}" and inside["span_id"] == f"{ids.span_id:016x}"
     assert inside["delivery_id"] == "dlv_1" and inside["message"] == "inside a span"
     assert "trace_id" not in outside and "span_id" not in outside
+
+
+def test_the_workers_metrics_listen_on_loopback_whatever_address_the_api_uses() -> None:
+    """The worker's /metrics answers without a key: it binds its own setting, not HOOKPUMP_HOST."""
+    from core.telemetry import Telemetry
+    from hookpump.cli import worker_metrics_server
+
+    settings = Settings.from_env({"HOOKPUMP_HOST": "0.0.0.0", "HOOKPUMP_WORKER_METRICS_PORT": "9464"})
+    server = worker_metrics_server(settings, Telemetry.disabled())
+    assert server is not None and (server.config.host, server.config.port) == ("127.0.0.1", 9464)
+    opened = worker_metrics_server(settings.replace(worker_metrics_host="0.0.0.0"), Telemetry.disabled())
+    assert opened is not None and opened.config.host == "0.0.0.0"

