@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.durability import Durability, parse_durability
 from core.errors import ConfigError
 
 PREFIX = "HOOKPUMP_"
@@ -75,6 +76,11 @@ class Settings:
     metrics_endpoints: tuple[str, ...] = ()
     # `hookpump worker` serves its own /metrics on this port (0: not served).
     worker_metrics_port: int = 0
+    # What a 202 promises about a machine crash (core/durability.py); production should say strict.
+    durability: Durability = Durability.FAST
+    # Check at start-up (CONFIG GET) that Redis keeps that promise; off for a Redis whose provider
+    # disables CONFIG, where the operator vouches for its settings instead.
+    durability_check: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -217,4 +223,6 @@ VARIABLES: dict[str, Callable[[str], Any]] = {
     "metrics_open": _bool,
     "metrics_endpoints": _endpoint_ids,
     "worker_metrics_port": int,
+    "durability": parse_durability,
+    "durability_check": _bool,
 }
