@@ -1,8 +1,10 @@
 """Ingest: `POST /v1/messages` (one message per request, many concurrent clients) and
 `POST /v1/messages/batch` (100 per request) against the real API (`python -m hookpump serve`, one uvicorn
-process, uvloop + httptools, a private redis-server with AOF everysec, one endpoint so each message fans
-out to one delivery); beside each, in the same run, a hello-world Starlette route on the same server
-settings receiving the same requests (`hello_app` below): the ceiling of the HTTP stack alone.
+process, uvloop + httptools, a private redis-server, one endpoint so each message fans out to one
+delivery); beside each, in the same run, a hello-world Starlette route on the same server settings
+receiving the same requests (`hello_app` below): the ceiling of the HTTP stack alone. Each
+HOOKPUMP_DURABILITY of `--durability` gets its own Redis (fast: AOF everysec, strict: AOF always) and
+API; the later ones stand beside the first, so the cost of strict is the ratio strict / fast.
 
     python -m bench.ingest --seconds 8 --concurrency 64 --batch-size 100 --batch-concurrency 8
 
@@ -45,6 +47,7 @@ from bench.processes import (
     start_uvicorn,
     stop,
 )
+from core.durability import Durability, parse_durability
 
 API_KEY = "bench-admin-key-0123456789abcdef"
 MESSAGE = {
@@ -183,73 +186,103 @@ def row(figure: str, hp: Load, ref: Load, per_request: int) -> Row:
     )
 
 
+def measure(client: str, url: str, body: bytes, concurrency: int, seconds: float, tmp: Path) -> Load:
+    if client == "wrk":
+        return wrk_load(url, body, concurrency, seconds, tmp)
+    return asyncio.run(load(url, body, concurrency, seconds))
+
+
 def run(
-    seconds: float = 8.0, concurrency: int = 64, batch_size: int = 100, batch_concurrency: int = 8, client: str = "auto"
+    seconds: float = 8.0,
+    concurrency: int = 64,
+    batch_size: int = 100,
+    batch_concurrency: int = 8,
+    client: str = "auto",
+    durabilities: tuple[Durability, ...] = (Durability.FAST, Durability.STRICT),
 ) -> Result:
     started = time.monotonic()
     if client == "auto":
         client = "wrk" if shutil.which("wrk") else "aiohttp"
     command = (
         f"python -m bench.ingest --seconds {seconds:g} --concurrency {concurrency} "
-        f"--batch-size {batch_size} --batch-concurrency {batch_concurrency} --client {client}"
+        f"--batch-size {batch_size} --batch-concurrency {batch_concurrency} --client {client} "
+        f"--durability {','.join(durabilities)}"
     )
     result = Result("Ingest: POST /v1/messages and /v1/messages/batch", command)
     single = json.dumps(MESSAGE).encode()
     batch = json.dumps({"messages": [MESSAGE] * batch_size}).encode()
+    figures = (  # name, path, body, concurrent clients, messages per request
+        ("single", "/v1/messages", single, concurrency, 1),
+        ("sequential", "/v1/messages", single, 1, 1),
+        ("batch", "/v1/messages/batch", batch, batch_concurrency, batch_size),
+    )
+    loads: dict[str, Load] = {}
+    stored: dict[Durability, int] = {}
+    # Redis's files go to the temporary directory: on this machine an ext4 disk, so an fsync is real.
     with tempfile.TemporaryDirectory(prefix="hookpump-bench-") as tmp:
-        redis_port, api_port, hello_port = free_port(), free_port(), free_port()
-        redis = start_redis(Path(tmp), redis_port, appendonly=True)
-        redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        env = hookpump_env(redis_url, api_key=API_KEY, port=str(api_port), allow_private_targets="true")
-        api = start_hookpump("serve", env, port=api_port)
+        hello_port = free_port()
         reference = start_uvicorn("bench.ingest:hello_app", hello_port)
         try:
-            hp_api, hello_api = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{hello_port}"
-            asyncio.run(create_endpoint(hp_api))
-            loads: dict[str, Load] = {}
-            for name, path, body, conc in (
-                ("single", "/v1/messages", single, concurrency),
-                ("batch", "/v1/messages/batch", batch, batch_concurrency),
-            ):
-                print(f"ingest: {name} ...", file=sys.stderr)
-                for who, api_url in (("hp", hp_api), ("ref", hello_api)):
-                    if client == "wrk":
-                        loads[f"{who} {name}"] = wrk_load(api_url + path, body, conc, seconds, Path(tmp))
-                    else:
-                        loads[f"{who} {name}"] = asyncio.run(load(api_url + path, body, conc, seconds))
-            stored = asyncio.run(pending_deliveries(redis_url))
+            for name, path, body, conc, _ in figures:
+                print(f"ingest: reference {name} ...", file=sys.stderr)
+                hello = f"http://127.0.0.1:{hello_port}{path}"
+                loads[f"ref {name}"] = measure(client, hello, body, conc, seconds, Path(tmp))
         finally:
-            stop(api)
             stop(reference)
-            stop(redis)
-    result.rows.append(
-        row(
-            f"`POST /v1/messages`, {concurrency} concurrent clients, vs hello-world Starlette route",
-            loads["hp single"],
-            loads["ref single"],
-            1,
+        for durability in durabilities:
+            directory = Path(tmp) / durability
+            directory.mkdir()
+            redis_port, api_port = free_port(), free_port()
+            redis = start_redis(directory, redis_port, durability=durability)
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
+            env = hookpump_env(
+                redis_url, api_key=API_KEY, port=str(api_port), allow_private_targets="true", durability=durability
+            )
+            api = start_hookpump("serve", env, port=api_port)
+            try:
+                hp_api = f"http://127.0.0.1:{api_port}"
+                asyncio.run(create_endpoint(hp_api))
+                for name, path, body, conc, _ in figures:
+                    print(f"ingest: {durability} {name} ...", file=sys.stderr)
+                    loads[f"{durability} {name}"] = measure(client, hp_api + path, body, conc, seconds, Path(tmp))
+                stored[durability] = asyncio.run(pending_deliveries(redis_url))
+            finally:
+                stop(api)
+                stop(redis)
+    labels = {
+        "single": f"`POST /v1/messages`, {concurrency} concurrent clients",
+        "sequential": "`POST /v1/messages`, 1 client, one request after another",
+        "batch": f"`POST /v1/messages/batch`, {batch_size} per request, {batch_concurrency} concurrent clients",
+    }
+    first = durabilities[0]
+    for name, _, _, _, per_request in figures:
+        result.rows.append(
+            row(f"{labels[name]}, HOOKPUMP_DURABILITY={first}, vs hello-world Starlette route given the same body",
+                loads[f"{first} {name}"], loads[f"ref {name}"], per_request)
+        )  # fmt: skip
+        for durability in durabilities[1:]:
+            result.rows.append(
+                row(f"{labels[name]}, HOOKPUMP_DURABILITY={durability} vs {first} (same run)",
+                    loads[f"{durability} {name}"], loads[f"{first} {name}"], per_request)
+            )  # fmt: skip
+    for durability in durabilities:
+        hp = {name: loads[f"{durability} {name}"] for name, *_ in figures}
+        sent = hp["single"].accepted + hp["sequential"].accepted + hp["batch"].accepted * batch_size
+        # A load generator stopped mid-request leaves up to `concurrency` requests that the API still accepts.
+        unanswered = 3 * (concurrency + 1 + batch_concurrency * batch_size)
+        consistent = sent <= stored[durability] <= sent + unanswered
+        single_rate, batch_rate = hp["single"].requests_per_s, hp["batch"].requests_per_s * batch_size
+        result.notes.append(
+            f"{durability}: issue targets single >= 4,000 msg/s ({'met' if single_rate >= 4000 else 'NOT met'}), "
+            f"batch >= 30,000 msg/s ({'met' if batch_rate >= 30000 else 'NOT met'}); {sent:,} messages answered "
+            f"202, {stored[durability]:,} pending deliveries found in Redis afterwards "
+            + ("(consistent)" if consistent else "(MISMATCH: a 202 without its delivery)")
         )
-    )
-    result.rows.append(
-        row(
-            f"`POST /v1/messages/batch`, {batch_size} per request, {batch_concurrency} concurrent "
-            "clients, vs hello-world route given the same body",
-            loads["hp batch"],
-            loads["ref batch"],
-            batch_size,
-        )
-    )
-    sent = loads["hp single"].accepted + loads["hp batch"].accepted * batch_size
-    # A load generator stopped mid-request leaves up to `concurrency` requests that the API still accepts.
-    unanswered = 2 * (concurrency + batch_concurrency * batch_size)
     errors = {name: lo.errors for name, lo in loads.items() if lo.errors}
-    single_rate = loads["hp single"].requests_per_s
-    batch_rate = loads["hp batch"].requests_per_s * batch_size
     result.notes += [
-        f"issue targets: single >= 4,000 msg/s ({'met' if single_rate >= 4000 else 'NOT met'}), "
-        f"batch >= 30,000 msg/s ({'met' if batch_rate >= 30000 else 'NOT met'})",
-        f"{sent:,} messages answered 202 in all; {stored:,} pending deliveries found in Redis afterwards"
-        + (" (consistent)" if sent <= stored <= sent + unanswered else " (MISMATCH: a 202 without its delivery)"),
+        "fast: Redis appendfsync everysec; strict: appendfsync always (Redis fsyncs once per event-loop "
+        "iteration for every client served in it, so concurrent requests share an fsync); Redis's files on "
+        "the machine's disk (ext4), not tmpfs",
         f"non-202 answers or failed requests: {errors or 'none'}",
         f"load generator: {client}" + (" (one thread)" if client == "wrk" else " in the benchmark's process"),
         "payload ~500 B JSON; the hello-world route reads the body and answers a small JSON 202 without parsing it; "
@@ -266,8 +299,12 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--batch-concurrency", type=int, default=8)
     parser.add_argument("--client", choices=["auto", "wrk", "aiohttp"], default="auto", help="auto: wrk if installed")
+    parser.add_argument(
+        "--durability", default="fast,strict", help="HOOKPUMP_DURABILITY values, comma-separated; the first is the base"
+    )
     args = parser.parse_args()
-    result = run(args.seconds, args.concurrency, args.batch_size, args.batch_concurrency, args.client)
+    durabilities = tuple(parse_durability(value) for value in args.durability.split(","))
+    result = run(args.seconds, args.concurrency, args.batch_size, args.batch_concurrency, args.client, durabilities)
     print(f"machine: {machine_facts()}\n")
     print(result.markdown())
 

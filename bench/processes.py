@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 import uvloop
 
+from core.durability import Durability, redis_server_arguments
 from hookpump.embedded_redis import find_redis_server
 
 PYTHON = sys.executable
@@ -50,7 +51,12 @@ def wait_for_port(port: int, timeout: float = 10) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
 
 
-def start_redis(directory: Path, port: int, *, appendonly: bool = True) -> subprocess.Popen[bytes]:
+def start_redis(
+    directory: Path, port: int, *, appendonly: bool = True, durability: Durability = Durability.FAST
+) -> subprocess.Popen[bytes]:
+    """A private redis-server; with `appendonly`, fsynced as hookpump's `durability` asks (fast:
+    everysec, strict: always), in `directory` (which must be on a real disk for strict to cost)."""
+    persistence = redis_server_arguments(durability) if appendonly else ["--appendonly", "no"]
     process = subprocess.Popen(
         [
             find_redis_server(),
@@ -62,10 +68,7 @@ def start_redis(directory: Path, port: int, *, appendonly: bool = True) -> subpr
             "",
             "--dir",
             str(directory),
-            "--appendonly",
-            "yes" if appendonly else "no",
-            "--appendfsync",
-            "everysec",
+            *persistence,
             "--maxmemory-policy",
             "noeviction",
             "--loglevel",

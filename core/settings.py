@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from core.durability import Durability, parse_durability
 from core.errors import ConfigError
 
 PREFIX = "HOOKPUMP_"
@@ -95,6 +96,11 @@ class Settings:
     # The address people reach hookpump at; an https one marks the console cookie Secure even when a
     # proxy that ends TLS is not trusted to say so.
     public_url: str | None = None
+    # What a 202 promises about a machine crash (core/durability.py); production should say strict.
+    durability: Durability = Durability.FAST
+    # Check at start-up (CONFIG GET) that Redis keeps that promise; off for a Redis whose provider
+    # disables CONFIG, where the operator vouches for its settings instead.
+    durability_check: bool = True
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -297,4 +303,6 @@ VARIABLES: dict[str, Callable[[str], Any]] = {
     "worker_metrics_host": str,
     "trusted_proxies": _proxies,
     "public_url": str,
+    "durability": parse_durability,
+    "durability_check": _bool,
 }

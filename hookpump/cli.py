@@ -179,12 +179,20 @@ def require_redis_url(settings: Settings, command: str) -> None:
         )
 
 
+async def check_durability(settings: Settings) -> None:
+    """Refuse to start when HOOKPUMP_DURABILITY=strict and Redis does not fsync every write."""
+    from core.store.durability import check_durability as check  # loads redis-py: only for server commands
+
+    await check(settings)
+
+
 def command_serve(settings: Settings) -> int:
     require_redis_url(settings, "serve")
     configure_logging(settings)
     telemetry = create_telemetry(settings, "hookpump-api", prometheus=True)
 
     async def main() -> int:
+        await check_durability(settings)
         return await run_parts(Shutdown(), api=api_server(settings, telemetry))
 
     try:
@@ -200,6 +208,7 @@ def command_worker(settings: Settings) -> int:
     from scheduler.worker import run_worker
 
     async def main() -> int:
+        await check_durability(settings)
         shutdown = Shutdown()
         return await run_parts(
             shutdown,
@@ -220,7 +229,7 @@ def command_dev(environ: Mapping[str, str]) -> int:
 
     # Whatever ends this block, the embedded Redis is stopped last, after the worker has finished
     # its in-flight deliveries.
-    with EmbeddedRedis() as embedded:
+    with EmbeddedRedis(durability=settings.durability) as embedded:
         if settings.redis_url is None:
             settings = settings.replace(redis_url=embedded.start(settings.data_dir))
         if settings.api_key is None:
@@ -230,6 +239,7 @@ def command_dev(environ: Mapping[str, str]) -> int:
         telemetry = create_telemetry(settings, "hookpump", prometheus=True)
 
         async def main() -> int:
+            await check_durability(settings)
             shutdown = Shutdown()
             return await run_parts(
                 shutdown, api=api_server(settings, telemetry),

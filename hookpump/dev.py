@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from core.durability import Durability
 from core.history import default_sqlite_path
 from core.settings import PREFIX, Settings
 from hookpump.embedded_redis import EmbeddedRedis
 
 # Defaults for a laptop; a HOOKPUMP_* variable that is set still wins. Receivers there are on
-# loopback, which production refuses to deliver to.
-DEV_DEFAULTS: dict[str, Any] = {"allow_private_targets": True, "log_format": "text"}
+# loopback, which production refuses to deliver to; a laptop's messages are not worth an fsync each.
+DEV_DEFAULTS: dict[str, Any] = {"allow_private_targets": True, "log_format": "text", "durability": Durability.FAST}
 ADMIN_KEY_FILE = "admin-key"
 
 

@@ -1,4 +1,5 @@
-"""The Redis that `hookpump dev` runs for itself: a child redis-server with append-only persistence.
+"""The Redis that `hookpump dev` runs for itself: a child redis-server with append-only persistence,
+fsynced as HOOKPUMP_DURABILITY asks (core/durability.py; dev's default is fast).
 
 Its files live in `<data_dir>/redis/`, so data survives a restart; it listens on a free 127.0.0.1 port
 and stops when hookpump does.
@@ -20,6 +21,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
+from core.durability import Durability, redis_server_arguments
 from core.errors import HookpumpError
 
 logger = logging.getLogger(__name__)
@@ -83,8 +85,11 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
 class EmbeddedRedis:
     """A child redis-server; `with EmbeddedRedis() as redis: url = redis.start(data_dir)` stops it on exit."""
 
-    def __init__(self, binary: str | None = None, start_timeout: float = START_TIMEOUT) -> None:
+    def __init__(
+        self, binary: str | None = None, start_timeout: float = START_TIMEOUT, durability: Durability = Durability.FAST
+    ) -> None:
         self.binary = binary
+        self.durability = durability
         self.start_timeout = start_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self.url: str | None = None
@@ -130,8 +135,7 @@ class EmbeddedRedis:
         args = [
             binary, "--bind", "127.0.0.1", "--port", str(port), "--dir", str(directory), "--daemonize", "no",
             "--pidfile", str(directory / "redis.pid"), "--logfile", str(directory / "redis.log"),
-            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--maxmemory-policy", "noeviction",
+            *redis_server_arguments(self.durability), "--save", "", "--maxmemory-policy", "noeviction",
         ]  # fmt: skip
         with open(directory / "redis.log", "ab") as log:
             # Start-up errors go to stderr before redis opens its logfile; both land in the same file.
