@@ -19,9 +19,14 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.wordpress_site import HookpumpDev, Receiver, WordPressSite, eventually, require_the_parts
+from tests.wordpress_site import HookpumpDev, HungServer, Receiver, WordPressSite, eventually, require_the_parts
 
 pytestmark = pytest.mark.slow
+
+# The plugin's send timeout (Hookpump_Client::DEFAULT_TIMEOUT), and how far past one timeout a request
+# that meets a hung hookpump may run (WordPress's own work for the request, on a busy machine).
+SEND_TIMEOUT = 2.0
+ONE_TIMEOUT_TOLERANCE = 1.5
 
 
 # --- the world: site, hookpump, receiver ------------------------------------------------------------
@@ -210,16 +215,58 @@ def test_the_next_successful_send_also_sends_what_waits(world: World) -> None:
     world.hookpump.stop()
     waiting = world.site.php("publish_post", title="Waiting").result
     world.hookpump.start()
+    world.site.php("forget_unreachable")  # the minute in which events go straight to the outbox is over
     before = len(world.receiver.on("/hook"))
     arriving = world.site.php("publish_post", title="Arriving").result
-    assert waiting["outbox"][0]["event_type"] == "post.published"
-    # The harness reads the table while the request runs; the waiting row goes at its end (shutdown).
-    assert arriving["outbox"] == waiting["outbox"]
-    assert world.site.php("outbox").result["outbox"] == []
+    [kept] = waiting["outbox"]
+    assert kept["event_type"] == "post.published"
+    assert json.loads(kept["message"])["payload"]["data"]["id"] == waiting["post_id"]
+    # The harness reads the table at the very end of the request: the waiting row went with it.
+    assert arriving["outbox"] == []
     eventually(lambda: len(world.receiver.on("/hook")) >= before + 2, what="both posts at the receiver")
     time.sleep(2)
     ids = [json.loads(hit.body)["data"]["id"] for hit in world.receiver.on("/hook")[before:]]
     assert sorted(ids) == sorted([waiting["post_id"], arriving["post_id"]])
+
+
+def test_with_hookpump_hung_a_request_publishing_five_posts_pays_one_timeout_and_loses_nothing(
+    world: World,
+) -> None:
+    hung = HungServer()
+    world.site.php("configure", hookpump_url=hung.url)
+    before = len(world.receiver.on("/hook"))
+    try:
+        started = time.monotonic()
+        run = world.site.php("publish_posts", title="Hung", n=5).result
+        wall = time.monotonic() - started
+        # One timeout (SEND_TIMEOUT) and the rest straight to the outbox; five timeouts would be 10 s.
+        # "work" is the request from WordPress loaded to its end; "elapsed" adds PHP's start and
+        # WordPress's load, which a busy machine stretches.
+        assert SEND_TIMEOUT - 0.2 <= run["work"] <= SEND_TIMEOUT + ONE_TIMEOUT_TOLERANCE, run
+        assert run["elapsed"] <= SEND_TIMEOUT + 2 * ONE_TIMEOUT_TOLERANCE, run
+        assert wall <= SEND_TIMEOUT + 2 * ONE_TIMEOUT_TOLERANCE + 1
+        assert hung.accepted == 1
+        ids = [json.loads(row["message"])["payload"]["data"]["id"] for row in run["outbox"]]
+        assert ids == run["post_ids"] and len(ids) == 5
+
+        # The next request within the minute does not wait on hookpump at all.
+        again = world.site.php("publish_post", title="Hung again").result
+        assert again["work"] < SEND_TIMEOUT / 2
+        assert hung.accepted == 1
+        assert len(again["outbox"]) == 6
+    finally:
+        world.site.php("configure", hookpump_url=world.hookpump.url)
+        hung.close()
+
+    # hookpump answers again: WP-Cron's flush sends all six, each once.
+    flushed = world.site.php("run_cron").result
+    assert flushed["outbox"] == []
+    expected = sorted([*run["post_ids"], again["post_id"]])
+    eventually(lambda: len(world.receiver.on("/hook")) >= before + 6, what="the six kept posts at the receiver")
+    world.site.php("run_cron")
+    time.sleep(3)  # time for a duplicate to arrive, if there were one
+    delivered = [json.loads(hit.body)["data"]["id"] for hit in world.receiver.on("/hook")[before:]]
+    assert sorted(delivered) == expected
 
 
 def test_the_wp_cli_commands_send_report_and_flush(world: World) -> None:

@@ -31,6 +31,23 @@ function harness_result( $value ) {
 	echo "\n@@HARNESS@@" . json_encode( $value ) . "\n";
 }
 
+/**
+ * Reports at the very end of the request, after the plugin's own end-of-request work (WordPress's
+ * `shutdown` action runs from a shutdown function registered before this one): the outbox as the
+ * request leaves it, and the seconds the whole request took.
+ */
+function harness_result_at_end( array $value ) {
+	register_shutdown_function(
+		static function () use ( $value ) {
+			$value['outbox']  = harness_outbox();
+			$value['elapsed'] = microtime( true ) - $_SERVER['REQUEST_TIME_FLOAT'];
+			// The request's own work: from WordPress loaded to the end of its shutdown.
+			$value['work'] = microtime( true ) - $GLOBALS['harness_loaded'];
+			harness_result( $value );
+		}
+	);
+}
+
 function harness_outbox() {
 	global $wpdb;
 	return $wpdb->get_results( 'SELECT id, idempotency_key, event_type, message, status, attempts FROM ' . Hookpump_Outbox::table() . ' ORDER BY id', ARRAY_A );
@@ -65,6 +82,7 @@ if ( 'install' === $harness_action ) {
 	define( 'WP_INSTALLING', true );
 }
 require ABSPATH . 'wp-load.php';
+$harness_loaded = microtime( true );
 
 switch ( $harness_action ) {
 	case 'install':
@@ -127,14 +145,37 @@ switch ( $harness_action ) {
 			),
 			true
 		);
-		harness_result( array( 'post_id' => $post_id, 'outbox' => harness_outbox() ) );
+		harness_result_at_end( array( 'post_id' => $post_id ) );
+		break;
+
+	case 'publish_posts':
+		// A bulk action: several posts published in one request.
+		$harness_ids = array();
+		for ( $harness_n = 1; $harness_n <= (int) $harness_input['n']; $harness_n++ ) {
+			$harness_ids[] = wp_insert_post(
+				array(
+					'post_title'   => $harness_input['title'] . ' ' . $harness_n,
+					'post_content' => 'One of several.',
+					'post_status'  => 'publish',
+					'post_author'  => 1,
+				),
+				true
+			);
+		}
+		harness_result_at_end( array( 'post_ids' => $harness_ids ) );
+		break;
+
+	case 'forget_unreachable':
+		// As if the minute after a timeout had passed.
+		delete_transient( Hookpump_Sender::UNREACHABLE_MARK );
+		harness_result( true );
 		break;
 
 	case 'republish':
 		// The same transition hook fired again for the same post (a plugin calling wp_publish_post twice, a double submit).
 		$post = get_post( (int) $harness_input['post_id'] );
 		do_action( 'transition_post_status', 'publish', 'draft', $post );
-		harness_result( array( 'outbox' => harness_outbox() ) );
+		harness_result_at_end( array() );
 		break;
 
 	case 'comment':
@@ -203,12 +244,12 @@ switch ( $harness_action ) {
 	case 'order_status_changed':
 		// What WooCommerce fires when an order moves from one status to another.
 		do_action( 'woocommerce_order_status_changed', (int) $harness_input['order_id'], $harness_input['from'], $harness_input['to'], null );
-		harness_result( array( 'outbox' => harness_outbox() ) );
+		harness_result_at_end( array() );
 		break;
 
 	case 'ping':
 		do_action( 'harness_ping', (int) $harness_input['n'] );
-		harness_result( array( 'outbox' => harness_outbox() ) );
+		harness_result_at_end( array() );
 		break;
 
 	case 'uninstall':

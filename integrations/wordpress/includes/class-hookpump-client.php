@@ -14,8 +14,11 @@ defined( 'ABSPATH' ) || exit;
  */
 final class Hookpump_Client {
 
-	/** Seconds to wait for hookpump: short, so a page that publishes a post is never held up long. */
-	const DEFAULT_TIMEOUT = 3;
+	/**
+	 * Seconds to wait for hookpump: short, since a request pays it at most once (then hookpump is
+	 * left alone for a minute, Hookpump_Sender::UNREACHABLE_SECONDS).
+	 */
+	const DEFAULT_TIMEOUT = 2;
 
 	/**
 	 * Constructor.

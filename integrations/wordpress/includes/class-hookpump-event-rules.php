@@ -83,7 +83,8 @@ final class Hookpump_Event_Rules {
 			'site' => home_url(),
 			'data' => $data,
 		);
-		hookpump_send( (string) $event['event_type'], $payload, array( 'object' => $object ) );
+		// Sent at the end of the request: nothing here waits on the message id.
+		Hookpump_Sender::send_later( (string) $event['event_type'], $payload, array( 'object' => $object ) );
 	}
 
 	/**
