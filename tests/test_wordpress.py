@@ -7,6 +7,7 @@ Without php, WordPress or MariaDB they are skipped, loudly; under CI=true that i
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -406,6 +407,75 @@ def test_the_settings_page_tests_the_connection_and_never_shows_a_key(world: Wor
     assert "Send key: hookpump answered 401." in page
     assert "hp_wrong_key_for_test" not in page
     world.site.php("configure", hookpump_send_key=world.send_key)
+
+
+def press_test_connection(world: World) -> str:
+    """Presses Test connection and returns the settings page it comes back to."""
+    page = world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+    form = next(f["fields"] for f in forms_of(page) if f["fields"].get("action") == "hookpump_test_connection")
+    world.site.request("wp-admin/admin-post.php", post=form)
+    return world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+
+
+def notices(page: str) -> list[str]:
+    return [html.unescape(text) for text in re.findall(r'<div class="notice notice-\w+"><p>(.*?)</p></div>', page)]
+
+
+def test_connection_refuses_a_url_ending_in_v1(world: World) -> None:
+    world.site.php("configure", hookpump_url=world.hookpump.url + "/v1")
+    try:
+        shown = notices(press_test_connection(world))
+    finally:
+        world.site.php("configure", hookpump_url=world.hookpump.url)
+    assert shown == [
+        "The hookpump URL ends in /v1: enter hookpump's own URL (e.g. https://hooks.example.com); "
+        "the plugin adds /v1 itself."
+    ]
+
+
+def test_a_server_that_answers_200_but_is_not_hookpump_is_refused_and_loses_no_event(world: World) -> None:
+    impostor = Receiver(get_body=b"<html>It works!</html>")
+    impostor.start()
+    world.site.php("configure", hookpump_url=impostor.url("").rstrip("/"))
+    try:
+        shown = notices(press_test_connection(world))
+        sent = world.site.php("send", event_type="order.paid", payload={"id": 70}).result
+        outbox = world.site.php("outbox").result["outbox"]
+    finally:
+        world.site.php("configure", hookpump_url=world.hookpump.url)
+        impostor.stop()
+    assert len(shown) == 2
+    assert shown[0].startswith("Send key: http://127.0.0.1:") and "answered, but not as hookpump does" in shown[0]
+    assert shown[1].startswith("Monitoring key: http://127.0.0.1:")
+    # hookpump_send never calls a 200 without a message id a success: the event is kept.
+    assert sent["error"] == "hookpump_queued" and "not as hookpump does" in sent["message"]
+    assert [json.loads(row["message"])["payload"] for row in outbox] == [{"id": 70}]
+    assert world.site.php("run_cron").result["outbox"] == []  # sent once hookpump is back
+
+
+def test_connection_checks_each_key_for_the_scope_it_is_used_for(world: World) -> None:
+    def key(scopes: list[str]) -> str:
+        response = world.api("POST", "/v1/api-keys", json={"name": "scoped", "scopes": scopes})
+        assert response.status_code == 201, response.text
+        return str(response.json()["key"])
+
+    reader, sender = key(["read"]), key(["send"])
+    world.site.php("configure", hookpump_send_key=reader, hookpump_read_key=sender)
+    try:
+        wrong_way_round = notices(press_test_connection(world))
+        world.site.php("configure", hookpump_send_key=sender, hookpump_read_key=reader)
+        right = notices(press_test_connection(world))
+    finally:
+        world.site.php("configure", hookpump_send_key=world.send_key, hookpump_read_key=world.monitor_key)
+    assert wrong_way_round == [
+        "Send key: it lacks the send scope, so hookpump would refuse every event (its scopes: read).",
+        "Monitoring key: it lacks the read scope, so Tools → Webhook deliveries cannot show anything "
+        "(its scopes: send).",
+    ]
+    assert right == [
+        "Send key: hookpump accepts it.",
+        "Monitoring key: hookpump lets it read the delivery log. Without the admin scope it cannot Retry.",
+    ]
 
 
 def test_the_settings_form_saves_through_the_settings_api_and_keeps_keys_left_empty(world: World) -> None:

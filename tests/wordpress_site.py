@@ -241,8 +241,10 @@ class Hit:
 
 @dataclass
 class Receiver:
-    """Answers 200 on /hook; on /fail the first request gets 400, later ones 200."""
+    """Answers 200 on /hook; on /fail the first request gets 400, later ones 200. With `get_body`,
+    a GET gets 200 and that body (a server that is not hookpump)."""
 
+    get_body: bytes | None = None
     hits: list[Hit] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -261,6 +263,15 @@ class Receiver:
                 self.send_header("content-length", "2")
                 self.end_headers()
                 self.wfile.write(b"no" if status == 400 else b"ok")
+
+            def do_GET(self) -> None:
+                if receiver.get_body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("content-length", str(len(receiver.get_body)))
+                self.end_headers()
+                self.wfile.write(receiver.get_body)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
