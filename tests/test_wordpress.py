@@ -7,10 +7,12 @@ Without php, WordPress or MariaDB they are skipped, loudly; under CI=true that i
 
 from __future__ import annotations
 
+import datetime
 import html
 import json
 import re
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -210,6 +212,41 @@ def test_with_hookpump_down_posts_wait_in_the_outbox_and_each_goes_out_once_when
     health = world.site.php("outbox").result
     assert isinstance(health, dict)
     assert health["health"]["status"] == "good"
+    assert health["last_error"] is None  # hookpump took events since: the error no longer stands
+
+
+def test_titles_arrive_as_plain_text_and_only_published_posts_send_post_trashed(world: World) -> None:
+    world.site.php("configure", hookpump_enabled_rules=["post_published", "post_trashed", "comment_posted"])
+    before = len(world.receiver.on("/hook"))
+    try:
+        title = 'Fish & Chips, "Peas" and the cook\'s <em>best</em>'
+        published = world.site.php("publish_post", title=title).result["post_id"]
+        draft = world.site.php("publish_post", title="A draft nobody saw", status="draft").result["post_id"]
+        world.site.php("trash_post", post_id=draft)
+        world.site.php("trash_post", post_id=published)
+        eventually(lambda: len(world.receiver.on("/hook")) >= before + 2, what="post.published and post.trashed")
+        time.sleep(2)  # a post.trashed for the draft would have arrived by now
+    finally:
+        world.site.php("configure", hookpump_enabled_rules=["post_published", "comment_posted"])
+    bodies = [json.loads(hit.body) for hit in world.receiver.on("/hook")[before:]]
+    assert [(b["type"], b["data"]["id"]) for b in bodies] == [
+        ("post.published", published),
+        ("post.trashed", published),
+    ]
+    assert [b["data"]["title"] for b in bodies] == ['Fish & Chips, "Peas" and the cook\'s best'] * 2
+    assert bodies[1]["data"]["status"] == "trash"
+
+
+def test_site_health_warns_while_no_event_is_ticked(world: World) -> None:
+    world.site.php("configure", hookpump_enabled_rules=[])
+    try:
+        health = world.site.php("outbox").result["health"]
+    finally:
+        world.site.php("configure", hookpump_enabled_rules=["post_published", "comment_posted"])
+    assert health["status"] == "recommended"
+    assert health["label"] == "hookpump sends no events yet"
+    assert "No event is ticked on Settings" in health["description"]
+    assert world.site.php("outbox").result["health"]["status"] == "good"
 
 
 def test_the_next_successful_send_also_sends_what_waits(world: World) -> None:
@@ -522,6 +559,49 @@ def test_without_a_monitoring_key_the_deliveries_page_says_what_to_configure(wor
         world.site.php("configure", hookpump_read_key=world.monitor_key)
     assert "To see deliveries here, set hookpump" in page
     assert "data-delivery=" not in page
+
+
+def listed_rows(page: str) -> dict[str, list[str]]:
+    """The deliveries page's rows: delivery id -> the text of its cells."""
+    rows = re.findall(r'<tr data-delivery="([^"]+)"[^>]*>(.*?)</tr>', page, re.S)
+    return {did: [html.unescape(re.sub(r"<[^>]+>", "", cell)) for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+            for did, row in rows}  # fmt: skip
+
+
+def test_the_deliveries_page_pages_past_the_newest_25_in_the_sites_time_zone(world: World) -> None:
+    batch = {"messages": [{"event_type": "page.test", "payload": {"n": n}, "endpoint_ids": [world.posts_endpoint["id"]]}
+                          for n in range(30)]}  # fmt: skip
+    assert world.api("POST", "/v1/messages/batch", json=batch).status_code == 202
+    site_ids = [world.posts_endpoint["id"], world.comments_endpoint["id"]]
+    expected = eventually(
+        lambda: (
+            (all_ := [d for eid in site_ids for d in world.deliveries(endpoint_id=eid)]) and len(all_) >= 33 and all_
+        ),
+        what="the batch's deliveries in the log",
+    )
+    world.site.php("configure", timezone_string="Asia/Kolkata", date_format="Y-m-d", time_format="H:i:s")
+    seen: list[str] = []
+    pages = 0
+    get = {"page": "hookpump-deliveries"}
+    while True:
+        page = world.site.request("wp-admin/tools.php", get=get).output
+        rows = listed_rows(page)
+        pages += 1
+        assert 0 < len(rows) <= 25
+        seen += list(rows)
+        for did, cells in rows.items():
+            created = next(d["created_at"] for d in expected if d["id"] == did)
+            utc = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+            local = utc + datetime.timedelta(hours=5, minutes=30)  # Asia/Kolkata has no summer time
+            assert cells[6] == local.strftime("%Y-%m-%d %H:%M:%S"), (created, cells)
+        older = re.search(r'<a class="button hookpump-older" href="([^"]+)"', page)
+        if older is None:
+            break
+        get = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(html.unescape(older.group(1))).query))
+        assert pages < 5
+    assert pages == 2
+    assert len(seen) == len(set(seen)) and set(seen) == {d["id"] for d in expected}
+    assert seen == sorted(seen, reverse=True)  # newest first across both endpoints
 
 
 def test_woocommerce_order_status_changes_are_sent_when_woocommerce_is_active(world: World) -> None:

@@ -140,7 +140,7 @@ switch ( $harness_action ) {
 			array(
 				'post_title'   => $harness_input['title'],
 				'post_content' => 'Hello from the hookpump test.',
-				'post_status'  => 'publish',
+				'post_status'  => $harness_input['status'] ?? 'publish',
 				'post_author'  => 1,
 			),
 			true
@@ -165,6 +165,11 @@ switch ( $harness_action ) {
 		harness_result_at_end( array( 'post_ids' => $harness_ids ) );
 		break;
 
+	case 'trash_post':
+		wp_trash_post( (int) $harness_input['post_id'] );
+		harness_result_at_end( array() );
+		break;
+
 	case 'forget_unreachable':
 		// As if the minute after a timeout had passed.
 		delete_transient( Hookpump_Sender::UNREACHABLE_MARK );
@@ -182,7 +187,7 @@ switch ( $harness_action ) {
 		$comment_id = wp_insert_comment(
 			array(
 				'comment_post_ID'  => (int) $harness_input['post_id'],
-				'comment_author'   => 'Reader',
+				'comment_author'   => $harness_input['author'] ?? 'Reader',
 				'comment_content'  => $harness_input['content'],
 				'comment_approved' => 1,
 			)

@@ -123,6 +123,13 @@ final class Hookpump_Options {
 		);
 	}
 
+	/** Forgets the last error: hookpump took an event since. */
+	public static function clear_error(): void {
+		if ( '' !== get_option( self::LAST_ERROR, '' ) ) {
+			update_option( self::LAST_ERROR, '', false );
+		}
+	}
+
 	/**
 	 * A key shown as its last four characters only.
 	 *

@@ -164,13 +164,14 @@ final class Hookpump_Sender {
 	}
 
 	/**
-	 * A send went through: hookpump is reachable (whatever an earlier request found), and the
-	 * outbox is flushed at the end of the request.
+	 * A send went through: hookpump is reachable (whatever an earlier request found), a past error
+	 * no longer stands, and the outbox is flushed at the end of the request.
 	 */
 	private static function note_success(): void {
 		if ( ! self::$sent_in_request ) {
 			self::$sent_in_request = true;
 			delete_transient( self::UNREACHABLE_MARK );
+			Hookpump_Options::clear_error();
 			self::register_shutdown();
 		}
 	}

@@ -33,16 +33,13 @@ final class Hookpump_Site_Health {
 	}
 
 	/**
-	 * The test: good when nothing waits, recommended when events wait or were refused.
+	 * The test: good when hookpump is set up, some event is ticked and nothing waits; recommended
+	 * otherwise, saying what to do.
 	 *
 	 * @return array<string, mixed>
 	 */
 	public static function test(): array {
-		$counts  = Hookpump_Outbox::counts();
-		$pending = $counts[ Hookpump_Outbox::PENDING ];
-		$refused = $counts[ Hookpump_Outbox::REJECTED ];
-		$error   = Hookpump_Options::last_error();
-		$result  = array(
+		$result = array(
 			'label'       => __( 'Webhooks reach hookpump', 'hookpump' ),
 			'status'      => 'good',
 			'badge'       => array(
@@ -53,6 +50,21 @@ final class Hookpump_Site_Health {
 			'actions'     => '',
 			'test'        => 'hookpump_outbox',
 		);
+		if ( '' === Hookpump_Options::url() || '' === Hookpump_Options::send_key() ) {
+			$result['status']      = 'recommended';
+			$result['label']       = __( 'hookpump is not set up yet', 'hookpump' );
+			$result['description'] = '<p>' . esc_html__( 'Enter hookpump\'s URL and a send key on Settings → hookpump: until then no webhook is sent.', 'hookpump' ) . '</p>';
+			return $result;
+		}
+		if ( ! Hookpump_Options::enabled_rules() ) {
+			$result['status']      = 'recommended';
+			$result['label']       = __( 'hookpump sends no events yet', 'hookpump' );
+			$result['description'] = '<p>' . esc_html__( 'No event is ticked on Settings → hookpump, so the site sends nothing unless another plugin calls hookpump_send().', 'hookpump' ) . '</p>';
+		}
+		$counts  = Hookpump_Outbox::counts();
+		$pending = $counts[ Hookpump_Outbox::PENDING ];
+		$refused = $counts[ Hookpump_Outbox::REJECTED ];
+		$error   = Hookpump_Options::last_error();
 		if ( $pending > 0 || $refused > 0 ) {
 			$result['status'] = 'recommended';
 			$result['label']  = __( 'Some webhook events have not reached hookpump', 'hookpump' );
