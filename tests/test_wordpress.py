@@ -22,6 +22,7 @@ import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from tests.conftest import free_port
 from tests.wordpress_site import HookpumpDev, HungServer, Receiver, WordPressSite, eventually, require_the_parts
 
 pytestmark = pytest.mark.slow
@@ -637,6 +638,66 @@ def test_another_plugin_adds_an_event_rule_through_the_hookpump_events_filter(wo
     hit = eventually(lambda: world.receiver.on("/custom"), what="the other plugin's event")[0]
     assert json.loads(hit.body) == {"type": "harness.ping", "site": "http://wp.test", "data": {"n": 5}}
     world.site.php("configure", hookpump_enabled_rules=["post_published", "comment_posted"])
+
+
+def test_the_comment_rule_skips_spam_and_comments_held_for_moderation(world: World) -> None:
+    before = len(world.deliveries(endpoint_id=world.comments_endpoint["id"]))
+    post_id = world.state["first_post"]
+    world.site.php("comment", post_id=post_id, content="Buy pills", author="Spammer", approved="spam")
+    world.site.php("comment", post_id=post_id, content="Held for moderation", approved=0)
+    world.site.php("comment", post_id=post_id, content="Approved", author="Tom & Jerry", approved=1)
+    [sent] = eventually(
+        lambda: (newest_first := world.deliveries(endpoint_id=world.comments_endpoint["id"]))[
+            : len(newest_first) - before
+        ],
+        what="the approved comment's delivery",
+    )
+    time.sleep(2)  # the other two would have been accepted by now
+    assert len(world.deliveries(endpoint_id=world.comments_endpoint["id"])) == before + 1
+    payload = world.api("GET", f"/v1/messages/{sent['message_id']}").json()["payload"]
+    assert (payload["data"]["content"], payload["data"]["author"]) == ("Approved", "Tom & Jerry")
+
+
+def test_an_http_url_to_another_machine_gets_a_warning_on_the_settings_page(world: World) -> None:
+    def warned(url: str) -> bool:
+        world.site.php("configure", hookpump_url=url)
+        return (
+            "hookpump-http-warning"
+            in world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+        )
+
+    try:
+        assert warned("http://hooks.example.com")
+        assert warned("http://10.0.0.5:8000")
+        assert not warned("https://hooks.example.com")
+        assert not warned("http://localhost:8000")
+        assert not warned(world.hookpump.url)  # http://127.0.0.1:<port>
+    finally:
+        world.site.php("configure", hookpump_url=world.hookpump.url)
+
+
+def test_the_outbox_is_bounded_by_rows_and_age_and_counts_what_it_dropped(world: World) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: each event is kept at once
+    world.site.php("configure", hookpump_url=closed)
+    try:
+        for n in range(3):
+            world.site.php("send", event_type="bounded.test", payload={"n": n})
+        first, second, _ = world.site.php("outbox").result["outbox"]
+        world.site.php("age_outbox_row", id=int(first["id"]), days=8)  # past the 7-day limit
+        world.site.php("age_outbox_row", id=int(second["id"]), days=31, status="rejected")  # past retention
+        limits = {"max_pending_rows": 3}
+        for n in range(3, 6):
+            world.site.php("send", event_type="bounded.test", payload={"n": n}, outbox_limits=limits)
+        state = world.site.php("outbox", outbox_limits=limits).result
+    finally:
+        world.site.php("configure", hookpump_url=world.hookpump.url)
+    # The 8-day-old row went by age, the refused one by retention; of the four pending left, the oldest
+    # went by the cap of 3.
+    assert [json.loads(row["message"])["payload"] for row in state["outbox"]] == [{"n": 3}, {"n": 4}, {"n": 5}]
+    assert state["dropped"] == 2
+    assert "2 events were dropped unsent" in state["health"]["description"]
+    assert state["health"]["status"] == "recommended"
+    world.site.php("run_cron")  # the three go to hookpump
 
 
 def test_the_plugin_raised_no_php_warnings(world: World) -> None:

@@ -78,10 +78,17 @@ if ( 'request' === $harness_action ) {
 	exit;
 }
 
+if ( ! empty( $harness_input['outbox_limits'] ) ) {
+	$harness_outbox_limits = $harness_input['outbox_limits'];
+}
+
 if ( 'install' === $harness_action ) {
 	define( 'WP_INSTALLING', true );
 }
 require ABSPATH . 'wp-load.php';
+if ( isset( $harness_outbox_limits ) ) {
+	add_filter( 'hookpump_outbox_limits', static fn( array $limits ) => array_merge( $limits, $harness_outbox_limits ) );
+}
 $harness_loaded = microtime( true );
 
 switch ( $harness_action ) {
@@ -170,6 +177,22 @@ switch ( $harness_action ) {
 		harness_result_at_end( array() );
 		break;
 
+	case 'age_outbox_row':
+		// A row as if it had been kept `days` ago (and, with `status`, as if refused then).
+		global $wpdb;
+		$wpdb->update(
+			Hookpump_Outbox::table(),
+			array_filter(
+				array(
+					'created_at' => gmdate( 'Y-m-d H:i:s', time() - (int) ( $harness_input['days'] * DAY_IN_SECONDS ) ),
+					'status'     => $harness_input['status'] ?? null,
+				)
+			),
+			array( 'id' => (int) $harness_input['id'] )
+		);
+		harness_result( true );
+		break;
+
 	case 'forget_unreachable':
 		// As if the minute after a timeout had passed.
 		delete_transient( Hookpump_Sender::UNREACHABLE_MARK );
@@ -189,7 +212,7 @@ switch ( $harness_action ) {
 				'comment_post_ID'  => (int) $harness_input['post_id'],
 				'comment_author'   => $harness_input['author'] ?? 'Reader',
 				'comment_content'  => $harness_input['content'],
-				'comment_approved' => 1,
+				'comment_approved' => $harness_input['approved'] ?? 1,
 			)
 		);
 		harness_result( array( 'comment_id' => $comment_id ) );
@@ -201,7 +224,7 @@ switch ( $harness_action ) {
 		break;
 
 	case 'outbox':
-		harness_result( array( 'outbox' => harness_outbox(), 'health' => Hookpump_Site_Health::test(), 'last_error' => Hookpump_Options::last_error() ) );
+		harness_result( array( 'outbox' => harness_outbox(), 'health' => Hookpump_Site_Health::test(), 'last_error' => Hookpump_Options::last_error(), 'dropped' => Hookpump_Options::dropped() ) );
 		break;
 
 	case 'run_cron':

@@ -152,10 +152,14 @@ final class Hookpump_Event_Rules {
 				},
 			),
 			'comment_posted'  => array(
-				'label'         => __( 'A comment is posted (comment.posted)', 'hookpump' ),
+				'label'         => __( 'An approved comment is posted (comment.posted)', 'hookpump' ),
 				'hook'          => 'wp_insert_comment',
 				'accepted_args' => 2,
 				'callback'      => static function ( $comment_id, $comment ) {
+					// Spam, and comments held for moderation, are not the site's to announce.
+					if ( '1' !== (string) $comment->comment_approved ) {
+						return null;
+					}
 					return array(
 						'event_type' => 'comment.posted',
 						'object'     => 'comment:' . (int) $comment_id,

@@ -291,8 +291,9 @@ final class Hookpump_Sender {
 		return $result;
 	}
 
-	/** WP-Cron's entry point. */
+	/** WP-Cron's entry point: the outbox is kept within its bounds, then flushed. */
 	public static function flush_quietly(): void {
+		Hookpump_Outbox::prune();
 		self::flush();
 	}
 

@@ -205,6 +205,22 @@ final class Hookpump_Settings_Page {
 		return (bool) preg_match( '#/v1/?$#i', $url );
 	}
 
+	/**
+	 * Whether a URL is plain http:// to a host other than this machine (loopback is not on any wire).
+	 *
+	 * @param string $url A URL.
+	 */
+	private static function is_clear_text_over_a_network( string $url ): bool {
+		if ( 'http' !== strtolower( (string) wp_parse_url( $url, PHP_URL_SCHEME ) ) ) {
+			return false;
+		}
+		$host = strtolower( trim( (string) wp_parse_url( $url, PHP_URL_HOST ), '[]' ) );
+		if ( 'localhost' === $host || str_ends_with( $host, '.localhost' ) || '::1' === $host ) {
+			return false;
+		}
+		return ! ( filter_var( $host, FILTER_VALIDATE_IP, FILTER_FLAG_IPV4 ) && str_starts_with( $host, '127.' ) );
+	}
+
 	/** What to do about a URL ending in /v1. */
 	private static function api_version_message(): string {
 		return __( 'The hookpump URL ends in /v1: enter hookpump\'s own URL (e.g. https://hooks.example.com); the plugin adds /v1 itself.', 'hookpump' );
@@ -222,6 +238,9 @@ final class Hookpump_Settings_Page {
 		?>
 		<div class="wrap">
 			<h1><?php esc_html_e( 'hookpump', 'hookpump' ); ?></h1>
+			<?php if ( self::is_clear_text_over_a_network( Hookpump_Options::url() ) ) : ?>
+				<div class="notice notice-warning hookpump-http-warning"><p><?php esc_html_e( 'The hookpump URL uses http:// to another machine: the API keys and every event travel unencrypted and can be read or changed on the way. Use https://.', 'hookpump' ); ?></p></div>
+			<?php endif; ?>
 			<?php foreach ( is_array( $results ) ? $results : array() as $result ) : ?>
 				<div class="notice <?php echo $result['ok'] ? 'notice-success' : 'notice-error'; ?>"><p><?php echo esc_html( $result['message'] ); ?></p></div>
 			<?php endforeach; ?>

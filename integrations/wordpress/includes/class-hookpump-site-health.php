@@ -65,7 +65,8 @@ final class Hookpump_Site_Health {
 		$pending = $counts[ Hookpump_Outbox::PENDING ];
 		$refused = $counts[ Hookpump_Outbox::REJECTED ];
 		$error   = Hookpump_Options::last_error();
-		if ( $pending > 0 || $refused > 0 ) {
+		$dropped = Hookpump_Options::dropped();
+		if ( $pending > 0 || $refused > 0 || $dropped > 0 ) {
 			$result['status'] = 'recommended';
 			$result['label']  = __( 'Some webhook events have not reached hookpump', 'hookpump' );
 			$lines            = array(
@@ -75,6 +76,11 @@ final class Hookpump_Site_Health {
 			if ( $refused > 0 ) {
 				/* translators: %d: number of events */
 				$lines[] = sprintf( _n( '%d event was refused by hookpump and will not be sent.', '%d events were refused by hookpump and will not be sent.', $refused, 'hookpump' ), $refused );
+			}
+			if ( $dropped > 0 ) {
+				$limits = Hookpump_Outbox::limits();
+				/* translators: 1: number of events, 2: days, 3: rows */
+				$lines[] = sprintf( _n( '%1$d event was dropped unsent: the outbox keeps events at most %2$d days and %3$d at a time, oldest dropped first.', '%1$d events were dropped unsent: the outbox keeps events at most %2$d days and %3$d at a time, oldest dropped first.', $dropped, 'hookpump' ), $dropped, $limits['max_pending_days'], $limits['max_pending_rows'] );
 			}
 			if ( $error ) {
 				/* translators: 1: the error, 2: when */
@@ -108,6 +114,10 @@ final class Hookpump_Site_Health {
 				'rejected' => array(
 					'label' => __( 'Events refused', 'hookpump' ),
 					'value' => $counts[ Hookpump_Outbox::REJECTED ],
+				),
+				'dropped'  => array(
+					'label' => __( 'Events dropped unsent', 'hookpump' ),
+					'value' => Hookpump_Options::dropped(),
 				),
 				'error'    => array(
 					'label' => __( 'Last error', 'hookpump' ),
