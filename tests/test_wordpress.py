@@ -16,6 +16,7 @@ import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -427,6 +428,24 @@ def test_a_retry_without_a_valid_nonce_or_login_is_refused_and_changes_nothing(w
     assert detail["delivery"]["status"] == "succeeded"
 
 
+def test_retry_acts_only_on_deliveries_of_the_sites_own_endpoints(world: World) -> None:
+    other = world.api(
+        "POST", "/v1/endpoints", json={"url": world.receiver.url("/other"), "event_types": ["other.event"]}
+    )
+    assert other.status_code == 201, other.text
+    assert world.api("POST", "/v1/messages", json={"event_type": "other.event", "payload": {}}).status_code == 202
+    [delivery] = eventually(
+        lambda: world.deliveries(endpoint_id=other.json()["id"], status="succeeded"),
+        what="the other endpoint's delivery",
+    )
+    page = world.site.request("wp-admin/tools.php", get={"page": "hookpump-deliveries", "delivery": delivery["id"]})
+    answer = world.site.request("wp-admin/admin-post.php", post=retry_form(page.output, delivery["id"]))
+    assert answer.redirects
+    page = world.site.request("wp-admin/tools.php", get={"page": "hookpump-deliveries", "delivery": delivery["id"]})
+    assert "is not to one of this site&#039;s endpoints" in page.output
+    assert world.api("GET", f"/v1/deliveries/{delivery['id']}").json()["actions"] == []
+
+
 def test_the_settings_page_tests_the_connection_and_never_shows_a_key(world: World) -> None:
     page = world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
     assert world.send_key not in page and world.monitor_key not in page
@@ -712,3 +731,24 @@ def test_the_plugin_raised_no_php_warnings(world: World) -> None:
 def test_uninstall_removes_the_options_and_the_table(world: World) -> None:
     result = world.site.php("uninstall").result
     assert result == {"options": [], "table": None, "cron": False}
+
+
+def test_uninstall_cleans_every_site_of_a_multisite_network(tmp_path: Path) -> None:
+    require_the_parts()
+    site = WordPressSite.create(tmp_path)
+    try:
+        site.php("install")
+        assert site.php("make_network").result == {"error": None}
+        activated = site.php("network_activate").result
+        assert activated["error"] is None
+        second = str(activated["blog_id"])
+        before = site.php("network_state").result
+        assert before[second]["table"] == "wp_2_hookpump_outbox" and "hookpump_send_key" in before[second]["options"]
+        assert before["1"]["table"] == "wp_hookpump_outbox" and before["1"]["options"]
+        site.php("uninstall")
+        assert site.php("network_state").result == {
+            "1": {"options": [], "table": None},
+            second: {"options": [], "table": None},
+        }
+    finally:
+        site.drop()

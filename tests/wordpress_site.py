@@ -144,6 +144,12 @@ class WordPressSite:
             "define('WP_HTTP_BLOCK_EXTERNAL', true);\ndefine('WP_ACCESSIBLE_HOSTS', '127.0.0.1');\n"
             "define('DISABLE_WP_CRON', true);\ndefine('AUTOMATIC_UPDATER_DISABLED', true);\n"
             "define('WP_DEBUG', true);\ndefine('WP_DEBUG_DISPLAY', false);\n"
+            # A network once the harness has made one (make_network), as wp-admin's Network Setup asks.
+            "if (file_exists(__DIR__ . '/multisite')) {\n"
+            "    define('MULTISITE', true);\ndefine('SUBDOMAIN_INSTALL', false);\n"
+            "    define('DOMAIN_CURRENT_SITE', 'wp.test');\ndefine('PATH_CURRENT_SITE', '/');\n"
+            "    define('SITE_ID_CURRENT_SITE', 1);\ndefine('BLOG_ID_CURRENT_SITE', 1);\n"
+            "}\n"
             f"define('WP_DEBUG_LOG', '{directory / 'debug.log'}');\n"
             "require_once ABSPATH . 'wp-settings.php';\n",
             encoding="utf-8",

@@ -280,6 +280,51 @@ switch ( $harness_action ) {
 		harness_result_at_end( array() );
 		break;
 
+	case 'make_network':
+		// What wp-admin's Network Setup does; wp-config.php turns MULTISITE on once the marker exists.
+		require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+		require_once ABSPATH . 'wp-admin/includes/network.php';
+		global $wpdb;
+		foreach ( $wpdb->tables( 'ms_global' ) as $harness_table => $harness_prefixed ) {
+			$wpdb->$harness_table = $harness_prefixed;
+		}
+		install_network();
+		$harness_network = populate_network( 1, 'wp.test', 'admin@example.com', 'hookpump network', '/', false );
+		if ( is_wp_error( $harness_network ) ) {
+			harness_result( array( 'error' => $harness_network->get_error_message() ) );
+			break;
+		}
+		touch( ABSPATH . 'multisite' );
+		harness_result( array( 'error' => null ) );
+		break;
+
+	case 'network_activate':
+		// A second site, the plugin activated for the whole network, and the second site's admin
+		// visited once (where the plugin makes its table and options, as on any upgrade).
+		require_once ABSPATH . 'wp-admin/includes/plugin.php';
+		$harness_blog = wpmu_create_blog( 'wp.test', '/second/', 'Second site', 1 );
+		$activated    = activate_plugin( 'hookpump/hookpump.php', '', true );
+		switch_to_blog( $harness_blog );
+		Hookpump_Plugin::upgrade();
+		update_option( 'hookpump_send_key', 'hp_second_site_key' );
+		restore_current_blog();
+		harness_result( array( 'blog_id' => $harness_blog, 'error' => is_wp_error( $activated ) ? $activated->get_error_message() : null ) );
+		break;
+
+	case 'network_state':
+		global $wpdb;
+		$harness_state = array();
+		foreach ( get_sites( array( 'fields' => 'ids' ) ) as $harness_blog ) {
+			switch_to_blog( $harness_blog );
+			$harness_state[ $harness_blog ] = array(
+				'options' => $wpdb->get_col( "SELECT option_name FROM {$wpdb->options} WHERE option_name LIKE 'hookpump%'" ),
+				'table'   => $wpdb->get_var( $wpdb->prepare( 'SHOW TABLES LIKE %s', $wpdb->prefix . 'hookpump_outbox' ) ),
+			);
+			restore_current_blog();
+		}
+		harness_result( $harness_state );
+		break;
+
 	case 'uninstall':
 		require_once ABSPATH . 'wp-admin/includes/plugin.php';
 		deactivate_plugins( 'hookpump/hookpump.php' );

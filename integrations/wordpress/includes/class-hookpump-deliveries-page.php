@@ -47,7 +47,12 @@ final class Hookpump_Deliveries_Page {
 		if ( ! preg_match( self::DELIVERY_ID, $delivery_id ) ) {
 			wp_die( esc_html__( 'Not a delivery id.', 'hookpump' ), '', array( 'response' => 400 ) );
 		}
-		$answer = Hookpump_Client::for_monitoring()->retry_delivery( $delivery_id );
+		$client = Hookpump_Client::for_monitoring();
+		$answer = self::is_the_sites( $client, $delivery_id ) ? $client->retry_delivery( $delivery_id ) : new WP_Error(
+			'hookpump_not_this_sites',
+			/* translators: %s: delivery id */
+			sprintf( __( 'Delivery %s is not to one of this site\'s endpoints (Settings → hookpump), so it is not retried from here.', 'hookpump' ), $delivery_id )
+		);
 		if ( is_wp_error( $answer ) ) {
 			$notice = array(
 				'ok'      => false,
@@ -66,6 +71,22 @@ final class Hookpump_Deliveries_Page {
 		$back = isset( $_POST['back'] ) && 'detail' === sanitize_key( wp_unslash( $_POST['back'] ) ) ? array( 'delivery' => $delivery_id ) : array();
 		wp_safe_redirect( self::url( $back ) );
 		exit;
+	}
+
+	/**
+	 * Whether a delivery goes to one of the site's endpoints (any, when none are set): the key may
+	 * be able to retry every endpoint's deliveries, but this page acts for this site only.
+	 *
+	 * @param Hookpump_Client $client      Monitoring client.
+	 * @param string          $delivery_id The delivery.
+	 */
+	private static function is_the_sites( Hookpump_Client $client, string $delivery_id ): bool {
+		$site_endpoints = Hookpump_Options::endpoint_ids();
+		if ( ! $site_endpoints ) {
+			return true;
+		}
+		$detail = $client->get_delivery( $delivery_id );
+		return ! is_wp_error( $detail ) && in_array( (string) ( $detail['delivery']['endpoint_id'] ?? '' ), $site_endpoints, true );
 	}
 
 	/** Renders the page: the list, or one delivery when `delivery` is given. */
