@@ -80,6 +80,8 @@ def routes(console: Starlette) -> list[Route | Mount]:
         resource("/v1/deliveries/{id}/cancel", {"POST": operations.cancel_delivery}),
         resource("/v1/queue", {"GET": monitoring.queue_overview}),
         resource("/v1/api-keys", {"GET": api_keys.list_api_keys, "POST": api_keys.create_api_key}),
+        # Before /v1/api-keys/{id}, which would otherwise take "me" for a key id.
+        resource("/v1/api-keys/me", {"GET": api_keys.current_api_key}),
         resource("/v1/api-keys/{id}", {"DELETE": api_keys.delete_api_key}),
         # Unauthenticated and lenient: probes and doc tools may add query parameters of their own.
         Route("/healthz", health.healthz, methods=["GET"]),

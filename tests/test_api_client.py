@@ -139,11 +139,12 @@ async def test_every_call_of_a_delivery_round_trip_matches_the_contract(
         assert endpoint["id"] in {e["id"] for e in client.iter_endpoints()}
         assert "secret" not in client.get_endpoint(endpoint["id"])
         client.queue_overview()
+        assert client.current_api_key()["key"]["scopes"] == ["admin"]
         client.delete_endpoint(endpoint["id"])
     finally:
         await receiver.stop()
     assert not checker.violations, checker.violations
-    assert len({entry.split()[0] for entry in checker.checked}) == 19, checker.checked
+    assert len({entry.split()[0] for entry in checker.checked}) == 20, checker.checked
 
 
 def test_a_refusal_is_an_api_problem_carrying_the_document(client: HookpumpClient, checker: ContractChecker) -> None:

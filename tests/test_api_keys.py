@@ -3,6 +3,7 @@ key itself, and stop working once deleted."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 import httpx
@@ -86,6 +87,34 @@ async def test_deleted_key_stops_working(client: httpx.AsyncClient) -> None:
     assert_problem(await client.get("/v1/endpoints", headers=key), 401)
     assert (await client.get("/v1/api-keys", headers=ADMIN)).json()["data"] == []
     assert_problem(await client.delete(f"/v1/api-keys/{created['id']}", headers=ADMIN), 404)
+
+
+async def test_any_valid_key_learns_who_it_is_and_never_sees_the_key_itself(client: httpx.AsyncClient) -> None:
+    for scopes in (["send"], ["read"], ["read", "admin"]):
+        created = await make_key(client, "wordpress " + "+".join(scopes), scopes)
+        response = await client.get("/v1/api-keys/me", headers=bearer(str(created["key"])))
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert body["service"] == "hookpump" and re.fullmatch(r"\d+\.\d+\.\d+.*", body["version"])
+        assert body["key"] == {**{k: v for k, v in created.items() if k != "key"}, "bootstrap": False}
+        assert str(created["key"]) not in response.text
+    bootstrap = (await client.get("/v1/api-keys/me", headers=ADMIN)).json()["key"]
+    assert bootstrap == {"id": "bootstrap", "name": "bootstrap", "scopes": ["admin"], "created_at": None,
+                         "bootstrap": True}  # fmt: skip
+
+
+async def test_who_am_i_refuses_a_missing_or_unknown_key_and_does_not_clash_with_key_ids(
+    client: httpx.AsyncClient,
+) -> None:
+    assert_problem(await client.get("/v1/api-keys/me"), 401)
+    assert_problem(await client.get("/v1/api-keys/me", headers=bearer("hp_unknown")), 401)
+    # "me" is a route of its own, not an alias of the caller's key id: deleting it deletes nothing.
+    ops = await make_key(client, "ops", ["admin"])
+    refused = await client.delete("/v1/api-keys/me", headers=bearer(str(ops["key"])))
+    assert_problem(refused, 405)
+    assert refused.headers["allow"] == "GET"
+    assert (await client.get("/v1/api-keys/me", headers=bearer(str(ops["key"])))).json()["key"]["id"] == ops["id"]
+    assert (await client.delete(f"/v1/api-keys/{ops['id']}", headers=ADMIN)).status_code == 204
 
 
 async def test_key_deleted_elsewhere_works_until_the_cache_expires(store: Store) -> None:

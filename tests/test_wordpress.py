@@ -7,21 +7,31 @@ Without php, WordPress or MariaDB they are skipped, loudly; under CI=true that i
 
 from __future__ import annotations
 
+import datetime
+import html
 import json
 import re
 import time
+import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.wordpress_site import HookpumpDev, Receiver, WordPressSite, eventually, require_the_parts
+from tests.conftest import free_port
+from tests.wordpress_site import HookpumpDev, HungServer, Receiver, WordPressSite, eventually, require_the_parts
 
 pytestmark = pytest.mark.slow
+
+# The plugin's send timeout (Hookpump_Client::DEFAULT_TIMEOUT), and how far past one timeout a request
+# that meets a hung hookpump may run (WordPress's own work for the request, on a busy machine).
+SEND_TIMEOUT = 2.0
+ONE_TIMEOUT_TOLERANCE = 1.5
 
 
 # --- the world: site, hookpump, receiver ------------------------------------------------------------
@@ -204,22 +214,99 @@ def test_with_hookpump_down_posts_wait_in_the_outbox_and_each_goes_out_once_when
     health = world.site.php("outbox").result
     assert isinstance(health, dict)
     assert health["health"]["status"] == "good"
+    assert health["last_error"] is None  # hookpump took events since: the error no longer stands
+
+
+def test_titles_arrive_as_plain_text_and_only_published_posts_send_post_trashed(world: World) -> None:
+    world.site.php("configure", hookpump_enabled_rules=["post_published", "post_trashed", "comment_posted"])
+    before = len(world.receiver.on("/hook"))
+    try:
+        title = 'Fish & Chips, "Peas" and the cook\'s <em>best</em>'
+        published = world.site.php("publish_post", title=title).result["post_id"]
+        draft = world.site.php("publish_post", title="A draft nobody saw", status="draft").result["post_id"]
+        world.site.php("trash_post", post_id=draft)
+        world.site.php("trash_post", post_id=published)
+        eventually(lambda: len(world.receiver.on("/hook")) >= before + 2, what="post.published and post.trashed")
+        time.sleep(2)  # a post.trashed for the draft would have arrived by now
+    finally:
+        world.site.php("configure", hookpump_enabled_rules=["post_published", "comment_posted"])
+    bodies = [json.loads(hit.body) for hit in world.receiver.on("/hook")[before:]]
+    assert [(b["type"], b["data"]["id"]) for b in bodies] == [
+        ("post.published", published),
+        ("post.trashed", published),
+    ]
+    assert [b["data"]["title"] for b in bodies] == ['Fish & Chips, "Peas" and the cook\'s best'] * 2
+    assert bodies[1]["data"]["status"] == "trash"
+
+
+def test_site_health_warns_while_no_event_is_ticked(world: World) -> None:
+    world.site.php("configure", hookpump_enabled_rules=[])
+    try:
+        health = world.site.php("outbox").result["health"]
+    finally:
+        world.site.php("configure", hookpump_enabled_rules=["post_published", "comment_posted"])
+    assert health["status"] == "recommended"
+    assert health["label"] == "hookpump sends no events yet"
+    assert "No event is ticked on Settings" in health["description"]
+    assert world.site.php("outbox").result["health"]["status"] == "good"
 
 
 def test_the_next_successful_send_also_sends_what_waits(world: World) -> None:
     world.hookpump.stop()
     waiting = world.site.php("publish_post", title="Waiting").result
     world.hookpump.start()
+    world.site.php("forget_unreachable")  # the minute in which events go straight to the outbox is over
     before = len(world.receiver.on("/hook"))
     arriving = world.site.php("publish_post", title="Arriving").result
-    assert waiting["outbox"][0]["event_type"] == "post.published"
-    # The harness reads the table while the request runs; the waiting row goes at its end (shutdown).
-    assert arriving["outbox"] == waiting["outbox"]
-    assert world.site.php("outbox").result["outbox"] == []
+    [kept] = waiting["outbox"]
+    assert kept["event_type"] == "post.published"
+    assert json.loads(kept["message"])["payload"]["data"]["id"] == waiting["post_id"]
+    # The harness reads the table at the very end of the request: the waiting row went with it.
+    assert arriving["outbox"] == []
     eventually(lambda: len(world.receiver.on("/hook")) >= before + 2, what="both posts at the receiver")
     time.sleep(2)
     ids = [json.loads(hit.body)["data"]["id"] for hit in world.receiver.on("/hook")[before:]]
     assert sorted(ids) == sorted([waiting["post_id"], arriving["post_id"]])
+
+
+def test_with_hookpump_hung_a_request_publishing_five_posts_pays_one_timeout_and_loses_nothing(
+    world: World,
+) -> None:
+    hung = HungServer()
+    world.site.php("configure", hookpump_url=hung.url)
+    before = len(world.receiver.on("/hook"))
+    try:
+        started = time.monotonic()
+        run = world.site.php("publish_posts", title="Hung", n=5).result
+        wall = time.monotonic() - started
+        # One timeout (SEND_TIMEOUT) and the rest straight to the outbox; five timeouts would be 10 s.
+        # "work" is the request from WordPress loaded to its end; "elapsed" adds PHP's start and
+        # WordPress's load, which a busy machine stretches.
+        assert SEND_TIMEOUT - 0.2 <= run["work"] <= SEND_TIMEOUT + ONE_TIMEOUT_TOLERANCE, run
+        assert run["elapsed"] <= SEND_TIMEOUT + 2 * ONE_TIMEOUT_TOLERANCE, run
+        assert wall <= SEND_TIMEOUT + 2 * ONE_TIMEOUT_TOLERANCE + 1
+        assert hung.accepted == 1
+        ids = [json.loads(row["message"])["payload"]["data"]["id"] for row in run["outbox"]]
+        assert ids == run["post_ids"] and len(ids) == 5
+
+        # The next request within the minute does not wait on hookpump at all.
+        again = world.site.php("publish_post", title="Hung again").result
+        assert again["work"] < SEND_TIMEOUT / 2
+        assert hung.accepted == 1
+        assert len(again["outbox"]) == 6
+    finally:
+        world.site.php("configure", hookpump_url=world.hookpump.url)
+        hung.close()
+
+    # hookpump answers again: WP-Cron's flush sends all six, each once.
+    flushed = world.site.php("run_cron").result
+    assert flushed["outbox"] == []
+    expected = sorted([*run["post_ids"], again["post_id"]])
+    eventually(lambda: len(world.receiver.on("/hook")) >= before + 6, what="the six kept posts at the receiver")
+    world.site.php("run_cron")
+    time.sleep(3)  # time for a duplicate to arrive, if there were one
+    delivered = [json.loads(hit.body)["data"]["id"] for hit in world.receiver.on("/hook")[before:]]
+    assert sorted(delivered) == expected
 
 
 def test_the_wp_cli_commands_send_report_and_flush(world: World) -> None:
@@ -341,6 +428,24 @@ def test_a_retry_without_a_valid_nonce_or_login_is_refused_and_changes_nothing(w
     assert detail["delivery"]["status"] == "succeeded"
 
 
+def test_retry_acts_only_on_deliveries_of_the_sites_own_endpoints(world: World) -> None:
+    other = world.api(
+        "POST", "/v1/endpoints", json={"url": world.receiver.url("/other"), "event_types": ["other.event"]}
+    )
+    assert other.status_code == 201, other.text
+    assert world.api("POST", "/v1/messages", json={"event_type": "other.event", "payload": {}}).status_code == 202
+    [delivery] = eventually(
+        lambda: world.deliveries(endpoint_id=other.json()["id"], status="succeeded"),
+        what="the other endpoint's delivery",
+    )
+    page = world.site.request("wp-admin/tools.php", get={"page": "hookpump-deliveries", "delivery": delivery["id"]})
+    answer = world.site.request("wp-admin/admin-post.php", post=retry_form(page.output, delivery["id"]))
+    assert answer.redirects
+    page = world.site.request("wp-admin/tools.php", get={"page": "hookpump-deliveries", "delivery": delivery["id"]})
+    assert "is not to one of this site&#039;s endpoints" in page.output
+    assert world.api("GET", f"/v1/deliveries/{delivery['id']}").json()["actions"] == []
+
+
 def test_the_settings_page_tests_the_connection_and_never_shows_a_key(world: World) -> None:
     page = world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
     assert world.send_key not in page and world.monitor_key not in page
@@ -359,6 +464,75 @@ def test_the_settings_page_tests_the_connection_and_never_shows_a_key(world: Wor
     assert "Send key: hookpump answered 401." in page
     assert "hp_wrong_key_for_test" not in page
     world.site.php("configure", hookpump_send_key=world.send_key)
+
+
+def press_test_connection(world: World) -> str:
+    """Presses Test connection and returns the settings page it comes back to."""
+    page = world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+    form = next(f["fields"] for f in forms_of(page) if f["fields"].get("action") == "hookpump_test_connection")
+    world.site.request("wp-admin/admin-post.php", post=form)
+    return world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+
+
+def notices(page: str) -> list[str]:
+    return [html.unescape(text) for text in re.findall(r'<div class="notice notice-\w+"><p>(.*?)</p></div>', page)]
+
+
+def test_connection_refuses_a_url_ending_in_v1(world: World) -> None:
+    world.site.php("configure", hookpump_url=world.hookpump.url + "/v1")
+    try:
+        shown = notices(press_test_connection(world))
+    finally:
+        world.site.php("configure", hookpump_url=world.hookpump.url)
+    assert shown == [
+        "The hookpump URL ends in /v1: enter hookpump's own URL (e.g. https://hooks.example.com); "
+        "the plugin adds /v1 itself."
+    ]
+
+
+def test_a_server_that_answers_200_but_is_not_hookpump_is_refused_and_loses_no_event(world: World) -> None:
+    impostor = Receiver(get_body=b"<html>It works!</html>")
+    impostor.start()
+    world.site.php("configure", hookpump_url=impostor.url("").rstrip("/"))
+    try:
+        shown = notices(press_test_connection(world))
+        sent = world.site.php("send", event_type="order.paid", payload={"id": 70}).result
+        outbox = world.site.php("outbox").result["outbox"]
+    finally:
+        world.site.php("configure", hookpump_url=world.hookpump.url)
+        impostor.stop()
+    assert len(shown) == 2
+    assert shown[0].startswith("Send key: http://127.0.0.1:") and "answered, but not as hookpump does" in shown[0]
+    assert shown[1].startswith("Monitoring key: http://127.0.0.1:")
+    # hookpump_send never calls a 200 without a message id a success: the event is kept.
+    assert sent["error"] == "hookpump_queued" and "not as hookpump does" in sent["message"]
+    assert [json.loads(row["message"])["payload"] for row in outbox] == [{"id": 70}]
+    assert world.site.php("run_cron").result["outbox"] == []  # sent once hookpump is back
+
+
+def test_connection_checks_each_key_for_the_scope_it_is_used_for(world: World) -> None:
+    def key(scopes: list[str]) -> str:
+        response = world.api("POST", "/v1/api-keys", json={"name": "scoped", "scopes": scopes})
+        assert response.status_code == 201, response.text
+        return str(response.json()["key"])
+
+    reader, sender = key(["read"]), key(["send"])
+    world.site.php("configure", hookpump_send_key=reader, hookpump_read_key=sender)
+    try:
+        wrong_way_round = notices(press_test_connection(world))
+        world.site.php("configure", hookpump_send_key=sender, hookpump_read_key=reader)
+        right = notices(press_test_connection(world))
+    finally:
+        world.site.php("configure", hookpump_send_key=world.send_key, hookpump_read_key=world.monitor_key)
+    assert wrong_way_round == [
+        "Send key: it lacks the send scope, so hookpump would refuse every event (its scopes: read).",
+        "Monitoring key: it lacks the read scope, so Tools → Webhook deliveries cannot show anything "
+        "(its scopes: send).",
+    ]
+    assert right == [
+        "Send key: hookpump accepts it.",
+        "Monitoring key: hookpump lets it read the delivery log. Without the admin scope it cannot Retry.",
+    ]
 
 
 def test_the_settings_form_saves_through_the_settings_api_and_keeps_keys_left_empty(world: World) -> None:
@@ -407,6 +581,49 @@ def test_without_a_monitoring_key_the_deliveries_page_says_what_to_configure(wor
     assert "data-delivery=" not in page
 
 
+def listed_rows(page: str) -> dict[str, list[str]]:
+    """The deliveries page's rows: delivery id -> the text of its cells."""
+    rows = re.findall(r'<tr data-delivery="([^"]+)"[^>]*>(.*?)</tr>', page, re.S)
+    return {did: [html.unescape(re.sub(r"<[^>]+>", "", cell)) for cell in re.findall(r"<td>(.*?)</td>", row, re.S)]
+            for did, row in rows}  # fmt: skip
+
+
+def test_the_deliveries_page_pages_past_the_newest_25_in_the_sites_time_zone(world: World) -> None:
+    batch = {"messages": [{"event_type": "page.test", "payload": {"n": n}, "endpoint_ids": [world.posts_endpoint["id"]]}
+                          for n in range(30)]}  # fmt: skip
+    assert world.api("POST", "/v1/messages/batch", json=batch).status_code == 202
+    site_ids = [world.posts_endpoint["id"], world.comments_endpoint["id"]]
+    expected = eventually(
+        lambda: (
+            (all_ := [d for eid in site_ids for d in world.deliveries(endpoint_id=eid)]) and len(all_) >= 33 and all_
+        ),
+        what="the batch's deliveries in the log",
+    )
+    world.site.php("configure", timezone_string="Asia/Kolkata", date_format="Y-m-d", time_format="H:i:s")
+    seen: list[str] = []
+    pages = 0
+    get = {"page": "hookpump-deliveries"}
+    while True:
+        page = world.site.request("wp-admin/tools.php", get=get).output
+        rows = listed_rows(page)
+        pages += 1
+        assert 0 < len(rows) <= 25
+        seen += list(rows)
+        for did, cells in rows.items():
+            created = next(d["created_at"] for d in expected if d["id"] == did)
+            utc = datetime.datetime.fromisoformat(created.replace("Z", "+00:00"))
+            local = utc + datetime.timedelta(hours=5, minutes=30)  # Asia/Kolkata has no summer time
+            assert cells[6] == local.strftime("%Y-%m-%d %H:%M:%S"), (created, cells)
+        older = re.search(r'<a class="button hookpump-older" href="([^"]+)"', page)
+        if older is None:
+            break
+        get = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(html.unescape(older.group(1))).query))
+        assert pages < 5
+    assert pages == 2
+    assert len(seen) == len(set(seen)) and set(seen) == {d["id"] for d in expected}
+    assert seen == sorted(seen, reverse=True)  # newest first across both endpoints
+
+
 def test_woocommerce_order_status_changes_are_sent_when_woocommerce_is_active(world: World) -> None:
     endpoint = {"url": world.receiver.url("/orders"), "event_types": ["order.status_changed"]}
     response = world.api("POST", "/v1/endpoints", json=endpoint)
@@ -442,6 +659,66 @@ def test_another_plugin_adds_an_event_rule_through_the_hookpump_events_filter(wo
     world.site.php("configure", hookpump_enabled_rules=["post_published", "comment_posted"])
 
 
+def test_the_comment_rule_skips_spam_and_comments_held_for_moderation(world: World) -> None:
+    before = len(world.deliveries(endpoint_id=world.comments_endpoint["id"]))
+    post_id = world.state["first_post"]
+    world.site.php("comment", post_id=post_id, content="Buy pills", author="Spammer", approved="spam")
+    world.site.php("comment", post_id=post_id, content="Held for moderation", approved=0)
+    world.site.php("comment", post_id=post_id, content="Approved", author="Tom & Jerry", approved=1)
+    [sent] = eventually(
+        lambda: (newest_first := world.deliveries(endpoint_id=world.comments_endpoint["id"]))[
+            : len(newest_first) - before
+        ],
+        what="the approved comment's delivery",
+    )
+    time.sleep(2)  # the other two would have been accepted by now
+    assert len(world.deliveries(endpoint_id=world.comments_endpoint["id"])) == before + 1
+    payload = world.api("GET", f"/v1/messages/{sent['message_id']}").json()["payload"]
+    assert (payload["data"]["content"], payload["data"]["author"]) == ("Approved", "Tom & Jerry")
+
+
+def test_an_http_url_to_another_machine_gets_a_warning_on_the_settings_page(world: World) -> None:
+    def warned(url: str) -> bool:
+        world.site.php("configure", hookpump_url=url)
+        return (
+            "hookpump-http-warning"
+            in world.site.request("wp-admin/options-general.php", get={"page": "hookpump"}).output
+        )
+
+    try:
+        assert warned("http://hooks.example.com")
+        assert warned("http://10.0.0.5:8000")
+        assert not warned("https://hooks.example.com")
+        assert not warned("http://localhost:8000")
+        assert not warned(world.hookpump.url)  # http://127.0.0.1:<port>
+    finally:
+        world.site.php("configure", hookpump_url=world.hookpump.url)
+
+
+def test_the_outbox_is_bounded_by_rows_and_age_and_counts_what_it_dropped(world: World) -> None:
+    closed = f"http://127.0.0.1:{free_port()}"  # nothing listens: each event is kept at once
+    world.site.php("configure", hookpump_url=closed)
+    try:
+        for n in range(3):
+            world.site.php("send", event_type="bounded.test", payload={"n": n})
+        first, second, _ = world.site.php("outbox").result["outbox"]
+        world.site.php("age_outbox_row", id=int(first["id"]), days=8)  # past the 7-day limit
+        world.site.php("age_outbox_row", id=int(second["id"]), days=31, status="rejected")  # past retention
+        limits = {"max_pending_rows": 3}
+        for n in range(3, 6):
+            world.site.php("send", event_type="bounded.test", payload={"n": n}, outbox_limits=limits)
+        state = world.site.php("outbox", outbox_limits=limits).result
+    finally:
+        world.site.php("configure", hookpump_url=world.hookpump.url)
+    # The 8-day-old row went by age, the refused one by retention; of the four pending left, the oldest
+    # went by the cap of 3.
+    assert [json.loads(row["message"])["payload"] for row in state["outbox"]] == [{"n": 3}, {"n": 4}, {"n": 5}]
+    assert state["dropped"] == 2
+    assert "2 events were dropped unsent" in state["health"]["description"]
+    assert state["health"]["status"] == "recommended"
+    world.site.php("run_cron")  # the three go to hookpump
+
+
 def test_the_plugin_raised_no_php_warnings(world: World) -> None:
     log = world.site.debug_log.read_text(errors="replace") if world.site.debug_log.exists() else ""
     # The test harness's own redirect echo (mu-harness.php) makes WordPress warn about headers; that
@@ -454,3 +731,24 @@ def test_the_plugin_raised_no_php_warnings(world: World) -> None:
 def test_uninstall_removes_the_options_and_the_table(world: World) -> None:
     result = world.site.php("uninstall").result
     assert result == {"options": [], "table": None, "cron": False}
+
+
+def test_uninstall_cleans_every_site_of_a_multisite_network(tmp_path: Path) -> None:
+    require_the_parts()
+    site = WordPressSite.create(tmp_path)
+    try:
+        site.php("install")
+        assert site.php("make_network").result == {"error": None}
+        activated = site.php("network_activate").result
+        assert activated["error"] is None
+        second = str(activated["blog_id"])
+        before = site.php("network_state").result
+        assert before[second]["table"] == "wp_2_hookpump_outbox" and "hookpump_send_key" in before[second]["options"]
+        assert before["1"]["table"] == "wp_hookpump_outbox" and before["1"]["options"]
+        site.php("uninstall")
+        assert site.php("network_state").result == {
+            "1": {"options": [], "table": None},
+            second: {"options": [], "table": None},
+        }
+    finally:
+        site.drop()

@@ -12,6 +12,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -143,6 +144,12 @@ class WordPressSite:
             "define('WP_HTTP_BLOCK_EXTERNAL', true);\ndefine('WP_ACCESSIBLE_HOSTS', '127.0.0.1');\n"
             "define('DISABLE_WP_CRON', true);\ndefine('AUTOMATIC_UPDATER_DISABLED', true);\n"
             "define('WP_DEBUG', true);\ndefine('WP_DEBUG_DISPLAY', false);\n"
+            # A network once the harness has made one (make_network), as wp-admin's Network Setup asks.
+            "if (file_exists(__DIR__ . '/multisite')) {\n"
+            "    define('MULTISITE', true);\ndefine('SUBDOMAIN_INSTALL', false);\n"
+            "    define('DOMAIN_CURRENT_SITE', 'wp.test');\ndefine('PATH_CURRENT_SITE', '/');\n"
+            "    define('SITE_ID_CURRENT_SITE', 1);\ndefine('BLOG_ID_CURRENT_SITE', 1);\n"
+            "}\n"
             f"define('WP_DEBUG_LOG', '{directory / 'debug.log'}');\n"
             "require_once ABSPATH . 'wp-settings.php';\n",
             encoding="utf-8",
@@ -240,8 +247,10 @@ class Hit:
 
 @dataclass
 class Receiver:
-    """Answers 200 on /hook; on /fail the first request gets 400, later ones 200."""
+    """Answers 200 on /hook; on /fail the first request gets 400, later ones 200. With `get_body`,
+    a GET gets 200 and that body (a server that is not hookpump)."""
 
+    get_body: bytes | None = None
     hits: list[Hit] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
@@ -261,6 +270,15 @@ class Receiver:
                 self.end_headers()
                 self.wfile.write(b"no" if status == 400 else b"ok")
 
+            def do_GET(self) -> None:
+                if receiver.get_body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("content-length", str(len(receiver.get_body)))
+                self.end_headers()
+                self.wfile.write(receiver.get_body)
+
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
@@ -278,6 +296,34 @@ class Receiver:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+
+
+class HungServer:
+    """A hookpump that hangs: it accepts connections and never answers (nor closes them)."""
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.held: list[socket.socket] = []
+        self.accepted = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            self.held.append(connection)
+            self.accepted += 1
+
+    def close(self) -> None:
+        self.listener.close()
+        for connection in self.held:
+            connection.close()
 
 
 def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> Any:

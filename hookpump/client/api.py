@@ -183,6 +183,12 @@ class HookpumpClient:
     def queue_overview(self) -> t.QueueOverview:
         return cast(t.QueueOverview, self._call("GET", "/v1/queue"))
 
+    # --- api keys -----------------------------------------------------------------------------
+
+    def current_api_key(self) -> t.CurrentApiKey:
+        """Which key this client holds and its scopes: any valid key may ask."""
+        return cast(t.CurrentApiKey, self._call("GET", "/v1/api-keys/me"))
+
 
 def connect(url: str | None = None, key: str | None = None, **options: Any) -> HookpumpClient:
     """A client for the API found by `resolve_connection` (flags, environment, `hookpump dev`)."""

@@ -199,3 +199,17 @@ class EndpointPage(TypedDict):
 class DeliveryPage(TypedDict):
     data: list[Delivery]
     next_cursor: str | None
+
+
+class KeyIdentity(TypedDict):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: str | None
+    bootstrap: bool
+
+
+class CurrentApiKey(TypedDict):
+    service: Literal["hookpump"]
+    version: str
+    key: KeyIdentity

@@ -31,6 +31,23 @@ function harness_result( $value ) {
 	echo "\n@@HARNESS@@" . json_encode( $value ) . "\n";
 }
 
+/**
+ * Reports at the very end of the request, after the plugin's own end-of-request work (WordPress's
+ * `shutdown` action runs from a shutdown function registered before this one): the outbox as the
+ * request leaves it, and the seconds the whole request took.
+ */
+function harness_result_at_end( array $value ) {
+	register_shutdown_function(
+		static function () use ( $value ) {
+			$value['outbox']  = harness_outbox();
+			$value['elapsed'] = microtime( true ) - $_SERVER['REQUEST_TIME_FLOAT'];
+			// The request's own work: from WordPress loaded to the end of its shutdown.
+			$value['work'] = microtime( true ) - $GLOBALS['harness_loaded'];
+			harness_result( $value );
+		}
+	);
+}
+
 function harness_outbox() {
 	global $wpdb;
 	return $wpdb->get_results( 'SELECT id, idempotency_key, event_type, message, status, attempts FROM ' . Hookpump_Outbox::table() . ' ORDER BY id', ARRAY_A );
@@ -61,10 +78,18 @@ if ( 'request' === $harness_action ) {
 	exit;
 }
 
+if ( ! empty( $harness_input['outbox_limits'] ) ) {
+	$harness_outbox_limits = $harness_input['outbox_limits'];
+}
+
 if ( 'install' === $harness_action ) {
 	define( 'WP_INSTALLING', true );
 }
 require ABSPATH . 'wp-load.php';
+if ( isset( $harness_outbox_limits ) ) {
+	add_filter( 'hookpump_outbox_limits', static fn( array $limits ) => array_merge( $limits, $harness_outbox_limits ) );
+}
+$harness_loaded = microtime( true );
 
 switch ( $harness_action ) {
 	case 'install':
@@ -122,28 +147,72 @@ switch ( $harness_action ) {
 			array(
 				'post_title'   => $harness_input['title'],
 				'post_content' => 'Hello from the hookpump test.',
-				'post_status'  => 'publish',
+				'post_status'  => $harness_input['status'] ?? 'publish',
 				'post_author'  => 1,
 			),
 			true
 		);
-		harness_result( array( 'post_id' => $post_id, 'outbox' => harness_outbox() ) );
+		harness_result_at_end( array( 'post_id' => $post_id ) );
+		break;
+
+	case 'publish_posts':
+		// A bulk action: several posts published in one request.
+		$harness_ids = array();
+		for ( $harness_n = 1; $harness_n <= (int) $harness_input['n']; $harness_n++ ) {
+			$harness_ids[] = wp_insert_post(
+				array(
+					'post_title'   => $harness_input['title'] . ' ' . $harness_n,
+					'post_content' => 'One of several.',
+					'post_status'  => 'publish',
+					'post_author'  => 1,
+				),
+				true
+			);
+		}
+		harness_result_at_end( array( 'post_ids' => $harness_ids ) );
+		break;
+
+	case 'trash_post':
+		wp_trash_post( (int) $harness_input['post_id'] );
+		harness_result_at_end( array() );
+		break;
+
+	case 'age_outbox_row':
+		// A row as if it had been kept `days` ago (and, with `status`, as if refused then).
+		global $wpdb;
+		$wpdb->update(
+			Hookpump_Outbox::table(),
+			array_filter(
+				array(
+					'created_at' => gmdate( 'Y-m-d H:i:s', time() - (int) ( $harness_input['days'] * DAY_IN_SECONDS ) ),
+					'status'     => $harness_input['status'] ?? null,
+				)
+			),
+			array( 'id' => (int) $harness_input['id'] )
+		);
+		harness_result( true );
+		break;
+
+	case 'forget_unreachable':
+		// As if the minute after a timeout had passed.
+		delete_transient( Hookpump_Sender::UNREACHABLE_MARK );
+		harness_result( true );
 		break;
 
 	case 'republish':
 		// The same transition hook fired again for the same post (a plugin calling wp_publish_post twice, a double submit).
 		$post = get_post( (int) $harness_input['post_id'] );
 		do_action( 'transition_post_status', 'publish', 'draft', $post );
-		harness_result( array( 'outbox' => harness_outbox() ) );
+		harness_result_at_end( array() );
 		break;
 
 	case 'comment':
 		$comment_id = wp_insert_comment(
 			array(
 				'comment_post_ID'  => (int) $harness_input['post_id'],
-				'comment_author'   => 'Reader',
+				'comment_author'   => $harness_input['author'] ?? 'Reader',
 				'comment_content'  => $harness_input['content'],
-				'comment_approved' => 1,
+				'comment_approved' => $harness_input['approved'] ?? 1,
 			)
 		);
 		harness_result( array( 'comment_id' => $comment_id ) );
@@ -155,7 +224,7 @@ switch ( $harness_action ) {
 		break;
 
 	case 'outbox':
-		harness_result( array( 'outbox' => harness_outbox(), 'health' => Hookpump_Site_Health::test(), 'last_error' => Hookpump_Options::last_error() ) );
+		harness_result( array( 'outbox' => harness_outbox(), 'health' => Hookpump_Site_Health::test(), 'last_error' => Hookpump_Options::last_error(), 'dropped' => Hookpump_Options::dropped() ) );
 		break;
 
 	case 'run_cron':
@@ -203,12 +272,57 @@ switch ( $harness_action ) {
 	case 'order_status_changed':
 		// What WooCommerce fires when an order moves from one status to another.
 		do_action( 'woocommerce_order_status_changed', (int) $harness_input['order_id'], $harness_input['from'], $harness_input['to'], null );
-		harness_result( array( 'outbox' => harness_outbox() ) );
+		harness_result_at_end( array() );
 		break;
 
 	case 'ping':
 		do_action( 'harness_ping', (int) $harness_input['n'] );
-		harness_result( array( 'outbox' => harness_outbox() ) );
+		harness_result_at_end( array() );
+		break;
+
+	case 'make_network':
+		// What wp-admin's Network Setup does; wp-config.php turns MULTISITE on once the marker exists.
+		require_once ABSPATH . 'wp-admin/includes/upgrade.php';
+		require_once ABSPATH . 'wp-admin/includes/network.php';
+		global $wpdb;
+		foreach ( $wpdb->tables( 'ms_global' ) as $harness_table => $harness_prefixed ) {
+			$wpdb->$harness_table = $harness_prefixed;
+		}
+		install_network();
+		$harness_network = populate_network( 1, 'wp.test', 'admin@example.com', 'hookpump network', '/', false );
+		if ( is_wp_error( $harness_network ) ) {
+			harness_result( array( 'error' => $harness_network->get_error_message() ) );
+			break;
+		}
+		touch( ABSPATH . 'multisite' );
+		harness_result( array( 'error' => null ) );
+		break;
+
+	case 'network_activate':
+		// A second site, the plugin activated for the whole network, and the second site's admin
+		// visited once (where the plugin makes its table and options, as on any upgrade).
+		require_once ABSPATH . 'wp-admin/includes/plugin.php';
+		$harness_blog = wpmu_create_blog( 'wp.test', '/second/', 'Second site', 1 );
+		$activated    = activate_plugin( 'hookpump/hookpump.php', '', true );
+		switch_to_blog( $harness_blog );
+		Hookpump_Plugin::upgrade();
+		update_option( 'hookpump_send_key', 'hp_second_site_key' );
+		restore_current_blog();
+		harness_result( array( 'blog_id' => $harness_blog, 'error' => is_wp_error( $activated ) ? $activated->get_error_message() : null ) );
+		break;
+
+	case 'network_state':
+		global $wpdb;
+		$harness_state = array();
+		foreach ( get_sites( array( 'fields' => 'ids' ) ) as $harness_blog ) {
+			switch_to_blog( $harness_blog );
+			$harness_state[ $harness_blog ] = array(
+				'options' => $wpdb->get_col( "SELECT option_name FROM {$wpdb->options} WHERE option_name LIKE 'hookpump%'" ),
+				'table'   => $wpdb->get_var( $wpdb->prepare( 'SHOW TABLES LIKE %s', $wpdb->prefix . 'hookpump_outbox' ) ),
+			);
+			restore_current_blog();
+		}
+		harness_result( $harness_state );
 		break;
 
 	case 'uninstall':

@@ -14,8 +14,11 @@ defined( 'ABSPATH' ) || exit;
  */
 final class Hookpump_Client {
 
-	/** Seconds to wait for hookpump: short, so a page that publishes a post is never held up long. */
-	const DEFAULT_TIMEOUT = 3;
+	/**
+	 * Seconds to wait for hookpump: short, since a request pays it at most once (then hookpump is
+	 * left alone for a minute, Hookpump_Sender::UNREACHABLE_SECONDS).
+	 */
+	const DEFAULT_TIMEOUT = 2;
 
 	/**
 	 * Constructor.
@@ -88,27 +91,35 @@ final class Hookpump_Client {
 	}
 
 	/**
-	 * GET /v1/messages/{id} for an id that cannot exist: a 404 proves the URL and the key are good
-	 * (401 = unknown key, 403 = wrong scope) without sending anything.
+	 * GET /v1/api-keys/me: proves that the URL is hookpump's and returns the key's scopes.
 	 *
-	 * @return true|WP_Error
+	 * @return array{version: string, scopes: string[]}|WP_Error
 	 */
-	public function check_send_key(): bool|WP_Error {
-		$answer = $this->request( 'GET', '/v1/messages/msg_' . str_repeat( '0', 26 ) );
-		if ( is_wp_error( $answer ) && 404 === self::status_of( $answer ) ) {
-			return true;
+	public function identify_key(): array|WP_Error {
+		$answer = $this->request( 'GET', '/v1/api-keys/me' );
+		if ( is_wp_error( $answer ) ) {
+			if ( 404 === self::status_of( $answer ) ) {
+				return new WP_Error(
+					'hookpump_not_hookpump',
+					/* translators: %s: the URL */
+					sprintf( __( '%s has no /v1/api-keys/me: it is not hookpump (or a hookpump older than this plugin). Enter the root URL of hookpump.', 'hookpump' ), $this->base_url ),
+					array( 'status' => 404 )
+				);
+			}
+			return $answer;
 		}
-		return is_wp_error( $answer ) ? $answer : true;
-	}
-
-	/**
-	 * GET /v1/deliveries?limit=1: proves the monitoring key can read.
-	 *
-	 * @return true|WP_Error
-	 */
-	public function check_read_key(): bool|WP_Error {
-		$answer = $this->list_deliveries( array( 'limit' => 1 ) );
-		return is_wp_error( $answer ) ? $answer : true;
+		if ( 'hookpump' !== ( $answer['service'] ?? null ) || ! is_array( $answer['key']['scopes'] ?? null ) ) {
+			return new WP_Error(
+				'hookpump_not_hookpump',
+				/* translators: %s: the URL */
+				sprintf( __( '%s answered, but not as hookpump does: check that it is hookpump\'s root URL.', 'hookpump' ), $this->base_url ),
+				array( 'status' => 200 )
+			);
+		}
+		return array(
+			'version' => (string) ( $answer['version'] ?? '' ),
+			'scopes'  => array_values( array_map( 'strval', $answer['key']['scopes'] ) ),
+		);
 	}
 
 	/**

@@ -47,7 +47,12 @@ final class Hookpump_Deliveries_Page {
 		if ( ! preg_match( self::DELIVERY_ID, $delivery_id ) ) {
 			wp_die( esc_html__( 'Not a delivery id.', 'hookpump' ), '', array( 'response' => 400 ) );
 		}
-		$answer = Hookpump_Client::for_monitoring()->retry_delivery( $delivery_id );
+		$client = Hookpump_Client::for_monitoring();
+		$answer = self::is_the_sites( $client, $delivery_id ) ? $client->retry_delivery( $delivery_id ) : new WP_Error(
+			'hookpump_not_this_sites',
+			/* translators: %s: delivery id */
+			sprintf( __( 'Delivery %s is not to one of this site\'s endpoints (Settings → hookpump), so it is not retried from here.', 'hookpump' ), $delivery_id )
+		);
 		if ( is_wp_error( $answer ) ) {
 			$notice = array(
 				'ok'      => false,
@@ -66,6 +71,22 @@ final class Hookpump_Deliveries_Page {
 		$back = isset( $_POST['back'] ) && 'detail' === sanitize_key( wp_unslash( $_POST['back'] ) ) ? array( 'delivery' => $delivery_id ) : array();
 		wp_safe_redirect( self::url( $back ) );
 		exit;
+	}
+
+	/**
+	 * Whether a delivery goes to one of the site's endpoints (any, when none are set): the key may
+	 * be able to retry every endpoint's deliveries, but this page acts for this site only.
+	 *
+	 * @param Hookpump_Client $client      Monitoring client.
+	 * @param string          $delivery_id The delivery.
+	 */
+	private static function is_the_sites( Hookpump_Client $client, string $delivery_id ): bool {
+		$site_endpoints = Hookpump_Options::endpoint_ids();
+		if ( ! $site_endpoints ) {
+			return true;
+		}
+		$detail = $client->get_delivery( $delivery_id );
+		return ! is_wp_error( $detail ) && in_array( (string) ( $detail['delivery']['endpoint_id'] ?? '' ), $site_endpoints, true );
 	}
 
 	/** Renders the page: the list, or one delivery when `delivery` is given. */
@@ -94,23 +115,30 @@ final class Hookpump_Deliveries_Page {
 		$delivery_id = isset( $_GET['delivery'] ) ? sanitize_text_field( wp_unslash( $_GET['delivery'] ) ) : '';
 		$status      = isset( $_GET['status'] ) ? sanitize_key( wp_unslash( $_GET['status'] ) ) : '';
 		$endpoint    = isset( $_GET['endpoint'] ) ? sanitize_text_field( wp_unslash( $_GET['endpoint'] ) ) : '';
+		$cursor      = isset( $_GET['cursor'] ) ? sanitize_text_field( wp_unslash( $_GET['cursor'] ) ) : '';
 		// phpcs:enable
 		if ( '' !== $delivery_id && preg_match( self::DELIVERY_ID, $delivery_id ) ) {
 			self::render_detail( $client, $delivery_id );
 		} else {
-			self::render_list( $client, in_array( $status, self::STATUSES, true ) ? $status : '', $endpoint );
+			$status = in_array( $status, self::STATUSES, true ) ? $status : '';
+			$cursor = preg_match( self::DELIVERY_ID, $cursor ) ? $cursor : '';
+			self::render_list( $client, $status, $endpoint, $cursor );
 		}
 		echo '</div>';
 	}
 
 	/**
-	 * The newest deliveries of the site's endpoints (or of the chosen one).
+	 * One page of the deliveries of the site's endpoints (or of the chosen one), newest first.
+	 *
+	 * The API's cursor is the last delivery shown and works across endpoints (it is a position in
+	 * the log's order, which is the order of delivery ids), so one cursor pages the merged list too.
 	 *
 	 * @param Hookpump_Client $client   Monitoring client.
 	 * @param string          $status   '' or one status.
 	 * @param string          $endpoint '' or one of the site's endpoint ids.
+	 * @param string          $cursor   '' for the newest, or the last delivery of the page before.
 	 */
-	private static function render_list( Hookpump_Client $client, string $status, string $endpoint ): void {
+	private static function render_list( Hookpump_Client $client, string $status, string $endpoint, string $cursor ): void {
 		$site_endpoints = Hookpump_Options::endpoint_ids();
 		$endpoints      = in_array( $endpoint, $site_endpoints, true ) ? array( $endpoint ) : $site_endpoints;
 		if ( ! $site_endpoints ) {
@@ -118,12 +146,14 @@ final class Hookpump_Deliveries_Page {
 			$endpoints = array( '' );
 		}
 		$deliveries = array();
+		$more       = false;
 		foreach ( $endpoints as $id ) {
 			$filters = array_filter(
 				array(
 					'endpoint_id' => $id,
 					'status'      => $status,
 					'limit'       => self::PAGE_SIZE,
+					'cursor'      => $cursor,
 				)
 			);
 			$page = $client->list_deliveries( $filters );
@@ -132,14 +162,17 @@ final class Hookpump_Deliveries_Page {
 				return;
 			}
 			$deliveries = array_merge( $deliveries, (array) ( $page['data'] ?? array() ) );
+			$more       = $more || ! empty( $page['next_cursor'] );
 		}
 		// Each endpoint's page is newest first; merged, the newest of them all come first.
-		usort( $deliveries, static fn( $a, $b ) => strcmp( (string) $b['created_at'], (string) $a['created_at'] ) );
+		usort( $deliveries, static fn( $a, $b ) => strcmp( (string) $b['id'], (string) $a['id'] ) );
+		$more       = $more || count( $deliveries ) > self::PAGE_SIZE;
 		$deliveries = array_slice( $deliveries, 0, self::PAGE_SIZE );
 
 		self::render_filters( $status, $endpoint, $site_endpoints );
 		if ( ! $deliveries ) {
 			echo '<p>' . esc_html__( 'No deliveries match.', 'hookpump' ) . '</p>';
+			self::render_paging( $status, $endpoint, $cursor, '' );
 			return;
 		}
 		echo '<table class="widefat striped hookpump-deliveries"><thead><tr>';
@@ -156,12 +189,54 @@ final class Hookpump_Deliveries_Page {
 			echo '<td>' . esc_html( (string) $delivery['status'] ) . '</td>';
 			echo '<td>' . esc_html( (string) (int) $delivery['attempts'] ) . '</td>';
 			echo '<td>' . esc_html( self::last_answer( $delivery ) ) . '</td>';
-			echo '<td>' . esc_html( (string) $delivery['created_at'] ) . '</td>';
+			echo '<td>' . esc_html( self::local_time( $delivery['created_at'] ?? null ) ) . '</td>';
 			echo '<td>';
 			self::render_retry_button( $delivery, 'list' );
 			echo '</td></tr>';
 		}
 		echo '</tbody></table>';
+		self::render_paging( $status, $endpoint, $cursor, $more ? (string) end( $deliveries )['id'] : '' );
+	}
+
+	/**
+	 * Links to the newest page and to the next, older one.
+	 *
+	 * @param string $status   The status filter.
+	 * @param string $endpoint The endpoint filter.
+	 * @param string $cursor   This page's cursor ('' on the newest page).
+	 * @param string $older    The next page's cursor ('' when this is the last page).
+	 */
+	private static function render_paging( string $status, string $endpoint, string $cursor, string $older ): void {
+		$filters = array_filter(
+			array(
+				'status'   => $status,
+				'endpoint' => $endpoint,
+			)
+		);
+		echo '<p class="hookpump-paging">';
+		if ( '' !== $cursor ) {
+			echo '<a class="button" href="' . esc_url( self::url( $filters ) ) . '">&larr; ' . esc_html__( 'Newest', 'hookpump' ) . '</a> ';
+		}
+		if ( '' !== $older ) {
+			echo '<a class="button hookpump-older" href="' . esc_url( self::url( $filters + array( 'cursor' => $older ) ) ) . '">' . esc_html__( 'Older deliveries', 'hookpump' ) . ' &rarr;</a>';
+		}
+		echo '</p>';
+	}
+
+	/**
+	 * An API timestamp (UTC) in the site's time zone and date and time formats.
+	 *
+	 * @param mixed $timestamp An RFC 3339 timestamp, or null.
+	 */
+	private static function local_time( $timestamp ): string {
+		if ( ! is_string( $timestamp ) || '' === $timestamp ) {
+			return '—';
+		}
+		$seconds = strtotime( $timestamp );
+		if ( false === $seconds ) {
+			return $timestamp;
+		}
+		return (string) wp_date( get_option( 'date_format' ) . ' ' . get_option( 'time_format' ), $seconds );
 	}
 
 	/**
@@ -209,7 +284,7 @@ final class Hookpump_Deliveries_Page {
 			__( 'Message', 'hookpump' )      => (string) $delivery['message_id'],
 			__( 'Endpoint', 'hookpump' )     => (string) $delivery['endpoint_id'],
 			__( 'Status', 'hookpump' )       => (string) $delivery['status'],
-			__( 'Next attempt', 'hookpump' ) => (string) ( $delivery['next_attempt_at'] ?? '—' ),
+			__( 'Next attempt', 'hookpump' ) => self::local_time( $delivery['next_attempt_at'] ?? null ),
 			__( 'Last answer', 'hookpump' )  => self::last_answer( $delivery ),
 		);
 		foreach ( $facts as $label => $value ) {
@@ -229,7 +304,7 @@ final class Hookpump_Deliveries_Page {
 			echo '<tr data-outcome="' . esc_attr( (string) $attempt['outcome'] ) . '">';
 			echo '<td>' . esc_html( (string) (int) $attempt['number'] ) . '</td>';
 			echo '<td>' . esc_html( (string) $attempt['trigger'] ) . '</td>';
-			echo '<td>' . esc_html( (string) ( $attempt['started_at'] ?? '' ) ) . '</td>';
+			echo '<td>' . esc_html( self::local_time( $attempt['started_at'] ?? null ) ) . '</td>';
 			echo '<td>' . esc_html( null === $attempt['duration_ms'] ? '' : (string) round( (float) $attempt['duration_ms'] ) ) . '</td>';
 			echo '<td>' . esc_html( (string) $attempt['outcome'] ) . '</td>';
 			echo '<td><code>' . esc_html( wp_html_excerpt( $answer, 200, '…' ) ) . '</code></td></tr>';
@@ -238,7 +313,7 @@ final class Hookpump_Deliveries_Page {
 		if ( ! empty( $detail['actions'] ) ) {
 			echo '<h3>' . esc_html__( 'Operator actions', 'hookpump' ) . '</h3><ul>';
 			foreach ( (array) $detail['actions'] as $action ) {
-				echo '<li>' . esc_html( $action['at'] . ' ' . $action['action'] . ' (' . $action['by'] . ')' ) . '</li>';
+				echo '<li>' . esc_html( self::local_time( $action['at'] ) . ' ' . $action['action'] . ' (' . $action['by'] . ')' ) . '</li>';
 			}
 			echo '</ul>';
 		}

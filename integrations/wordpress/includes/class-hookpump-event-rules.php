@@ -83,7 +83,8 @@ final class Hookpump_Event_Rules {
 			'site' => home_url(),
 			'data' => $data,
 		);
-		hookpump_send( (string) $event['event_type'], $payload, array( 'object' => $object ) );
+		// Sent at the end of the request: nothing here waits on the message id.
+		Hookpump_Sender::send_later( (string) $event['event_type'], $payload, array( 'object' => $object ) );
 	}
 
 	/**
@@ -121,7 +122,10 @@ final class Hookpump_Event_Rules {
 				'accepted_args' => 1,
 				'callback'      => static function ( $post_id ) {
 					$post = get_post( $post_id );
-					return $post && self::is_public_post( $post ) ? self::post_event( 'post.trashed', $post ) : null;
+					// Only a post the world could see: a trashed draft's title was never public.
+					// wp_trash_post() keeps the status it had before in this meta.
+					$was_published = 'publish' === get_post_meta( (int) $post_id, '_wp_trash_meta_status', true );
+					return $post && $was_published && self::is_public_post( $post ) ? self::post_event( 'post.trashed', $post ) : null;
 				},
 			),
 			'user_registered' => array(
@@ -140,7 +144,7 @@ final class Hookpump_Event_Rules {
 							'id'            => (int) $user->ID,
 							'login'         => $user->user_login,
 							'email'         => $user->user_email,
-							'display_name'  => $user->display_name,
+							'display_name'  => self::plain_text( $user->display_name ),
 							'roles'         => array_values( $user->roles ),
 							'registered_at' => self::iso8601( $user->user_registered ),
 						),
@@ -148,18 +152,22 @@ final class Hookpump_Event_Rules {
 				},
 			),
 			'comment_posted'  => array(
-				'label'         => __( 'A comment is posted (comment.posted)', 'hookpump' ),
+				'label'         => __( 'An approved comment is posted (comment.posted)', 'hookpump' ),
 				'hook'          => 'wp_insert_comment',
 				'accepted_args' => 2,
 				'callback'      => static function ( $comment_id, $comment ) {
+					// Spam, and comments held for moderation, are not the site's to announce.
+					if ( '1' !== (string) $comment->comment_approved ) {
+						return null;
+					}
 					return array(
 						'event_type' => 'comment.posted',
 						'object'     => 'comment:' . (int) $comment_id,
 						'payload'    => array(
 							'id'        => (int) $comment_id,
 							'post_id'   => (int) $comment->comment_post_ID,
-							'author'    => $comment->comment_author,
-							'content'   => $comment->comment_content,
+							'author'    => self::plain_text( $comment->comment_author ),
+							'content'   => self::plain_text( $comment->comment_content ),
 							'approved'  => (string) $comment->comment_approved,
 							'type'      => $comment->comment_type ? $comment->comment_type : 'comment',
 							'posted_at' => self::iso8601( $comment->comment_date_gmt ),
@@ -217,7 +225,7 @@ final class Hookpump_Event_Rules {
 				'id'           => (int) $post->ID,
 				'type'         => $post->post_type,
 				'status'       => $post->post_status,
-				'title'        => get_the_title( $post ),
+				'title'        => self::plain_text( $post->post_title ),
 				'slug'         => $post->post_name,
 				'url'          => (string) get_permalink( $post ),
 				'author_id'    => (int) $post->post_author,
@@ -225,6 +233,16 @@ final class Hookpump_Event_Rules {
 				'modified_at'  => self::iso8601( $post->post_modified_gmt ),
 			),
 		);
+	}
+
+	/**
+	 * Text as a person reads it: no tags, no HTML entities (WordPress stores `&` in a title as
+	 * `&amp;`, and its display filters add more, such as `&#8216;` for a quote).
+	 *
+	 * @param string $text Text as WordPress stores it.
+	 */
+	private static function plain_text( string $text ): string {
+		return html_entity_decode( wp_strip_all_tags( $text ), ENT_QUOTES | ENT_HTML5, 'UTF-8' );
 	}
 
 	/**

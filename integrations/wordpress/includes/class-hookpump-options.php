@@ -20,9 +20,10 @@ final class Hookpump_Options {
 	const SITE_ID       = 'hookpump_site_id';
 	const LAST_ERROR    = 'hookpump_last_error';
 	const DB_VERSION    = 'hookpump_db_version';
+	const DROPPED       = 'hookpump_outbox_dropped';
 
 	/** Options holding secrets or bookkeeping: never autoloaded. */
-	const NOT_AUTOLOADED = array( self::SEND_KEY, self::READ_KEY, self::LAST_ERROR );
+	const NOT_AUTOLOADED = array( self::SEND_KEY, self::READ_KEY, self::LAST_ERROR, self::DROPPED );
 
 	/** Every option, for uninstall.php. */
 	const ALL = array(
@@ -34,6 +35,7 @@ final class Hookpump_Options {
 		self::SITE_ID,
 		self::LAST_ERROR,
 		self::DB_VERSION,
+		self::DROPPED,
 	);
 
 	/**
@@ -121,6 +123,27 @@ final class Hookpump_Options {
 			),
 			false
 		);
+	}
+
+	/** How many events the outbox dropped unsent (too old, or over its cap) since activation. */
+	public static function dropped(): int {
+		return (int) get_option( self::DROPPED, 0 );
+	}
+
+	/**
+	 * Counts events the outbox dropped.
+	 *
+	 * @param int $count How many more.
+	 */
+	public static function add_dropped( int $count ): void {
+		update_option( self::DROPPED, self::dropped() + $count, false );
+	}
+
+	/** Forgets the last error: hookpump took an event since. */
+	public static function clear_error(): void {
+		if ( '' !== get_option( self::LAST_ERROR, '' ) ) {
+			update_option( self::LAST_ERROR, '', false );
+		}
 	}
 
 	/**

@@ -23,6 +23,15 @@ final class Hookpump_Outbox {
 	/** Seconds a flush owns the rows it claimed; after that another flush may take them. */
 	const CLAIM_SECONDS = 120;
 
+	/**
+	 * Bounds of the table, so a hookpump that stays away cannot fill the site's database: at most
+	 * this many pending rows, none older than this many days (the oldest go first, counted in
+	 * Site Health), and rejected rows kept this many days for the site owner to see.
+	 */
+	const MAX_PENDING_ROWS   = 10000;
+	const MAX_PENDING_DAYS   = 7;
+	const REJECTED_KEEP_DAYS = 30;
+
 	/** The table's name, with the site's prefix. */
 	public static function table(): string {
 		global $wpdb;
@@ -86,7 +95,67 @@ final class Hookpump_Outbox {
 				current_time( 'mysql', true )
 			)
 		);
+		if ( $done ) {
+			self::prune();
+		}
 		return false !== $done;
+	}
+
+	/**
+	 * The table's bounds (filter `hookpump_outbox_limits`).
+	 *
+	 * @return array{max_pending_rows: int, max_pending_days: int, rejected_keep_days: int}
+	 */
+	public static function limits(): array {
+		$defaults = array(
+			'max_pending_rows'   => self::MAX_PENDING_ROWS,
+			'max_pending_days'   => self::MAX_PENDING_DAYS,
+			'rejected_keep_days' => self::REJECTED_KEEP_DAYS,
+		);
+		/**
+		 * Filters the outbox's bounds.
+		 *
+		 * @param array $limits max_pending_rows, max_pending_days, rejected_keep_days.
+		 */
+		$limits = (array) apply_filters( 'hookpump_outbox_limits', $defaults );
+		return array_map( static fn( $value ) => max( 1, (int) $value ), array_merge( $defaults, array_intersect_key( $limits, $defaults ) ) );
+	}
+
+	/**
+	 * Keeps the table within its bounds: pending rows past the age limit or over the cap are
+	 * dropped, oldest first, and counted; rejected rows past their retention are purged.
+	 *
+	 * @return int Pending rows dropped.
+	 */
+	public static function prune(): int {
+		global $wpdb;
+		$table  = self::table();
+		$limits = self::limits();
+		$now    = time();
+		// phpcs:disable WordPress.DB.PreparedSQL.InterpolatedNotPrepared -- table name only.
+		$dropped = (int) $wpdb->query(
+			$wpdb->prepare(
+				"DELETE FROM {$table} WHERE status = %s AND created_at < %s",
+				self::PENDING,
+				gmdate( 'Y-m-d H:i:s', $now - $limits['max_pending_days'] * DAY_IN_SECONDS )
+			)
+		);
+		$over = (int) $wpdb->get_var( $wpdb->prepare( "SELECT COUNT(*) FROM {$table} WHERE status = %s", self::PENDING ) ) - $limits['max_pending_rows'];
+		if ( $over > 0 ) {
+			$dropped += (int) $wpdb->query( $wpdb->prepare( "DELETE FROM {$table} WHERE status = %s ORDER BY id LIMIT %d", self::PENDING, $over ) );
+		}
+		$wpdb->query(
+			$wpdb->prepare(
+				"DELETE FROM {$table} WHERE status = %s AND created_at < %s",
+				self::REJECTED,
+				gmdate( 'Y-m-d H:i:s', $now - $limits['rejected_keep_days'] * DAY_IN_SECONDS )
+			)
+		);
+		// phpcs:enable
+		if ( $dropped > 0 ) {
+			Hookpump_Options::add_dropped( $dropped );
+		}
+		return $dropped;
 	}
 
 	/**

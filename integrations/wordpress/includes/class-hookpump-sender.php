@@ -13,6 +13,11 @@ defined( 'ABSPATH' ) || exit;
  * kept in the outbox and sent later: after the next successful send, by WP-Cron, or by
  * `wp hookpump flush`. Each event carries an Idempotency-Key, so sending it again never makes a
  * second message.
+ *
+ * A site pays at most one timeout for hookpump: once a send times out or cannot connect, the rest
+ * of that request's events, and every event for the next UNREACHABLE_SECONDS, go straight to the
+ * outbox. The events of the site's own rules are sent at the end of the request, after the
+ * response has gone to the visitor where the server allows it (fastcgi_finish_request).
  */
 final class Hookpump_Sender {
 
@@ -32,8 +37,30 @@ final class Hookpump_Sender {
 	/** Event types hookpump accepts (openapi.yaml, EventType). */
 	const EVENT_TYPE_PATTERN = '/^[A-Za-z0-9_.:-]{1,128}$/';
 
-	/** Whether a flush is already registered for the end of this request. */
-	private static bool $shutdown_flush_registered = false;
+	/**
+	 * Seconds after a timeout or a refused connection during which events go straight to the
+	 * outbox (WP-Cron's flush still tries: it is what finds hookpump back).
+	 */
+	const UNREACHABLE_SECONDS = 60;
+
+	/** The transient that marks hookpump as unreachable; it holds the error. */
+	const UNREACHABLE_MARK = 'hookpump_unreachable';
+
+	/** Whether the end-of-request work is already registered. */
+	private static bool $shutdown_registered = false;
+
+	/** Whether a send in this request succeeded (then the outbox is flushed at its end). */
+	private static bool $sent_in_request = false;
+
+	/** Why hookpump is taken as unreachable for the rest of this request ('' while it is not). */
+	private static string $unreachable = '';
+
+	/**
+	 * Events of the site's rules waiting for the end of the request.
+	 *
+	 * @var array<int, array{0: string, 1: array<mixed>, 2: array<string, mixed>}>
+	 */
+	private static array $deferred = array();
 
 	/**
 	 * See hookpump_send().
@@ -71,12 +98,13 @@ final class Hookpump_Sender {
 			? (string) $args['idempotency_key']
 			: self::idempotency_key( $event_type, $payload, (string) $args['object'] );
 
-		$answer = Hookpump_Client::for_sending()->send_message( $message, $key );
-		if ( ! is_wp_error( $answer ) ) {
-			self::flush_at_shutdown_if_pending();
-			return (string) ( $answer['id'] ?? '' );
+		$unreachable = self::unreachable_reason();
+		$answer      = '' !== $unreachable
+			? new WP_Error( 'hookpump_unreachable', $unreachable, array( 'status' => 0 ) )
+			: self::deliver( Hookpump_Client::for_sending(), $message, $key );
+		if ( is_string( $answer ) ) {
+			return $answer;
 		}
-		Hookpump_Options::record_error( $answer->get_error_message() );
 		if ( ! $args['queue'] || ! self::is_worth_keeping( $answer ) ) {
 			return $answer;
 		}
@@ -89,6 +117,112 @@ final class Hookpump_Sender {
 			sprintf( __( 'The event is kept and will be sent later: %s', 'hookpump' ), $answer->get_error_message() ),
 			$answer->get_error_data()
 		);
+	}
+
+	/**
+	 * Sends an event at the end of the request (the events of the site's rules: nothing waits on
+	 * their message id, so the visitor need not wait on hookpump).
+	 *
+	 * @param string               $event_type The event type.
+	 * @param array<mixed>         $payload    JSON-encodable payload.
+	 * @param array<string, mixed> $args       As for send().
+	 */
+	public static function send_later( string $event_type, array $payload, array $args = array() ): void {
+		self::$deferred[] = array( $event_type, $payload, $args );
+		self::register_shutdown();
+	}
+
+	/**
+	 * One POST /v1/messages: the message id, or the error (recorded, and remembered for a while when
+	 * hookpump could not be reached). A success without a message id is not one: whatever answered
+	 * is not hookpump.
+	 *
+	 * @param Hookpump_Client      $client  The sending client.
+	 * @param array<string, mixed> $message The MessageCreate body.
+	 * @param string               $key     Its Idempotency-Key.
+	 * @return string|WP_Error
+	 */
+	private static function deliver( Hookpump_Client $client, array $message, string $key ): string|WP_Error {
+		$answer = $client->send_message( $message, $key );
+		if ( ! is_wp_error( $answer ) ) {
+			$id = $answer['id'] ?? null;
+			if ( is_string( $id ) && str_starts_with( $id, 'msg_' ) ) {
+				self::note_success();
+				return $id;
+			}
+			$answer = new WP_Error(
+				'hookpump_not_hookpump',
+				__( 'The hookpump URL answered, but not as hookpump does (no message id): check the URL on Settings → hookpump.', 'hookpump' ),
+				array( 'status' => 200 )
+			);
+		}
+		Hookpump_Options::record_error( $answer->get_error_message() );
+		if ( 0 === Hookpump_Client::status_of( $answer ) && 'hookpump_not_configured' !== $answer->get_error_code() ) {
+			self::mark_unreachable( $answer->get_error_message() );
+		}
+		return $answer;
+	}
+
+	/**
+	 * A send went through: hookpump is reachable (whatever an earlier request found), a past error
+	 * no longer stands, and the outbox is flushed at the end of the request.
+	 */
+	private static function note_success(): void {
+		if ( ! self::$sent_in_request ) {
+			self::$sent_in_request = true;
+			delete_transient( self::UNREACHABLE_MARK );
+			Hookpump_Options::clear_error();
+			self::register_shutdown();
+		}
+	}
+
+	/**
+	 * hookpump timed out or refused the connection: the rest of this request, and other requests
+	 * for a while, do not wait on it again.
+	 *
+	 * @param string $error Why.
+	 */
+	private static function mark_unreachable( string $error ): void {
+		self::$unreachable = $error;
+		set_transient( self::UNREACHABLE_MARK, $error, self::UNREACHABLE_SECONDS );
+	}
+
+	/** Why hookpump is taken as unreachable now, or '' when it is worth trying. */
+	private static function unreachable_reason(): string {
+		if ( '' !== self::$unreachable ) {
+			return self::$unreachable;
+		}
+		$marked = get_transient( self::UNREACHABLE_MARK );
+		if ( is_string( $marked ) && '' !== $marked ) {
+			self::$unreachable = $marked;
+		}
+		return self::$unreachable;
+	}
+
+	/** The end of the request: answer the visitor first, then send what waits. */
+	private static function register_shutdown(): void {
+		if ( self::$shutdown_registered ) {
+			return;
+		}
+		self::$shutdown_registered = true;
+		add_action( 'shutdown', array( self::class, 'at_shutdown' ), 20 );
+	}
+
+	/**
+	 * The end of a page request: the response goes to the visitor (where the server allows it),
+	 * then the deferred events are sent, then, if hookpump took something, a small flush.
+	 */
+	public static function at_shutdown(): void {
+		if ( self::$deferred && function_exists( 'fastcgi_finish_request' ) ) {
+			fastcgi_finish_request();
+		}
+		while ( self::$deferred ) {
+			$event = array_shift( self::$deferred );
+			self::send( $event[0], $event[1], $event[2] );
+		}
+		if ( self::$sent_in_request && '' === self::$unreachable && Hookpump_Outbox::has_pending() ) {
+			self::flush( self::SHUTDOWN_ROWS, self::SHUTDOWN_SECONDS );
+		}
 	}
 
 	/**
@@ -137,20 +271,18 @@ final class Hookpump_Sender {
 				break;
 			}
 			foreach ( $rows as $index => $row ) {
-				$answer = $client->send_message( (array) json_decode( $row->message, true ), $row->idempotency_key );
+				$answer = self::deliver( $client, (array) json_decode( $row->message, true ), $row->idempotency_key );
 				if ( ! is_wp_error( $answer ) ) {
 					Hookpump_Outbox::delete( (int) $row->id );
 					++$result['sent'];
 				} elseif ( self::is_worth_keeping( $answer ) ) {
 					// hookpump is down again: leave this row and the rest for the next flush.
-					Hookpump_Options::record_error( $answer->get_error_message() );
 					foreach ( array_slice( $rows, $index ) as $left ) {
 						Hookpump_Outbox::release( (int) $left->id, $answer->get_error_message(), $left === $row );
 					}
 					++$result['failed'];
 					return $result;
 				} else {
-					Hookpump_Options::record_error( $answer->get_error_message() );
 					Hookpump_Outbox::reject( (int) $row->id, $answer->get_error_message() );
 					++$result['rejected'];
 				}
@@ -159,14 +291,10 @@ final class Hookpump_Sender {
 		return $result;
 	}
 
-	/** WP-Cron's entry point. */
+	/** WP-Cron's entry point: the outbox is kept within its bounds, then flushed. */
 	public static function flush_quietly(): void {
+		Hookpump_Outbox::prune();
 		self::flush();
-	}
-
-	/** The end of a page request: a small flush, so the page is not held up; WP-Cron does the rest. */
-	public static function flush_at_shutdown(): void {
-		self::flush( self::SHUTDOWN_ROWS, self::SHUTDOWN_SECONDS );
 	}
 
 	/**
@@ -176,21 +304,10 @@ final class Hookpump_Sender {
 	 * @param WP_Error $error An error from Hookpump_Client.
 	 */
 	public static function is_worth_keeping( WP_Error $error ): bool {
-		if ( 'hookpump_not_configured' === $error->get_error_code() ) {
+		if ( in_array( $error->get_error_code(), array( 'hookpump_not_configured', 'hookpump_not_hookpump' ), true ) ) {
 			return true;
 		}
 		$status = Hookpump_Client::status_of( $error );
 		return 0 === $status || in_array( $status, array( 401, 403, 404, 408, 429 ), true ) || $status >= 500;
-	}
-
-	/** After a successful send, hookpump is up: send what waits in the outbox once the page is done. */
-	private static function flush_at_shutdown_if_pending(): void {
-		if ( self::$shutdown_flush_registered ) {
-			return;
-		}
-		if ( Hookpump_Outbox::has_pending() ) {
-			self::$shutdown_flush_registered = true;
-			add_action( 'shutdown', array( self::class, 'flush_at_shutdown' ) );
-		}
 	}
 }

@@ -51,6 +51,10 @@ final class Hookpump_Settings_Page {
 			add_settings_error( Hookpump_Options::URL, 'hookpump_url', __( 'The hookpump URL must start with http:// or https://.', 'hookpump' ) );
 			return Hookpump_Options::url();
 		}
+		if ( self::ends_in_api_version( $url ) ) {
+			add_settings_error( Hookpump_Options::URL, 'hookpump_url', self::api_version_message() );
+			return Hookpump_Options::url();
+		}
 		return untrailingslashit( $url );
 	}
 
@@ -126,27 +130,100 @@ final class Hookpump_Settings_Page {
 		}
 		check_admin_referer( self::TEST_ACTION );
 		$results = array();
-		$send    = Hookpump_Client::for_sending()->check_send_key();
-		$results[] = array(
-			'ok'      => true === $send,
-			'message' => true === $send
-				? __( 'Send key: hookpump accepts it.', 'hookpump' )
-				/* translators: %s: the error */
-				: sprintf( __( 'Send key: %s', 'hookpump' ), $send->get_error_message() ),
-		);
-		if ( '' !== Hookpump_Options::read_key() ) {
-			$read      = Hookpump_Client::for_monitoring()->check_read_key();
+		if ( self::ends_in_api_version( Hookpump_Options::url() ) ) {
 			$results[] = array(
-				'ok'      => true === $read,
-				'message' => true === $read
-					? __( 'Monitoring key: hookpump lets it read the delivery log.', 'hookpump' )
-					/* translators: %s: the error */
-					: sprintf( __( 'Monitoring key: %s', 'hookpump' ), $read->get_error_message() ),
+				'ok'      => false,
+				'message' => self::api_version_message(),
 			);
+		} else {
+			$results[] = self::check_key(
+				Hookpump_Client::for_sending(),
+				__( 'Send key', 'hookpump' ),
+				array( 'send', 'admin' ),
+				__( 'hookpump accepts it.', 'hookpump' ),
+				__( 'it lacks the send scope, so hookpump would refuse every event', 'hookpump' )
+			);
+			if ( '' !== Hookpump_Options::read_key() ) {
+				$results[] = self::check_key(
+					Hookpump_Client::for_monitoring(),
+					__( 'Monitoring key', 'hookpump' ),
+					array( 'read', 'admin' ),
+					__( 'hookpump lets it read the delivery log.', 'hookpump' ),
+					__( 'it lacks the read scope, so Tools → Webhook deliveries cannot show anything', 'hookpump' ),
+					__( 'Without the admin scope it cannot Retry.', 'hookpump' )
+				);
+			}
 		}
 		set_transient( self::RESULT_TRANS . get_current_user_id(), $results, 5 * MINUTE_IN_SECONDS );
 		wp_safe_redirect( add_query_arg( 'page', self::SLUG, admin_url( 'options-general.php' ) ) );
 		exit;
+	}
+
+	/**
+	 * Asks hookpump who a key is (GET /v1/api-keys/me) and whether it has the scope it is used for.
+	 *
+	 * @param Hookpump_Client $client        A client with the key.
+	 * @param string          $label         The key's name on this page.
+	 * @param string[]        $needed        Scopes, any of which will do.
+	 * @param string          $ok            What it means when the key has one.
+	 * @param string          $lacking       What it means when it has none.
+	 * @param string          $without_admin Said too when the key lacks admin ('' for nothing).
+	 * @return array{ok: bool, message: string}
+	 */
+	private static function check_key( Hookpump_Client $client, string $label, array $needed, string $ok, string $lacking, string $without_admin = '' ): array {
+		$identity = $client->identify_key();
+		if ( is_wp_error( $identity ) ) {
+			return array(
+				'ok'      => false,
+				/* translators: 1: the key's name, 2: the error */
+				'message' => sprintf( __( '%1$s: %2$s', 'hookpump' ), $label, $identity->get_error_message() ),
+			);
+		}
+		if ( ! array_intersect( $needed, $identity['scopes'] ) ) {
+			return array(
+				'ok'      => false,
+				/* translators: 1: the key's name, 2: what is wrong, 3: the scopes it has */
+				'message' => sprintf( __( '%1$s: %2$s (its scopes: %3$s).', 'hookpump' ), $label, $lacking, implode( ', ', $identity['scopes'] ) ),
+			);
+		}
+		$message = sprintf( '%1$s: %2$s', $label, $ok );
+		if ( '' !== $without_admin && ! in_array( 'admin', $identity['scopes'], true ) ) {
+			$message .= ' ' . $without_admin;
+		}
+		return array(
+			'ok'      => true,
+			'message' => $message,
+		);
+	}
+
+	/**
+	 * Whether a URL is hookpump's API root (…/v1) rather than hookpump's own: the plugin adds /v1.
+	 *
+	 * @param string $url A URL.
+	 */
+	private static function ends_in_api_version( string $url ): bool {
+		return (bool) preg_match( '#/v1/?$#i', $url );
+	}
+
+	/**
+	 * Whether a URL is plain http:// to a host other than this machine (loopback is not on any wire).
+	 *
+	 * @param string $url A URL.
+	 */
+	private static function is_clear_text_over_a_network( string $url ): bool {
+		if ( 'http' !== strtolower( (string) wp_parse_url( $url, PHP_URL_SCHEME ) ) ) {
+			return false;
+		}
+		$host = strtolower( trim( (string) wp_parse_url( $url, PHP_URL_HOST ), '[]' ) );
+		if ( 'localhost' === $host || str_ends_with( $host, '.localhost' ) || '::1' === $host ) {
+			return false;
+		}
+		return ! ( filter_var( $host, FILTER_VALIDATE_IP, FILTER_FLAG_IPV4 ) && str_starts_with( $host, '127.' ) );
+	}
+
+	/** What to do about a URL ending in /v1. */
+	private static function api_version_message(): string {
+		return __( 'The hookpump URL ends in /v1: enter hookpump\'s own URL (e.g. https://hooks.example.com); the plugin adds /v1 itself.', 'hookpump' );
 	}
 
 	/** Renders the page. */
@@ -161,6 +238,9 @@ final class Hookpump_Settings_Page {
 		?>
 		<div class="wrap">
 			<h1><?php esc_html_e( 'hookpump', 'hookpump' ); ?></h1>
+			<?php if ( self::is_clear_text_over_a_network( Hookpump_Options::url() ) ) : ?>
+				<div class="notice notice-warning hookpump-http-warning"><p><?php esc_html_e( 'The hookpump URL uses http:// to another machine: the API keys and every event travel unencrypted and can be read or changed on the way. Use https://.', 'hookpump' ); ?></p></div>
+			<?php endif; ?>
 			<?php foreach ( is_array( $results ) ? $results : array() as $result ) : ?>
 				<div class="notice <?php echo $result['ok'] ? 'notice-success' : 'notice-error'; ?>"><p><?php echo esc_html( $result['message'] ); ?></p></div>
 			<?php endforeach; ?>

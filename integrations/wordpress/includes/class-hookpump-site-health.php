@@ -33,16 +33,13 @@ final class Hookpump_Site_Health {
 	}
 
 	/**
-	 * The test: good when nothing waits, recommended when events wait or were refused.
+	 * The test: good when hookpump is set up, some event is ticked and nothing waits; recommended
+	 * otherwise, saying what to do.
 	 *
 	 * @return array<string, mixed>
 	 */
 	public static function test(): array {
-		$counts  = Hookpump_Outbox::counts();
-		$pending = $counts[ Hookpump_Outbox::PENDING ];
-		$refused = $counts[ Hookpump_Outbox::REJECTED ];
-		$error   = Hookpump_Options::last_error();
-		$result  = array(
+		$result = array(
 			'label'       => __( 'Webhooks reach hookpump', 'hookpump' ),
 			'status'      => 'good',
 			'badge'       => array(
@@ -53,7 +50,23 @@ final class Hookpump_Site_Health {
 			'actions'     => '',
 			'test'        => 'hookpump_outbox',
 		);
-		if ( $pending > 0 || $refused > 0 ) {
+		if ( '' === Hookpump_Options::url() || '' === Hookpump_Options::send_key() ) {
+			$result['status']      = 'recommended';
+			$result['label']       = __( 'hookpump is not set up yet', 'hookpump' );
+			$result['description'] = '<p>' . esc_html__( 'Enter hookpump\'s URL and a send key on Settings → hookpump: until then no webhook is sent.', 'hookpump' ) . '</p>';
+			return $result;
+		}
+		if ( ! Hookpump_Options::enabled_rules() ) {
+			$result['status']      = 'recommended';
+			$result['label']       = __( 'hookpump sends no events yet', 'hookpump' );
+			$result['description'] = '<p>' . esc_html__( 'No event is ticked on Settings → hookpump, so the site sends nothing unless another plugin calls hookpump_send().', 'hookpump' ) . '</p>';
+		}
+		$counts  = Hookpump_Outbox::counts();
+		$pending = $counts[ Hookpump_Outbox::PENDING ];
+		$refused = $counts[ Hookpump_Outbox::REJECTED ];
+		$error   = Hookpump_Options::last_error();
+		$dropped = Hookpump_Options::dropped();
+		if ( $pending > 0 || $refused > 0 || $dropped > 0 ) {
 			$result['status'] = 'recommended';
 			$result['label']  = __( 'Some webhook events have not reached hookpump', 'hookpump' );
 			$lines            = array(
@@ -63,6 +76,11 @@ final class Hookpump_Site_Health {
 			if ( $refused > 0 ) {
 				/* translators: %d: number of events */
 				$lines[] = sprintf( _n( '%d event was refused by hookpump and will not be sent.', '%d events were refused by hookpump and will not be sent.', $refused, 'hookpump' ), $refused );
+			}
+			if ( $dropped > 0 ) {
+				$limits = Hookpump_Outbox::limits();
+				/* translators: 1: number of events, 2: days, 3: rows */
+				$lines[] = sprintf( _n( '%1$d event was dropped unsent: the outbox keeps events at most %2$d days and %3$d at a time, oldest dropped first.', '%1$d events were dropped unsent: the outbox keeps events at most %2$d days and %3$d at a time, oldest dropped first.', $dropped, 'hookpump' ), $dropped, $limits['max_pending_days'], $limits['max_pending_rows'] );
 			}
 			if ( $error ) {
 				/* translators: 1: the error, 2: when */
@@ -96,6 +114,10 @@ final class Hookpump_Site_Health {
 				'rejected' => array(
 					'label' => __( 'Events refused', 'hookpump' ),
 					'value' => $counts[ Hookpump_Outbox::REJECTED ],
+				),
+				'dropped'  => array(
+					'label' => __( 'Events dropped unsent', 'hookpump' ),
+					'value' => Hookpump_Options::dropped(),
 				),
 				'error'    => array(
 					'label' => __( 'Last error', 'hookpump' ),

@@ -12,8 +12,9 @@ if ( ! function_exists( 'hookpump_send' ) ) {
 	 * Hands an event to hookpump, which delivers it to every endpoint subscribed to its type.
 	 *
 	 * The request has a short timeout. If hookpump cannot take the event now (unreachable, 5xx,
-	 * 429, key refused), it is kept in the plugin's table and sent later; the answer is then a
-	 * WP_Error with code `hookpump_queued`. Other errors (an invalid event type, a payload hookpump
+	 * 429, key refused, or a server answering that is not hookpump), it is kept in the plugin's
+	 * table and sent later; the answer is then a WP_Error with code `hookpump_queued`. For a minute
+	 * after a timeout or a refused connection, events are kept at once without trying hookpump. Other errors (an invalid event type, a payload hookpump
 	 * refuses) are WP_Errors with the reason and are not kept.
 	 *
 	 * @param string               $event_type E.g. `order.paid`: letters, digits, `_ . : -`, at most 128.
