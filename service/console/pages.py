@@ -15,7 +15,7 @@ from core.models import DeliveryStatus
 from service import validation
 from service.console.render import render
 from service.console.session import viewer
-from service.context import context
+from service.context import Context, context
 from service.deliveries import FILTERS, delivery_detail, delivery_page, endpoint_attempts_page
 from service.endpoints import endpoint_page
 from service.health import history_health
@@ -71,7 +71,14 @@ async def deliveries(request: Request) -> Response:
         limit=query.get("limit", str(validation.PAGE_DEFAULT)), cursor=query.get("cursor"),
         older=older, newest=newest, here=str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
         bulk_query=_bulk_query(filters, chosen), notice=None,
+        labels=await endpoint_labels(ctx, [d["endpoint_id"] for d in page["data"]]),
     )
+
+
+async def endpoint_labels(ctx: Context, eids: list[str]) -> dict[str, str]:
+    """Each endpoint's name for a table cell: its description, else its URL without the scheme."""
+    found = await ctx.store.endpoints.get_many(sorted(set(eids)))
+    return {e.id: e.description or e.url.split("://", 1)[-1] for e in found}
 
 
 def _bulk_query(filters: QueryParams, chosen: set[str]) -> str | None:

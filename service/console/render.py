@@ -69,6 +69,28 @@ def relative(moment: str | None, now: float | None = None) -> str:
     return f"in {span(delta)}" if delta > 0 else f"{span(delta)} ago"
 
 
+def short_id(ident: str) -> str:
+    """'dlv_…7bq3g0_1' for 'dlv_01m9165yymdf600rw85g7bq3g0_1': the prefix, and the random tail that tells
+    ids apart (a ULID's first characters are its time, alike for ids made together)."""
+    prefix, _, rest = ident.partition("_")
+    body, _, suffix = rest.partition("_")
+    if len(body) <= 8:
+        return ident
+    return f"{prefix}_…{body[-6:]}" + (f"_{suffix}" if suffix else "")
+
+
+def clock(value: str | None, with_relative: bool = True) -> Markup:
+    """A time in a table cell, kept to one line: '13:27:04 (3 min ago)', with the full UTC time in its
+    title and datetime; the date too when it is not today's (UTC)."""
+    if not value:
+        return Markup('<span class="none">-</span>')
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    shown = value[11:19] if value[:10] == today else value[:10] + " " + value[11:16]
+    title = f"{absolute(value)} ({relative(value)})"
+    html = Markup('<time datetime="{0}" title="{1}">{2}</time>').format(value, title, shown)
+    return html + Markup(' <span class="rel">({0})</span>').format(relative(value)) if with_relative else html
+
+
 def moment(value: str | None) -> Markup:
     """A time as `<time>` in UTC with its relative text (Crontrol's style); a filter rather than a macro,
     since a page of deliveries shows two per row."""
@@ -79,6 +101,8 @@ def moment(value: str | None) -> Markup:
 
 
 _env.filters["moment"] = moment
+_env.filters["clock"] = clock
+_env.filters["short_id"] = short_id
 _env.filters["absolute"] = absolute
 _env.filters["relative"] = relative
 _env.filters["span"] = span

@@ -29,7 +29,7 @@
   }
 
   function draw(element, timeline) {
-    var width = Math.max(320, element.clientWidth || 800);
+    var width = Math.max(240, element.clientWidth || 800);
     var options = {
       width: width,
       height: 280,
@@ -60,7 +60,22 @@
       .catch(function () { /* keep the last picture; the next poll tries again */ });
   }
 
+  // Copy buttons (hidden until this script runs, since they need it): copy their data-copy text.
+  function showCopyButtons(root) {
+    root.querySelectorAll("button.copy[hidden]").forEach(function (button) { button.hidden = false; });
+  }
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest && event.target.closest("button.copy");
+    if (!button || !navigator.clipboard) return;
+    navigator.clipboard.writeText(button.dataset.copy).then(function () {
+      button.textContent = "Copied";
+      window.setTimeout(function () { button.textContent = "Copy"; }, 1500);
+    }, function () { /* no permission: the full id is still the link's title */ });
+  });
+  document.addEventListener("htmx:afterSwap", function (event) { showCopyButtons(event.target.parentNode || document); });
+
   document.addEventListener("DOMContentLoaded", function () {
+    showCopyButtons(document);
     var element = document.getElementById("chart");
     var source = document.getElementById("timeline-data");
     if (!element || !source || typeof uPlot === "undefined") return;
