@@ -4,6 +4,8 @@ a receiver's hostile answer rendered inert."""
 
 from __future__ import annotations
 
+import html as html_text
+import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from core import keys
 from core.settings import Settings
 from core.store import Completion, Store
 from service.console.render import CSP
@@ -52,6 +55,22 @@ async def failed_delivery(store: Store, settings: Settings, eid: str, record: di
                                           record=attempt, started_ms=int(time.time() * 1000))])
     await caught_up(store, settings)
     return did
+
+
+def visible(page: str) -> str:
+    """A page's text as a reader sees it: no tags, no script data, entities decoded, spaces collapsed."""
+    page = re.sub(r"<script[^>]*>.*?</script>", " ", page, flags=re.S)
+    return re.sub(r"\s+", " ", html_text.unescape(re.sub(r"<[^>]+>", " ", page)))
+
+
+async def hold(store: Store, eid: str, reason: str, seconds: float) -> str:
+    """Pause `eid` as the pump's overload control does (its flow state and its pauses list); the end, in
+    the API's time format."""
+    until_ms = int(time.time() * 1000 + seconds * 1000)
+    await store.redis.hset(keys.endpoint_flow(eid), mapping={"paused_until": until_ms, "pause_reason": reason})
+    event = {"start_ms": until_ms - 60_000, "end_ms": until_ms, "reason": reason, "status_code": 429}
+    await store.redis.lpush(keys.endpoint_pauses(eid), json.dumps(event))
+    return time.strftime("%H:%M:%S", time.gmtime(until_ms / 1000))
 
 
 async def test_pages_send_a_visitor_without_a_session_to_sign_in(client: httpx.AsyncClient, store: Store) -> None:
@@ -315,7 +334,8 @@ async def test_pause_and_resume_from_the_endpoint_page(client: httpx.AsyncClient
     stats = (await client.get(f"/v1/endpoints/{eid}/stats", headers=ADMIN)).json()
     assert stats["paused"] and stats["pause_reason"] == "operator"
     page = (await client.get(f"/ui/endpoints/{eid}")).text
-    assert "Paused (operator) until" in page and f'action="/ui/endpoints/{eid}/resume"' in page
+    assert re.search(r"Paused until \d\d:\d\d:\d\d UTC \(in [45] min( \d+ s)?\): an operator paused it", visible(page))
+    assert f'action="/ui/endpoints/{eid}/resume"' in page
     bad = await client.post(f"/ui/endpoints/{eid}/pause", data={"csrf": csrf, "minutes": "soon"},
                             headers=SAME_ORIGIN)
     assert bad.status_code == 422
@@ -347,3 +367,23 @@ async def test_the_endpoint_page_says_what_the_pace_learnt(client: httpx.AsyncCl
     assert "Sending at 240.0 of 600 requests per minute: the receiver refused at 300.0/min" in page
     assert "the pace runs just under what it accepts (245.0/min)" in page
     assert "It refuses 25% of requests whatever the rate" in page
+
+
+async def test_pauses_and_the_pace_are_told_in_plain_words_not_codes(client: httpx.AsyncClient, store: Store) -> None:
+    eid = await make_endpoint(store, NOWHERE, rate_limit_per_minute=600)
+    await send(store, 30, endpoint_ids=[eid])
+    until = await hold(store, eid, "retry_after", 30)
+    await sign_in(client, ADMIN_KEY)
+    said = f"paused until {until} UTC (in 29 s): the receiver asked to wait (Retry-After)"
+    for path in ("/ui/", f"/ui/endpoints/{eid}"):
+        text = visible((await client.get(path)).text)
+        assert said in text or said.replace("29 s", "30 s") in text, (path, text)
+        for code in ("retry_after", "retry after", "None", "pause_reason", "_per_minute"):
+            assert code not in text, (path, code, text)
+    page = visible((await client.get(f"/ui/endpoints/{eid}")).text)
+    assert "Paused until" in page and "Pace waiting as the receiver asked (Retry-After)" in page
+    # What the pace has not learnt is left out, not shown as None; what it has is said in words.
+    learnt = {"paused_until": 0, "eff_rate": "240", "w_max": "300", "est": "245"}
+    await store.redis.hset(keys.endpoint_flow(eid), mapping=learnt)
+    page = visible((await client.get(f"/ui/endpoints/{eid}")).text)
+    assert "Pace probing (refused at 300.0/min; accepts about 245.0/min)" in page and "None" not in page

@@ -312,3 +312,37 @@ def test_every_page_fits_the_screen_with_data_in_its_tables(browser: Browser, st
             assert nav and nav["x"] + nav["width"] <= width
     finally:
         context.close()
+
+
+def test_the_chart_reads_in_24_hour_utc_and_its_legend_shows_the_latest_second(browser: Browser, stack: Stack) -> None:
+    # A browser far from UTC: the axis must still read as the tables do (24-hour UTC), not local 12-hour time.
+    context = browser.new_context(timezone_id="America/Los_Angeles", locale="en-US")
+    try:
+        page = context.new_page()
+        sign_in(page, stack.base_url, ADMIN_KEY)
+        eid = stack.endpoint("/ok", rate_limit_per_minute=6000)
+        stack.wait_for_statuses(stack.send(eid, 3), {"succeeded"})
+        page.goto(stack.base_url + f"/ui/endpoints/{eid}")
+        wait_until(page, "window.hookpumpChart !== undefined && window.hookpumpChart.plot.axes[0]._values !== null")
+        labels: list[str] = page.evaluate("window.hookpumpChart.plot.axes[0]._values")
+        utc: list[str] = page.evaluate(
+            "window.hookpumpChart.plot.axes[0]._splits.map(v => new Date(v * 1000).toISOString().slice(11, 19))")
+        assert labels and labels == utc, (labels, utc)
+        # Before any hover the legend holds the latest second's values, not "--".
+        values = page.locator(".u-legend .u-value").all_inner_texts()
+        drawn: list[list[float]] = page.evaluate("window.hookpumpChart.data")
+        assert values == [utc_clock(drawn[0][-1]), str(drawn[1][-1]), str(drawn[2][-1])], values
+        # Hovering shows that point; leaving the chart brings the latest back.
+        box = page.locator("#chart .u-over").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + 5, box["y"] + box["height"] / 2)
+        wait_until(page, "window.hookpumpChart.plot.legend.idx < window.hookpumpChart.data[0].length - 1")
+        page.mouse.move(0, 0)
+        wait_until(page, "window.hookpumpChart.plot.legend.idx === window.hookpumpChart.data[0].length - 1")
+        assert "--" not in page.locator(".u-legend").inner_text()
+    finally:
+        context.close()
+
+
+def utc_clock(seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(seconds))
