@@ -362,6 +362,7 @@ async def test_the_endpoint_page_says_what_the_pace_learnt(client: httpx.AsyncCl
     eid = await make_endpoint(store, NOWHERE, rate_limit_per_minute=600)
     await store.redis.hset(f"hp:ep:{eid}:flow", mapping={"eff_rate": "240", "w_max": "300", "cut_ms": "1",
                                                           "est": "245", "s0": "0.25"})
+    await send(store, 1, endpoint_ids=[eid])  # something to send: an idle endpoint says so instead
     await sign_in(client, ADMIN_KEY)
     page = re.sub(r"\s+", " ", (await client.get(f"/ui/endpoints/{eid}")).text)
     assert "Sending at 240.0 of 600 requests per minute: the receiver refused at 300.0/min" in page
@@ -387,3 +388,43 @@ async def test_pauses_and_the_pace_are_told_in_plain_words_not_codes(client: htt
     await store.redis.hset(keys.endpoint_flow(eid), mapping=learnt)
     page = visible((await client.get(f"/ui/endpoints/{eid}")).text)
     assert "Pace probing (refused at 300.0/min; accepts about 245.0/min)" in page and "None" not in page
+
+
+async def test_a_paused_endpoint_says_when_it_resumes_and_that_the_estimate_starts_then(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    # As a receiver that answers 429 with Retry-After: 30 to everything leaves it: 30 queued, paused 30 s.
+    eid = await make_endpoint(store, NOWHERE, rate_limit_per_minute=120)
+    [did, *_] = await send(store, 30, endpoint_ids=[eid])
+    until = await hold(store, eid, "retry_after", 30)
+    await store.redis.hset(keys.endpoint_flow(eid), "streak_fails", 3)
+    await sign_in(client, ADMIN_KEY)
+    said = re.compile(rf"resumes at {until} UTC; the estimate starts then: about 1[45] s at 120.0/min, if the "
+                      r"receiver takes them \(it refused the last 3\)")
+    for path in ("/ui/", f"/ui/endpoints/{eid}"):
+        assert said.search(visible((await client.get(path)).text)), path
+    # A delivery held by the pause says what it waits for and until when, not "next attempt ... ago".
+    held = visible((await client.get(f"/ui/deliveries/{did}")).text)
+    assert re.search(rf"Next attempt waits for the endpoint's pause to end at {until} UTC \(in (29|30) s\): "
+                     r"the receiver asked to wait \(Retry-After\)", held), held
+    assert " ago)" not in held.split("Next attempt", 1)[1].split("Last result")[0]
+    # Paused by an operator until resumed: no estimate at all, and the delivery waits for the operator.
+    await client.post(f"/v1/endpoints/{eid}/pause", headers=ADMIN)
+    assert "Drains in not until an operator resumes it" in visible((await client.get(f"/ui/endpoints/{eid}")).text)
+    assert "Next attempt waits for an operator to resume the endpoint (an operator paused it)" in visible(
+        (await client.get(f"/ui/deliveries/{did}")).text)
+    # Resumed, a delivery due a while ago waits for its turn at the pace; it does not say "40 s ago".
+    await client.post(f"/v1/endpoints/{eid}/resume", headers=ADMIN)
+    waiting = visible((await client.get(f"/ui/deliveries/{did}")).text)
+    assert re.search(r"Next attempt due since \d\d:\d\d:\d\d UTC; it goes out in its turn at the endpoint's pace",
+                     waiting), waiting
+
+
+async def test_an_endpoint_with_nothing_queued_says_it_is_idle(client: httpx.AsyncClient, store: Store) -> None:
+    eid = await make_endpoint(store, NOWHERE, rate_limit_per_minute=300)
+    await sign_in(client, ADMIN_KEY)
+    page = visible((await client.get(f"/ui/endpoints/{eid}")).text)
+    assert "Idle: nothing is queued. The next deliveries go out at up to 300.0 of 300 requests per minute." in page
+    assert "Sending at" not in page and "Drains in nothing queued" in page
+    await send(store, 1, endpoint_ids=[eid])
+    assert "Sending at 300.0 of 300 requests per minute." in visible((await client.get(f"/ui/endpoints/{eid}")).text)

@@ -15,6 +15,7 @@ from core.models import DeliveryStatus
 from service import validation
 from service.console.render import render
 from service.console.session import viewer
+from service.console.words import next_attempt_text
 from service.context import Context, context
 from service.deliveries import FILTERS, delivery_detail, delivery_page, endpoint_attempts_page
 from service.endpoints import endpoint_page
@@ -116,9 +117,19 @@ async def bulk(request: Request) -> Response:
 async def delivery(request: Request) -> Response:
     who = await viewer(request)
     did = validation.path_id(request.path_params["id"], validation.DELIVERY_ID, "delivery")
-    detail = await delivery_detail(context(request), did)
-    return render(request, "delivery.html", viewer=who, detail=detail, notice=None,
-                  hidden_headers=HIDDEN_RESPONSE_HEADERS)
+    return render(request, "delivery.html", viewer=who, **await delivery_state(context(request), did),
+                  notice=None, hidden_headers=HIDDEN_RESPONSE_HEADERS)
+
+
+async def delivery_state(ctx: Context, did: str) -> dict[str, Any]:
+    """What _delivery_state.html shows: the delivery's detail, and what it waits for when its next
+    attempt's time alone would mislead (its endpoint's pause, say)."""
+    detail = await delivery_detail(ctx, did)
+    try:
+        endpoint = await endpoint_with_flow(ctx, detail["delivery"]["endpoint_id"])
+    except NotFound:  # deleted: its deliveries are cancelled, there is nothing to wait for
+        endpoint = None
+    return {"detail": detail, "wait": next_attempt_text(detail["delivery"], endpoint)}
 
 
 async def endpoints(request: Request) -> Response:

@@ -79,6 +79,8 @@ _env.filters["endpoint_state"] = words.endpoint_state
 _env.filters["pace_state"] = words.pace_state
 _env.filters["pace_text"] = words.pace_text
 _env.filters["sentence"] = words.sentence
+_env.filters["drain_text"] = words.drain_text
+_env.filters["flow_text"] = words.flow_text
 
 
 def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:

@@ -118,3 +118,57 @@ def pace_text(pacing: Mapping[str, Any], now: float | None = None) -> str:
         facts.append(f"{refusals} refusal{'s' if refusals != 1 else ''} since the last success")
     text = pace_state(pacing["state"])
     return f"{text} ({'; '.join(facts)})" if facts else text
+
+
+def drain_text(stats: Mapping[str, Any], now: float | None = None) -> str:
+    """How long the queue takes to send, honestly: an estimate at the current pace starts when a pause
+    ends, and a receiver that has refused everything lately may not take it at that pace either."""
+    backlog = stats["backlog"]
+    if not backlog:
+        return "nothing queued"
+    if stats["pause_reason"] in DISABLING:
+        return "never while the endpoint is disabled"
+    estimate = stats["estimated_drain_seconds"]
+    if estimate is None or (stats["paused"] and stats["paused_until"] is None):
+        return "not until an operator resumes it"
+    rate = f"at {stats['effective_rate_per_minute']:.1f}/min"
+    refusals = stats["pacing"].get("overloads_since_success") or 0
+    caveat = f", if the receiver takes them (it refused the last {refusals})" if refusals else ""
+    until = stats["paused_until"] if stats["paused"] else None
+    if until is None:
+        return f"about {span(estimate)} {rate}{caveat}"
+    # The store's estimate counts the wait; what follows it is sending time.
+    sending = max(0.0, estimate - max(0.0, _parse(until) - (time.time() if now is None else now)))
+    return f"resumes at {utc_time(until, now)}; the estimate starts then: about {span(sending)} {rate}{caveat}"
+
+
+def flow_text(stats: Mapping[str, Any], now: float | None = None) -> str:
+    """The endpoint page's banner: why it waits, or whether it is sending or idle, and at what pace."""
+    if stats["paused"]:
+        return sentence(endpoint_state(stats, now)) + "."
+    pace = f"{stats['effective_rate_per_minute']:.1f} of {stats['rate_limit_per_minute']} requests per minute"
+    if not stats["backlog"] and not stats["in_flight"]:
+        return f"Idle: nothing is queued. The next deliveries go out at up to {pace}"
+    return f"Sending at {pace}"
+
+
+def next_attempt_text(delivery: Mapping[str, Any], endpoint: Mapping[str, Any] | None,
+                      now: float | None = None) -> str | None:
+    """What a queued delivery waits for, when its time alone would mislead: its endpoint's pause (and
+    until when), its endpoint being disabled, or its turn at the pace once due. None: its time says it.
+    `endpoint` is the endpoint with its flow (service.operations.endpoint_with_flow)."""
+    if delivery["status"] not in ("pending", "retrying") or endpoint is None:
+        return None
+    flow = endpoint["flow"]
+    if not endpoint["enabled"]:
+        return "held: the endpoint is disabled" + (" (the receiver answered 410 Gone)"
+                                                   if endpoint.get("disabled_reason") == "gone" else "")
+    due = delivery["next_attempt_at"]
+    if flow["paused"] and flow["paused_until"] is None:
+        return f"waits for an operator to resume the endpoint ({why_paused(flow['pause_reason'])})"
+    if flow["paused"] and (due is None or _parse(due) <= _parse(flow["paused_until"])):
+        return (f"waits for the endpoint's pause to end at {utc_time(flow['paused_until'], now)} "
+                f"({relative(flow['paused_until'], now)}): {why_paused(flow['pause_reason'])}")
+    if due is not None and _parse(due) <= (time.time() if now is None else now):
+        return f"due since {utc_time(due, now)}; it goes out in its turn at the endpoint's pace"
+    return None
