@@ -428,3 +428,25 @@ async def test_an_endpoint_with_nothing_queued_says_it_is_idle(client: httpx.Asy
     assert "Sending at" not in page and "Drains in nothing queued" in page
     await send(store, 1, endpoint_ids=[eid])
     assert "Sending at 300.0 of 300 requests per minute." in visible((await client.get(f"/ui/endpoints/{eid}")).text)
+
+
+async def test_the_delivery_page_shows_the_payload_indented_escaped_and_its_size(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    payload = {"order": {"id": 7, "note": "<script>alert(1)</script>", "city": "Zürich"}, "items": [1, 2]}
+    sent = await client.post("/v1/messages", headers=ADMIN,
+                             json={"event_type": "order.paid", "payload": payload, "endpoint_ids": [eid]})
+    assert sent.status_code == 202, sent.text
+    did = sent.json()["deliveries"][0]["id"]
+    await sign_in(client, ADMIN_KEY)
+    response = await client.get(f"/ui/deliveries/{did}")
+    page = response.text
+    shown = re.search(r'<pre class="body" data-testid="payload"[^>]*>(.*?)</pre>', page, flags=re.S)
+    assert shown is not None
+    assert html_text.unescape(shown.group(1)) == json.dumps(payload, indent=2, ensure_ascii=False)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown.group(1) and "<script>alert(1)" not in page
+    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())  # as the receiver gets it
+    assert f"{size} bytes as sent" in visible(page)
+    assert response.headers["content-security-policy"] == CSP
+    assert re.findall(r"<script(?![^>]* src=)[^>]*>", page) == []  # still no inline script

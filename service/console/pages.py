@@ -3,6 +3,7 @@ progress. Each reads through the same functions as the JSON routes and only arra
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -117,8 +118,21 @@ async def bulk(request: Request) -> Response:
 async def delivery(request: Request) -> Response:
     who = await viewer(request)
     did = validation.path_id(request.path_params["id"], validation.DELIVERY_ID, "delivery")
-    return render(request, "delivery.html", viewer=who, **await delivery_state(context(request), did),
-                  notice=None, hidden_headers=HIDDEN_RESPONSE_HEADERS)
+    ctx = context(request)
+    state = await delivery_state(ctx, did)
+    return render(request, "delivery.html", viewer=who, **state, notice=None, hidden_headers=HIDDEN_RESPONSE_HEADERS,
+                  payload=await message_payload(ctx, state["detail"]["message"]["id"]))
+
+
+async def message_payload(ctx: Context, mid: str) -> dict[str, Any] | None:
+    """The message's payload as the receiver gets it (read as GET /v1/messages/{id} reads it), pretty-printed,
+    with its size in bytes as sent; None once retention has dropped the message."""
+    try:
+        message = await ctx.log.get_message(mid)
+    except NotFound:
+        return None
+    pretty = json.dumps(json.loads(message.payload_json), indent=2, ensure_ascii=False)
+    return {"pretty": pretty, "bytes": len(message.payload_json.encode())}
 
 
 async def delivery_state(ctx: Context, did: str) -> dict[str, Any]:

@@ -165,6 +165,7 @@ def test_a_hostile_receiver_answer_runs_nothing(page: Page, stack: Stack, screen
     page.goto(stack.base_url + f"/ui/deliveries/{did}")
     page.locator("details").first.click()
     assert page.locator("[data-testid=response-body]").inner_text() == HOSTILE_BODY
+    assert json.loads(page.locator("[data-testid=payload]").inner_text()) == {"n": 0}  # what was sent
     assert "s3cr3t" not in page.content()
     page.wait_for_timeout(300)
     assert dialogs == []
