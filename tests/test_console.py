@@ -450,3 +450,40 @@ async def test_the_delivery_page_shows_the_payload_indented_escaped_and_its_size
     assert f"{size} bytes as sent" in visible(page)
     assert response.headers["content-security-policy"] == CSP
     assert re.findall(r"<script(?![^>]* src=)[^>]*>", page) == []  # still no inline script
+
+
+async def test_bulk_retry_says_why_it_is_not_offered_and_its_job_links_to_the_deliveries(
+    client: httpx.AsyncClient, store: Store, settings: Settings
+) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    dids = await send(store, 4, endpoint_ids=[eid])
+    for did in dids[:3]:
+        await client.post(f"/v1/deliveries/{did}/cancel", headers=ADMIN)
+    await sign_in(client, ADMIN_KEY)
+    why = {"": "To retry all matching deliveries at once, tick only ended statuses (failed, succeeded, cancelled).",
+           "status=pending&status=cancelled": "Retry all matching is offered for ended deliveries only (failed, "
+           "succeeded, cancelled): pending is already on the way.",
+           "status=cancelled&message_id=msg_01m919w3h03me0zd3sswxpfzyh": "Retry all matching cannot filter by "
+           "message id: retry this message's deliveries one by one."}  # fmt: skip
+    for query, said in why.items():
+        page = (await client.get(f"/ui/deliveries?{query}")).text
+        assert 'data-testid="bulk-link"' not in page and said in visible(page), query
+    offered = (await client.get(f"/ui/deliveries?status=cancelled&endpoint_id={eid}")).text
+    assert 'data-testid="bulk-link"' in offered and 'data-testid="bulk-why-not"' not in offered
+    confirm = visible((await client.get(f"/ui/deliveries/retry?status=cancelled&endpoint_id={eid}")).text)
+    assert "3 deliveries match now. Each goes back to pending" in confirm and "Retry 3 deliveries" in confirm
+    one = visible((await client.get(f"/ui/deliveries/retry?status=cancelled&endpoint_id={eid}&until=" +
+                                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60)))).text)
+    assert "An index cannot count this filter" in one  # a time range: the job counts as it goes
+    csrf = await csrf_token(client)
+    started = await client.post("/ui/deliveries/retry", headers=SAME_ORIGIN,
+                                data={"csrf": csrf, "status": "cancelled", "endpoint_id": eid})
+    later = await send(store, 1, endpoint_ids=[eid])  # after the job: out of its reach, and out of its link
+    job_page = (await client.get(started.headers["location"])).text
+    link = re.search(r'href="([^"]+)" data-testid="bulk-deliveries"', job_page)
+    assert link is not None
+    href = html_text.unescape(link.group(1))
+    assert f"endpoint_id={eid}" in href and "until=" in href and "status" not in href
+    await caught_up(store, settings)  # the deliveries page reads the history store
+    listed = row_ids((await client.get(href)).text)
+    assert set(dids[:3]) <= set(listed) and later[0] not in listed

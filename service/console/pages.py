@@ -72,7 +72,7 @@ async def deliveries(request: Request) -> Response:
         filters=filters, chosen=chosen, statuses=STATUSES, page_sizes=PAGE_SIZES,
         limit=query.get("limit", str(validation.PAGE_DEFAULT)), cursor=query.get("cursor"),
         older=older, newest=newest, here=str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
-        bulk_query=_bulk_query(filters, chosen), notice=None,
+        bulk=_bulk_offer(filters, chosen), notice=None,
         labels=await endpoint_labels(ctx, [d["endpoint_id"] for d in page["data"]]),
     )
 
@@ -83,11 +83,18 @@ async def endpoint_labels(ctx: Context, eids: list[str]) -> dict[str, str]:
     return {e.id: e.description or e.url.split("://", 1)[-1] for e in found}
 
 
-def _bulk_query(filters: QueryParams, chosen: set[str]) -> str | None:
-    """The filter as a bulk retry can take it (only ended statuses, no message id), or None."""
-    if not chosen or not chosen <= set(RETRYABLE) or "message_id" in filters:
-        return None
-    return urlencode(list(filters.multi_items()))
+def _bulk_offer(filters: QueryParams, chosen: set[str]) -> tuple[str | None, str]:
+    """The filter as a bulk retry can take it (only ended statuses, no message id), or None and why not."""
+    ended = ", ".join(RETRYABLE)
+    if "message_id" in filters:
+        return None, "Retry all matching cannot filter by message id: retry this message's deliveries one by one."
+    if not chosen:
+        return None, f"To retry all matching deliveries at once, tick only ended statuses ({ended})."
+    queued = sorted(chosen - set(RETRYABLE))
+    if queued:
+        return None, (f"Retry all matching is offered for ended deliveries only ({ended}): {', '.join(queued)} "
+                      f"{'is' if len(queued) == 1 else 'are'} already on the way.")
+    return urlencode(list(filters.multi_items())), ""
 
 
 def bulk_body(filters: QueryParams) -> dict[str, Any]:
@@ -112,7 +119,17 @@ async def bulk_confirm(request: Request) -> Response:
 async def bulk(request: Request) -> Response:
     who = await viewer(request)
     job_id = validation.path_id(request.path_params["id"], validation.BULK_RETRY_ID, "bulk retry")
-    return render(request, "bulk.html", viewer=who, job=await bulk_progress(context(request), job_id))
+    job = await bulk_progress(context(request), job_id)
+    return render(request, "bulk.html", viewer=who, job=job, deliveries=_bulk_deliveries(job))
+
+
+def _bulk_deliveries(job: dict[str, Any]) -> str:
+    """The deliveries page for a bulk retry's filter, any status (those it re-queued have moved on from
+    the statuses it matched), created before it started (it never reached later ones)."""
+    wanted = job["filter"]
+    query = [("endpoint_id", wanted["endpoint_id"]), ("event_type", wanted["event_type"]),
+             ("since", wanted["since"]), ("until", wanted["until"] or job["started_at"] or job["created_at"])]
+    return "/ui/deliveries?" + urlencode([(name, v) for name, v in query if v])
 
 
 async def delivery(request: Request) -> Response:
