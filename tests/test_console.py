@@ -487,3 +487,21 @@ async def test_bulk_retry_says_why_it_is_not_offered_and_its_job_links_to_the_de
     await caught_up(store, settings)  # the deliveries page reads the history store
     listed = row_ids((await client.get(href)).text)
     assert set(dids[:3]) <= set(listed) and later[0] not in listed
+
+
+async def test_the_endpoints_list_shows_each_endpoints_state(client: httpx.AsyncClient, store: Store) -> None:
+    sending = await make_endpoint(store, NOWHERE)
+    waiting = await make_endpoint(store, NOWHERE)
+    until = await hold(store, waiting, "retry_after", 30)
+    held = await make_endpoint(store, NOWHERE)
+    assert (await client.post(f"/v1/endpoints/{held}/pause", headers=ADMIN)).status_code == 200
+    off = await make_endpoint(store, NOWHERE)
+    assert (await client.patch(f"/v1/endpoints/{off}", json={"enabled": False}, headers=ADMIN)).status_code == 200
+    await sign_in(client, ADMIN_KEY)
+    page = (await client.get("/ui/endpoints")).text
+    states = dict(re.findall(r'data-id="([^"]+)">.*?data-testid="state">([^<]*)<', page, flags=re.S))
+    assert states[sending] == "enabled"
+    assert re.fullmatch(rf"paused until {until} UTC \(in (29|30) s\): the receiver asked to wait \(Retry-After\)",
+                        html_text.unescape(states[waiting])), states[waiting]
+    assert states[held] == "paused until resumed: an operator paused it"
+    assert states[off] == "disabled: an operator disabled it"

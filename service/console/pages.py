@@ -11,12 +11,14 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core.clock import now_ms
 from core.errors import InvalidInput, NotFound
-from core.models import DeliveryStatus
+from core.models import DeliveryStatus, iso
+from core.pacing import INDEFINITE_MS
 from service import validation
 from service.console.render import render
 from service.console.session import viewer
-from service.console.words import next_attempt_text
+from service.console.words import next_attempt_text, pause_text
 from service.context import Context, context
 from service.deliveries import FILTERS, delivery_detail, delivery_page, endpoint_attempts_page
 from service.endpoints import endpoint_page
@@ -166,8 +168,27 @@ async def delivery_state(ctx: Context, did: str) -> dict[str, Any]:
 async def endpoints(request: Request) -> Response:
     who = await viewer(request)
     query = listed(request.query_params, ("cursor",))
-    page = await endpoint_page(context(request), QueryParams([("limit", "100"), *query.multi_items()]))
-    return render(request, "endpoints.html", viewer=who, page=page)
+    ctx = context(request)
+    page = await endpoint_page(ctx, QueryParams([("limit", "100"), *query.multi_items()]))
+    return render(request, "endpoints.html", viewer=who, page=page, states=await endpoint_states(ctx, page["data"]))
+
+
+async def endpoint_states(ctx: Context, endpoints: list[dict[str, Any]]) -> dict[str, str]:
+    """Each endpoint's state in words ('enabled', 'paused until ...: why', 'disabled: why'), its pace read
+    for the whole page in one round trip (as the metrics read it)."""
+    loads = await ctx.store.monitoring.endpoint_loads([e["id"] for e in endpoints])
+    now = now_ms()
+    states = {}
+    for e in endpoints:
+        pace = loads[e["id"]].pace if e["id"] in loads else None
+        if not e["enabled"]:
+            states[e["id"]] = pause_text("gone" if e["disabled_reason"] == "gone" else "disabled", None)
+        elif pace is not None and pace.paused_until_ms > now:
+            until = iso(pace.paused_until_ms) if pace.paused_until_ms < INDEFINITE_MS else None
+            states[e["id"]] = pause_text(pace.pause_reason.value if pace.pause_reason else None, until)
+        else:
+            states[e["id"]] = "enabled"
+    return states
 
 
 async def endpoint(request: Request) -> Response:
