@@ -273,6 +273,9 @@ def test_every_page_fits_the_screen_with_data_in_its_tables(browser: Browser, st
         dids = stack.send(eid, 3, event_type="order.refund.requested") + stack.send(ok, 3)
         stack.wait_for_statuses(dids, {"failed", "succeeded"})
         job = stack.api.post("/v1/deliveries/retry", json={"endpoint_id": eid}).json()["id"]
+        # Paused, so the longest sentences show: the state, the drain estimate, what a delivery waits for.
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
+        assert stack.api.post(f"/v1/endpoints/{eid}/pause", json={"until": until}).status_code == 200
         pages = {
             "overview": "/ui/", "deliveries": "/ui/deliveries",
             "filtered": f"/ui/deliveries?status=failed&endpoint_id={eid}",
