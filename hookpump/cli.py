@@ -1,4 +1,4 @@
-"""The server side of the `hookpump` command: `dev`, `serve`, `worker` and `api-key create`.
+"""The server side of the `hookpump` command: `dev`, `serve` and `worker`.
 
 Each long-running command runs its parts in one uvloop event loop. The first SIGINT/SIGTERM lets them
 finish what they are doing; a second cancels them at once.
@@ -19,9 +19,8 @@ from typing import Any
 import uvicorn
 import uvloop
 
-from core.errors import ConfigError, HookpumpError
+from core.errors import ConfigError, HookpumpError, StoreUnavailable
 from core.logs import configure_logging
-from core.models import ApiKey, Scope
 from core.settings import Settings
 from core.telemetry import Telemetry, create_telemetry
 from hookpump import dev
@@ -31,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
+# How long a server command waits at start-up for HOOKPUMP_REDIS_URL to answer a PING.
+REDIS_CHECK_SECONDS = 5.0
 
 
 class ApiServer(uvicorn.Server):
@@ -184,11 +185,40 @@ async def check_durability(settings: Settings) -> None:
     from core.store.durability import check_durability as check  # loads redis-py: only for server commands
 
     await check(settings)
+def require_redis_answers(settings: Settings) -> None:
+    """Fail at start-up, in one line, when HOOKPUMP_REDIS_URL names a Redis that does not answer.
+
+    Once running, the parts ride out a Redis restart (the store retries for ~30 s); at start-up a
+    wrong or stale URL would otherwise show as arq's retries, a lifespan traceback and a worker
+    that waits for ever."""
+    from core.store import create_store
+
+    url = dev.redacted(settings.redis_url or "")
+
+    async def ping() -> None:
+        store = await create_store(settings)
+        try:
+            await asyncio.wait_for(store.ping(), REDIS_CHECK_SECONDS)  # the store's door translates errors
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(ping())
+    except (StoreUnavailable, TimeoutError) as exc:
+        raise HookpumpError(
+            f"cannot reach Redis at {url} (HOOKPUMP_REDIS_URL): no answer within {REDIS_CHECK_SECONDS:g} s; "
+            "start it or fix the URL (`hookpump dev` starts its own Redis when the variable is unset)"
+        ) from exc
+    except HookpumpError:
+        raise
+    except Exception as exc:  # an answer that is not Redis's, a refused password: say what came back
+        raise HookpumpError(f"Redis at {url} (HOOKPUMP_REDIS_URL) refused hookpump: {exc}") from exc
 
 
 def command_serve(settings: Settings) -> int:
     require_redis_url(settings, "serve")
     configure_logging(settings)
+    require_redis_answers(settings)
     telemetry = create_telemetry(settings, "hookpump-api", prometheus=True)
 
     async def main() -> int:
@@ -204,6 +234,7 @@ def command_serve(settings: Settings) -> int:
 def command_worker(settings: Settings) -> int:
     require_redis_url(settings, "worker")
     configure_logging(settings)
+    require_redis_answers(settings)
     telemetry = create_telemetry(settings, "hookpump-worker", prometheus=bool(settings.worker_metrics_port))
     from scheduler.worker import run_worker
 
@@ -232,6 +263,8 @@ def command_dev(environ: Mapping[str, str]) -> int:
     with EmbeddedRedis(durability=settings.durability) as embedded:
         if settings.redis_url is None:
             settings = settings.replace(redis_url=embedded.start(settings.data_dir))
+        else:
+            require_redis_answers(settings)
         if settings.api_key is None:
             settings = settings.replace(api_key=dev.load_or_create_admin_key(settings.data_dir))
         print(dev.banner(settings, embedded if embedded.url else None), flush=True)
@@ -252,39 +285,15 @@ def command_dev(environ: Mapping[str, str]) -> int:
             telemetry.shutdown()
 
 
-def command_api_key_create(settings: Settings, name: str, scopes: frozenset[Scope]) -> int:
-    require_redis_url(settings, "api-key create")
-    configure_logging(settings)
-    from core.store import create_store
-
-    async def create() -> tuple[ApiKey, str]:
-        store = await create_store(settings)
-        try:
-            return await store.api_keys.create(name, scopes)
-        finally:
-            await store.close()
-
-    record, key = asyncio.run(create())
-    print(
-        f"created API key {record.id} ({record.name}, scopes: {', '.join(sorted(record.scopes))}); "
-        "it is shown once, below",
-        file=sys.stderr,
-    )
-    print(key)
-    return 0
-
-
 def _exit_on_sigterm(signum: int, frame: FrameType | None) -> None:
     # Until an event loop takes over the signals, SIGTERM unwinds like Ctrl-C does, so the
     # `finally` that stops an embedded Redis still runs.
     raise SystemExit(128 + signum)
 
 
-def run_server_command(
-    command: str, environ: Mapping[str, str] | None = None, *, name: str = "", scopes: frozenset[Scope] = frozenset()
-) -> int:
-    """Run `dev`, `serve`, `worker` or `api-key create`; the exit status. A bad setting is a usage
-    error (2) naming the variable."""
+def run_server_command(command: str, environ: Mapping[str, str] | None = None) -> int:
+    """Run `dev`, `serve` or `worker`; the exit status. A bad setting is a usage error (2) naming the
+    variable; a Redis that does not answer is one line and exit 1."""
     env = os.environ if environ is None else environ
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
@@ -293,9 +302,7 @@ def run_server_command(
         settings = Settings.from_env(env)
         if command == "serve":
             return command_serve(settings)
-        if command == "worker":
-            return command_worker(settings)
-        return command_api_key_create(settings, name, scopes)
+        return command_worker(settings)
     except ConfigError as exc:
         print(f"hookpump: {exc}", file=sys.stderr)
         return EXIT_CONFIG

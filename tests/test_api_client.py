@@ -141,10 +141,13 @@ async def test_every_call_of_a_delivery_round_trip_matches_the_contract(
         client.queue_overview()
         assert client.current_api_key()["key"]["scopes"] == ["admin"]
         client.delete_endpoint(endpoint["id"])
+        made = client.create_api_key("contract", ["read"])
+        assert made["id"] in {k["id"] for k in client.iter_api_keys()}
+        client.delete_api_key(made["id"])
     finally:
         await receiver.stop()
     assert not checker.violations, checker.violations
-    assert len({entry.split()[0] for entry in checker.checked}) == 20, checker.checked
+    assert len({entry.split()[0] for entry in checker.checked}) == 23, checker.checked
 
 
 def test_a_refusal_is_an_api_problem_carrying_the_document(client: HookpumpClient, checker: ContractChecker) -> None:

@@ -1,14 +1,15 @@
-"""The `hookpump` command: start-up errors name the variable, `api-key create`, dev defaults, log lines."""
+"""The `hookpump` command: start-up errors name the variable, one line for an unreachable server or Redis,
+dev defaults, log lines."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,10 +17,9 @@ import pytest
 
 from core.errors import ConfigError
 from core.logs import NOISY_LOGGERS, configure_logging
-from core.models import Scope
 from core.settings import Settings
-from core.store import Store
 from hookpump.dev import banner, dev_settings, load_or_create_admin_key, redacted
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 # Never contacted: every case below must fail before any connection is made.
@@ -47,7 +47,6 @@ def run_hookpump(*args: str, **variables: str) -> subprocess.CompletedProcess[st
         (["serve"], {**SOME_REDIS, "HOOKPUMP_FOO": "1"}, "HOOKPUMP_FOO"),
         (["serve"], {}, "HOOKPUMP_REDIS_URL"),
         (["worker"], {}, "HOOKPUMP_REDIS_URL"),
-        (["api-key", "create", "--name", "ci", "--scope", "send"], {}, "HOOKPUMP_REDIS_URL"),
         (["worker"], {**SOME_REDIS, "HOOKPUMP_LOG_LEVEL": "loud"}, "HOOKPUMP_LOG_LEVEL"),
         (["dev"], {"HOOKPUMP_ALLOW_PRIVATE_TARGETS": "maybe"}, "HOOKPUMP_ALLOW_PRIVATE_TARGETS"),
         (["serve"], {**SOME_REDIS, "HOOKPUMP_DATABASE_URL": "mysql://db/hookpump"}, "HOOKPUMP_DATABASE_URL"),
@@ -78,21 +77,87 @@ def test_an_unknown_command_is_a_usage_error() -> None:
     assert "No such command 'launch'" in result.stderr
 
 
-async def test_api_key_create_prints_a_key_once_and_stores_it_hashed(store: Store, redis_url: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hookpump", "api-key", "create", "--name", "billing", "--scope", "send",
-        "--scope", "read", env=hookpump_env(HOOKPUMP_REDIS_URL=redis_url),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+# --- no traceback, whatever is unreachable -------------------------------------------------------------
+
+# Every command that talks to the API, with arguments it accepts; `listen` is a receiver and the
+# server commands are walked against a stale Redis below.
+API_COMMANDS = [
+    ["api-key", "create", "--name", "ci", "--scope", "read"],
+    ["api-key", "list"],
+    ["api-key", "delete", "key_00000000000000000000000000"],
+    ["send", "order.paid", "{}"],
+    ["endpoints", "list"],
+    ["endpoints", "show", "ep_x"],
+    ["endpoints", "create", "http://127.0.0.1:9/hook"],
+    ["endpoints", "update", "ep_x", "--rate-limit", "5"],
+    ["endpoints", "pause", "ep_x"],
+    ["endpoints", "resume", "ep_x"],
+    ["endpoints", "delete", "ep_x"],
+    ["endpoints", "rotate-secret", "ep_x"],
+    ["deliveries", "list"],
+    ["deliveries", "show", "dlv_x"],
+    ["retry", "dlv_x"],
+    ["cancel", "dlv_x"],
+    ["top", "--once"],
+]
+SERVER_COMMANDS = [["serve"], ["worker"], ["dev"]]
+
+
+def run_all(commands: list[list[str]], **variables: str) -> list[subprocess.CompletedProcess[str]]:
+    """Run the commands side by side (each is a Python start-up; a few of them wait out a timeout)."""
+    processes = [
+        subprocess.Popen([sys.executable, "-m", "hookpump", *command], env=hookpump_env(**variables),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        for command in commands
+    ]  # fmt: skip
+    results = []
+    try:
+        for command, process in zip(commands, processes, strict=True):
+            stdout, stderr = process.communicate(timeout=60)
+            results.append(subprocess.CompletedProcess(command, process.returncode, stdout, stderr))
+    finally:
+        for process in processes:  # one that hangs must not outlive the test
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    return results
+
+
+def test_the_walks_cover_every_command() -> None:
+    from hookpump.commands import root
+    from tests.test_cli_commands import leaf_commands
+
+    walked = {tuple(command[: 2 if command[0] in ("api-key", "endpoints", "deliveries") else 1])
+              for command in API_COMMANDS + SERVER_COMMANDS}  # fmt: skip
+    assert set(leaf_commands(root)) - walked == {("listen",)}
+
+
+def test_every_api_command_says_in_one_line_that_the_server_is_unreachable() -> None:
+    closed = f"http://127.0.0.1:{free_port()}"
+    for result in run_all(API_COMMANDS, HOOKPUMP_URL=closed, HOOKPUMP_KEY="hp_anything"):
+        assert result.returncode == 3, (result.args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout, result.args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1, (result.args, result.stderr)
+        assert lines[0].startswith(f"hookpump: cannot reach hookpump at {closed} (connection refused)"), lines
+
+
+def test_every_server_command_says_in_one_line_that_redis_is_unreachable(tmp_path: Path) -> None:
+    stale = f"redis://127.0.0.1:{free_port()}/0"
+    started = time.monotonic()
+    results = run_all(
+        SERVER_COMMANDS, HOOKPUMP_REDIS_URL=stale, HOOKPUMP_PORT=str(free_port()), HOOKPUMP_DATA_DIR=str(tmp_path),
+        HOOKPUMP_LOG_FORMAT="text",
     )  # fmt: skip
-    stdout, stderr = await asyncio.wait_for(process.communicate(), 60)
-    assert process.returncode == 0, stderr.decode()
-    key = stdout.decode().strip()
-    assert "\n" not in key and key
-    record = await store.api_keys.lookup(key)
-    assert record is not None
-    assert (record.name, record.scopes) == ("billing", frozenset({Scope.SEND, Scope.READ}))
-    assert record.id in stderr.decode()
-    assert key.encode() not in stderr
+    assert time.monotonic() - started < 30
+    for result in results:
+        assert result.returncode == 1, (result.args, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout, result.args
+        lines = result.stderr.strip().splitlines()
+        assert lines == [
+            f"hookpump: cannot reach Redis at {stale} (HOOKPUMP_REDIS_URL): no answer within 5 s; start it or fix "
+            "the URL (`hookpump dev` starts its own Redis when the variable is unset)"
+        ], (result.args, result.stderr)
 
 
 # --- `hookpump dev` defaults and its admin key ------------------------------------------------------

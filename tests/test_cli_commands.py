@@ -29,7 +29,15 @@ from standardwebhooks import Webhook
 
 from hookpump.client import HookpumpClient
 from tests.conftest import RedisServer, free_port
-from tests.dev_server import DevServer, Listening, dev_server, empty_database
+from tests.dev_server import (
+    DEV_SETTINGS,
+    DevServer,
+    Listening,
+    clean_env,
+    dev_server,
+    empty_database,
+    stop_process,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -129,6 +137,57 @@ def test_follow_prints_new_deliveries_as_they_arrive(dev: DevServer) -> None:
         follower.send_signal(signal.SIGINT)
         follower.communicate(timeout=10)
     assert follower.returncode == 0
+
+
+def test_follow_prints_a_row_again_when_its_status_changes(dev: DevServer) -> None:
+    with Listening(dev) as listener:
+        endpoint_id, _ = create_endpoint(dev, listener.url, "--event-type", "follow.change")
+        ok(dev.hookpump("endpoints", "pause", endpoint_id))
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "hookpump", "deliveries", "list", "--endpoint", endpoint_id, "--follow"],
+            env=dev.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert follower.stdout is not None
+            assert follower.stdout.readline().split()[:2] == ["ID", "STATUS"]
+            delivery_id = as_json(dev.hookpump("send", "follow.change", "{}", "--json"))["deliveries"][0]["id"]
+            assert follower.stdout.readline().split()[:2] == [delivery_id, "pending"]
+            ok(dev.hookpump("endpoints", "resume", endpoint_id))
+            listener.wait_for(1)
+            assert follower.stdout.readline().split()[:2] == [delivery_id, "succeeded"]
+        finally:
+            follower.send_signal(signal.SIGINT)
+            follower.communicate(timeout=10)
+
+
+def test_cancel_stops_a_queued_delivery_and_refuses_an_ended_one_in_one_line(dev: DevServer) -> None:
+    endpoint_id, _ = create_endpoint(dev, "http://127.0.0.1:9/cancel", "--event-type", "cancel.me")
+    ok(dev.hookpump("endpoints", "pause", endpoint_id))
+    sent = ok(dev.hookpump("send", "cancel.me", "{}"))
+    assert ": 1 delivery: " in sent, sent  # not "1 deliveries"
+    delivery_id = sent.split(": 1 delivery: ")[1].split(" -> ")[0]
+    assert ok(dev.hookpump("cancel", delivery_id)).strip() == f"{delivery_id} cancelled (cancelled)"
+    assert as_json(dev.hookpump("deliveries", "show", delivery_id, "--json"))["delivery"]["status"] == "cancelled"
+    one_line_failure(dev.hookpump("cancel", delivery_id), 1, delivery_id, "409")
+    assert dev.hookpump("cancel").returncode == 2  # no id: a usage error
+
+
+def test_api_keys_are_made_listed_and_deleted_through_the_api_with_no_redis_address(dev: DevServer) -> None:
+    assert not any(name.startswith("HOOKPUMP_REDIS") for name in dev.cli_env())
+    made = dev.hookpump("api-key", "create", "--name", "billing", "--scope", "send", "--scope", "read")
+    key = ok(made).strip()
+    assert key.startswith("hp_") and "\n" not in key
+    key_id = made.stderr.split("created API key ")[1].split()[0]
+    assert "billing" in made.stderr and "read, send" in made.stderr and key not in made.stderr
+    listed = ok(dev.hookpump("api-key", "list"))
+    assert re.search(rf"^{key_id}\s+billing\s+read,send\s", listed, re.MULTILINE), listed
+    assert key not in listed
+    ok(dev.hookpump("deliveries", "list", "--key", key))  # it works, with its scopes only
+    one_line_failure(dev.hookpump("api-key", "list", "--key", key), 1, "403")
+    assert ok(dev.hookpump("api-key", "delete", key_id)).strip() == f"deleted {key_id}"
+    assert key_id not in ok(dev.hookpump("api-key", "list", "-q"))
+    one_line_failure(dev.hookpump("deliveries", "list", "--key", key), 1, "401")
+    one_line_failure(dev.hookpump("api-key", "delete", key_id), 1, "404")
 
 
 def test_listen_verifies_a_real_signature_and_refuses_a_forged_one(dev: DevServer) -> None:
@@ -408,7 +467,7 @@ def test_every_command_has_help_with_an_example() -> None:
     from hookpump.commands import root
 
     commands = list(leaf_commands(root))
-    assert len(commands) == 18, commands
+    assert len(commands) == 21, commands
     for words in commands:
         result = CliRunner().invoke(root, [*words, "--help"], prog_name="hookpump")
         assert result.exit_code == 0, (words, result.output)
@@ -420,3 +479,39 @@ def test_shell_completion_completes_commands(dev: DevServer) -> None:
     assert "complete" in script and "_hookpump_completion" in script
     words = ok(dev.hookpump(_HOOKPUMP_COMPLETE="bash_complete", COMP_WORDS="hookpump deliveries l", COMP_CWORD="2"))
     assert "plain,list" in words.split()
+
+
+def test_dev_takes_its_port_host_and_data_dir_as_flags_over_the_variables(redis_server: RedisServer,
+                                                                         tmp_path: Path) -> None:  # fmt: skip
+    helped = subprocess.run([sys.executable, "-m", "hookpump", "dev", "--help"], capture_output=True, text=True,
+                            env=clean_env(), timeout=60)  # fmt: skip
+    assert all(option in helped.stdout for option in ("--port", "--host", "--data-dir")), helped.stdout
+    port = free_port()
+    env = clean_env()
+    env.update(DEV_SETTINGS)
+    env.update({"HOOKPUMP_REDIS_URL": empty_database(redis_server, 6), "HOOKPUMP_PORT": "1",
+                "HOOKPUMP_DATA_DIR": str(tmp_path / "ignored")})  # fmt: skip
+    log = tmp_path / "dev.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "hookpump", "dev", "--port", str(port), "--host", "127.0.0.1",
+             "--data-dir", str(tmp_path / "chosen")],
+            env=env, stdout=output, stderr=output,
+        )  # fmt: skip
+    try:
+        server = DevServer(f"http://127.0.0.1:{port}", tmp_path / "chosen", log)
+        deadline = time.monotonic() + 30
+        while not ready(server.url):
+            assert process.poll() is None and time.monotonic() < deadline, server.log_tail()
+            time.sleep(0.1)
+        assert server.key.startswith("hp_") and not (tmp_path / "ignored").exists()
+        ok(server.hookpump("endpoints", "list"))
+    finally:
+        stop_process(process)
+
+
+def ready(url: str) -> bool:
+    try:
+        return httpx.get(url + "/readyz", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False

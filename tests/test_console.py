@@ -4,6 +4,8 @@ a receiver's hostile answer rendered inert."""
 
 from __future__ import annotations
 
+import html as html_text
+import json
 import re
 import time
 from collections.abc import AsyncIterator
@@ -12,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from core import keys
 from core.settings import Settings
 from core.store import Completion, Store
 from service.console.render import CSP
@@ -52,6 +55,22 @@ async def failed_delivery(store: Store, settings: Settings, eid: str, record: di
                                           record=attempt, started_ms=int(time.time() * 1000))])
     await caught_up(store, settings)
     return did
+
+
+def visible(page: str) -> str:
+    """A page's text as a reader sees it: no tags, no script data, entities decoded, spaces collapsed."""
+    page = re.sub(r"<script[^>]*>.*?</script>", " ", page, flags=re.S)
+    return re.sub(r"\s+", " ", html_text.unescape(re.sub(r"<[^>]+>", " ", page)))
+
+
+async def hold(store: Store, eid: str, reason: str, seconds: float) -> str:
+    """Pause `eid` as the pump's overload control does (its flow state and its pauses list); the end, in
+    the API's time format."""
+    until_ms = int(time.time() * 1000 + seconds * 1000)
+    await store.redis.hset(keys.endpoint_flow(eid), mapping={"paused_until": until_ms, "pause_reason": reason})
+    event = {"start_ms": until_ms - 60_000, "end_ms": until_ms, "reason": reason, "status_code": 429}
+    await store.redis.lpush(keys.endpoint_pauses(eid), json.dumps(event))
+    return time.strftime("%H:%M:%S", time.gmtime(until_ms / 1000))
 
 
 async def test_pages_send_a_visitor_without_a_session_to_sign_in(client: httpx.AsyncClient, store: Store) -> None:
@@ -315,7 +334,8 @@ async def test_pause_and_resume_from_the_endpoint_page(client: httpx.AsyncClient
     stats = (await client.get(f"/v1/endpoints/{eid}/stats", headers=ADMIN)).json()
     assert stats["paused"] and stats["pause_reason"] == "operator"
     page = (await client.get(f"/ui/endpoints/{eid}")).text
-    assert "Paused (operator) until" in page and f'action="/ui/endpoints/{eid}/resume"' in page
+    assert re.search(r"Paused until \d\d:\d\d:\d\d UTC \(in [45] min( \d+ s)?\): an operator paused it", visible(page))
+    assert f'action="/ui/endpoints/{eid}/resume"' in page
     bad = await client.post(f"/ui/endpoints/{eid}/pause", data={"csrf": csrf, "minutes": "soon"},
                             headers=SAME_ORIGIN)
     assert bad.status_code == 422
@@ -342,8 +362,146 @@ async def test_the_endpoint_page_says_what_the_pace_learnt(client: httpx.AsyncCl
     eid = await make_endpoint(store, NOWHERE, rate_limit_per_minute=600)
     await store.redis.hset(f"hp:ep:{eid}:flow", mapping={"eff_rate": "240", "w_max": "300", "cut_ms": "1",
                                                           "est": "245", "s0": "0.25"})
+    await send(store, 1, endpoint_ids=[eid])  # something to send: an idle endpoint says so instead
     await sign_in(client, ADMIN_KEY)
     page = re.sub(r"\s+", " ", (await client.get(f"/ui/endpoints/{eid}")).text)
     assert "Sending at 240.0 of 600 requests per minute: the receiver refused at 300.0/min" in page
     assert "the pace runs just under what it accepts (245.0/min)" in page
     assert "It refuses 25% of requests whatever the rate" in page
+
+
+async def test_pauses_and_the_pace_are_told_in_plain_words_not_codes(client: httpx.AsyncClient, store: Store) -> None:
+    eid = await make_endpoint(store, NOWHERE, rate_limit_per_minute=600)
+    await send(store, 30, endpoint_ids=[eid])
+    until = await hold(store, eid, "retry_after", 30)
+    await sign_in(client, ADMIN_KEY)
+    said = f"paused until {until} UTC (in 29 s): the receiver asked to wait (Retry-After)"
+    for path in ("/ui/", f"/ui/endpoints/{eid}"):
+        text = visible((await client.get(path)).text)
+        assert said in text or said.replace("29 s", "30 s") in text, (path, text)
+        for code in ("retry_after", "retry after", "None", "pause_reason", "_per_minute"):
+            assert code not in text, (path, code, text)
+    page = visible((await client.get(f"/ui/endpoints/{eid}")).text)
+    assert "Paused until" in page and "Pace waiting as the receiver asked (Retry-After)" in page
+    # What the pace has not learnt is left out, not shown as None; what it has is said in words.
+    learnt = {"paused_until": 0, "eff_rate": "240", "w_max": "300", "est": "245"}
+    await store.redis.hset(keys.endpoint_flow(eid), mapping=learnt)
+    page = visible((await client.get(f"/ui/endpoints/{eid}")).text)
+    assert "Pace probing (refused at 300.0/min; accepts about 245.0/min)" in page and "None" not in page
+
+
+async def test_a_paused_endpoint_says_when_it_resumes_and_that_the_estimate_starts_then(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    # As a receiver that answers 429 with Retry-After: 30 to everything leaves it: 30 queued, paused 30 s.
+    eid = await make_endpoint(store, NOWHERE, rate_limit_per_minute=120)
+    [did, *_] = await send(store, 30, endpoint_ids=[eid])
+    until = await hold(store, eid, "retry_after", 30)
+    await store.redis.hset(keys.endpoint_flow(eid), "streak_fails", 3)
+    await sign_in(client, ADMIN_KEY)
+    said = re.compile(rf"resumes at {until} UTC; the estimate starts then: about 1[45] s at 120.0/min, if the "
+                      r"receiver takes them \(it refused the last 3\)")
+    for path in ("/ui/", f"/ui/endpoints/{eid}"):
+        assert said.search(visible((await client.get(path)).text)), path
+    # A delivery held by the pause says what it waits for and until when, not "next attempt ... ago".
+    held = visible((await client.get(f"/ui/deliveries/{did}")).text)
+    assert re.search(rf"Next attempt waits for the endpoint's pause to end at {until} UTC \(in (29|30) s\): "
+                     r"the receiver asked to wait \(Retry-After\)", held), held
+    assert " ago)" not in held.split("Next attempt", 1)[1].split("Last result")[0]
+    # Paused by an operator until resumed: no estimate at all, and the delivery waits for the operator.
+    await client.post(f"/v1/endpoints/{eid}/pause", headers=ADMIN)
+    assert "Drains in not until an operator resumes it" in visible((await client.get(f"/ui/endpoints/{eid}")).text)
+    assert "Next attempt waits for an operator to resume the endpoint (an operator paused it)" in visible(
+        (await client.get(f"/ui/deliveries/{did}")).text)
+    # Resumed, a delivery due a while ago waits for its turn at the pace; it does not say "40 s ago".
+    await client.post(f"/v1/endpoints/{eid}/resume", headers=ADMIN)
+    waiting = visible((await client.get(f"/ui/deliveries/{did}")).text)
+    assert re.search(r"Next attempt due since \d\d:\d\d:\d\d UTC; it goes out in its turn at the endpoint's pace",
+                     waiting), waiting
+
+
+async def test_an_endpoint_with_nothing_queued_says_it_is_idle(client: httpx.AsyncClient, store: Store) -> None:
+    eid = await make_endpoint(store, NOWHERE, rate_limit_per_minute=300)
+    await sign_in(client, ADMIN_KEY)
+    page = visible((await client.get(f"/ui/endpoints/{eid}")).text)
+    assert "Idle: nothing is queued. The next deliveries go out at up to 300.0 of 300 requests per minute." in page
+    assert "Sending at" not in page and "Drains in nothing queued" in page
+    await send(store, 1, endpoint_ids=[eid])
+    assert "Sending at 300.0 of 300 requests per minute." in visible((await client.get(f"/ui/endpoints/{eid}")).text)
+
+
+async def test_the_delivery_page_shows_the_payload_indented_escaped_and_its_size(
+    client: httpx.AsyncClient, store: Store
+) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    payload = {"order": {"id": 7, "note": "<script>alert(1)</script>", "city": "Zürich"}, "items": [1, 2]}
+    sent = await client.post("/v1/messages", headers=ADMIN,
+                             json={"event_type": "order.paid", "payload": payload, "endpoint_ids": [eid]})
+    assert sent.status_code == 202, sent.text
+    did = sent.json()["deliveries"][0]["id"]
+    await sign_in(client, ADMIN_KEY)
+    response = await client.get(f"/ui/deliveries/{did}")
+    page = response.text
+    shown = re.search(r'<pre class="body" data-testid="payload"[^>]*>(.*?)</pre>', page, flags=re.S)
+    assert shown is not None
+    assert html_text.unescape(shown.group(1)) == json.dumps(payload, indent=2, ensure_ascii=False)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in shown.group(1) and "<script>alert(1)" not in page
+    size = len(json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode())  # as the receiver gets it
+    assert f"{size} bytes as sent" in visible(page)
+    assert response.headers["content-security-policy"] == CSP
+    assert re.findall(r"<script(?![^>]* src=)[^>]*>", page) == []  # still no inline script
+
+
+async def test_bulk_retry_says_why_it_is_not_offered_and_its_job_links_to_the_deliveries(
+    client: httpx.AsyncClient, store: Store, settings: Settings
+) -> None:
+    eid = await make_endpoint(store, NOWHERE)
+    dids = await send(store, 4, endpoint_ids=[eid])
+    for did in dids[:3]:
+        await client.post(f"/v1/deliveries/{did}/cancel", headers=ADMIN)
+    await sign_in(client, ADMIN_KEY)
+    why = {"": "To retry all matching deliveries at once, tick only ended statuses (failed, succeeded, cancelled).",
+           "status=pending&status=cancelled": "Retry all matching is offered for ended deliveries only (failed, "
+           "succeeded, cancelled): pending is already on the way.",
+           "status=cancelled&message_id=msg_01m919w3h03me0zd3sswxpfzyh": "Retry all matching cannot filter by "
+           "message id: retry this message's deliveries one by one."}  # fmt: skip
+    for query, said in why.items():
+        page = (await client.get(f"/ui/deliveries?{query}")).text
+        assert 'data-testid="bulk-link"' not in page and said in visible(page), query
+    offered = (await client.get(f"/ui/deliveries?status=cancelled&endpoint_id={eid}")).text
+    assert 'data-testid="bulk-link"' in offered and 'data-testid="bulk-why-not"' not in offered
+    confirm = visible((await client.get(f"/ui/deliveries/retry?status=cancelled&endpoint_id={eid}")).text)
+    assert "3 deliveries match now. Each goes back to pending" in confirm and "Retry 3 deliveries" in confirm
+    one = visible((await client.get(f"/ui/deliveries/retry?status=cancelled&endpoint_id={eid}&until=" +
+                                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 60)))).text)
+    assert "An index cannot count this filter" in one  # a time range: the job counts as it goes
+    csrf = await csrf_token(client)
+    started = await client.post("/ui/deliveries/retry", headers=SAME_ORIGIN,
+                                data={"csrf": csrf, "status": "cancelled", "endpoint_id": eid})
+    later = await send(store, 1, endpoint_ids=[eid])  # after the job: out of its reach, and out of its link
+    job_page = (await client.get(started.headers["location"])).text
+    link = re.search(r'href="([^"]+)" data-testid="bulk-deliveries"', job_page)
+    assert link is not None
+    href = html_text.unescape(link.group(1))
+    assert f"endpoint_id={eid}" in href and "until=" in href and "status" not in href
+    await caught_up(store, settings)  # the deliveries page reads the history store
+    listed = row_ids((await client.get(href)).text)
+    assert set(dids[:3]) <= set(listed) and later[0] not in listed
+
+
+async def test_the_endpoints_list_shows_each_endpoints_state(client: httpx.AsyncClient, store: Store) -> None:
+    sending = await make_endpoint(store, NOWHERE)
+    waiting = await make_endpoint(store, NOWHERE)
+    until = await hold(store, waiting, "retry_after", 30)
+    held = await make_endpoint(store, NOWHERE)
+    assert (await client.post(f"/v1/endpoints/{held}/pause", headers=ADMIN)).status_code == 200
+    off = await make_endpoint(store, NOWHERE)
+    assert (await client.patch(f"/v1/endpoints/{off}", json={"enabled": False}, headers=ADMIN)).status_code == 200
+    await sign_in(client, ADMIN_KEY)
+    page = (await client.get("/ui/endpoints")).text
+    states = dict(re.findall(r'data-id="([^"]+)">.*?data-testid="state">([^<]*)<', page, flags=re.S))
+    assert states[sending] == "enabled"
+    assert re.fullmatch(rf"paused until {until} UTC \(in (29|30) s\): the receiver asked to wait \(Retry-After\)",
+                        html_text.unescape(states[waiting])), states[waiting]
+    assert states[held] == "paused until resumed: an operator paused it"
+    assert states[off] == "disabled: an operator disabled it"

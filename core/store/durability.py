@@ -8,16 +8,14 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from redis.exceptions import ResponseError
-
 from core.durability import Durability, unkept_promise
-from core.errors import ConfigError, StoreUnavailable
+from core.errors import ConfigError, StoreError, StoreUnavailable
 from core.settings import Settings
-from core.store.connection import TRANSIENT_ERRORS, create_redis, typed
+from core.store.connection import create_redis, typed
 
 logger = logging.getLogger(__name__)
 
-UNREACHABLE: tuple[type[BaseException], ...] = (TimeoutError, *TRANSIENT_ERRORS)
+UNREACHABLE: tuple[type[BaseException], ...] = (TimeoutError, StoreUnavailable)
 
 # strict waits for a Redis that is still starting (as the first command would); fast, which
 # never needed the answer, does not hold up a start-up for it.
@@ -43,7 +41,14 @@ async def check_durability(settings: Settings) -> None:
     try:
         async with asyncio.timeout(REACH_TIMEOUT[durability]):
             config: dict[str, str] = await typed(client.config_get("append*"))
-    except ResponseError as exc:  # CONFIG renamed away, or an ACL without +config|get
+    except UNREACHABLE as exc:
+        if durability is Durability.STRICT:
+            raise StoreUnavailable(
+                f"HOOKPUMP_DURABILITY=strict: could not reach Redis to check its persistence: {exc or 'timed out'}"
+            ) from exc
+        logger.warning("HOOKPUMP_DURABILITY=fast: Redis not reachable to check its persistence: %s", exc or "timed out")
+        return
+    except StoreError as exc:  # CONFIG renamed away, or an ACL without +config|get (the door's translation)
         refused = (
             f"Redis refuses CONFIG GET ({exc}), so hookpump cannot check that it persists as "
             f"{durability.value} needs; managed Redis services often disable CONFIG. Confirm in its settings "
@@ -53,13 +58,6 @@ async def check_durability(settings: Settings) -> None:
         if durability is Durability.STRICT:
             raise ConfigError("HOOKPUMP_DURABILITY", f"strict, but {refused}") from exc
         logger.warning("HOOKPUMP_DURABILITY=fast: %s", refused)
-        return
-    except UNREACHABLE as exc:
-        if durability is Durability.STRICT:
-            raise StoreUnavailable(
-                f"HOOKPUMP_DURABILITY=strict: could not reach Redis to check its persistence: {exc or 'timed out'}"
-            ) from exc
-        logger.warning("HOOKPUMP_DURABILITY=fast: Redis not reachable to check its persistence: %s", exc or "timed out")
         return
     finally:
         await client.aclose()

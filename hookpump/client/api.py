@@ -188,6 +188,27 @@ class HookpumpClient:
     def current_api_key(self) -> t.CurrentApiKey:
         """Which key this client holds and its scopes: any valid key may ask."""
         return cast(t.CurrentApiKey, self._call("GET", "/v1/api-keys/me"))
+    # --- API keys (admin) ---------------------------------------------------------------------
+
+    def create_api_key(self, name: str, scopes: Sequence[str]) -> t.ApiKeyCreated:
+        """The answer holds the key itself; the server keeps only its hash, so it is never shown again."""
+        body = {"name": name, "scopes": list(scopes)}
+        return cast(t.ApiKeyCreated, self._call("POST", "/v1/api-keys", json=body))
+
+    def list_api_keys(self, *, limit: int | None = None, cursor: str | None = None) -> t.ApiKeyPage:
+        return cast(t.ApiKeyPage, self._call("GET", "/v1/api-keys", params={"limit": limit, "cursor": cursor}))
+
+    def iter_api_keys(self, *, page_size: int = 250) -> Iterator[t.ApiKey]:
+        cursor: str | None = None
+        while True:
+            page = self.list_api_keys(limit=page_size, cursor=cursor)
+            yield from page["data"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return
+
+    def delete_api_key(self, key_id: str) -> None:
+        self._call("DELETE", f"/v1/api-keys/{key_id}")
 
 
 def connect(url: str | None = None, key: str | None = None, **options: Any) -> HookpumpClient:

@@ -9,6 +9,8 @@ from typing import Any, Literal, TypedDict
 DeliveryStatus = Literal["pending", "delivering", "retrying", "succeeded", "failed", "cancelled"]
 DELIVERY_STATUSES: tuple[str, ...] = ("pending", "delivering", "retrying", "succeeded", "failed", "cancelled")
 RETRYABLE_STATUSES: tuple[str, ...] = ("failed", "succeeded", "cancelled")
+CANCELLABLE_STATUSES: tuple[str, ...] = ("pending", "retrying")
+API_KEY_SCOPES: tuple[str, ...] = ("admin", "send", "read")
 
 
 class Endpoint(TypedDict):
@@ -213,3 +215,17 @@ class CurrentApiKey(TypedDict):
     service: Literal["hookpump"]
     version: str
     key: KeyIdentity
+class ApiKey(TypedDict):
+    id: str
+    name: str
+    scopes: list[str]
+    created_at: str
+
+
+class ApiKeyCreated(ApiKey):
+    key: str
+
+
+class ApiKeyPage(TypedDict):
+    data: list[ApiKey]
+    next_cursor: str | None

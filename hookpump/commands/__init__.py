@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import click
 
-from hookpump.commands import deliveries, endpoints, listen, retry, send, server, top
+from hookpump.commands import api_keys, cancel, deliveries, endpoints, listen, retry, send, server, top
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -19,6 +19,8 @@ Examples:
   hookpump endpoints create http://127.0.0.1:9000/hook --rate-limit 60
   hookpump send order.paid '{"id": 1}'
   hookpump deliveries list --status failed
+  hookpump cancel dlv_01j..._1
+  hookpump api-key create --name billing --scope send
   hookpump top
 
 \b
@@ -28,14 +30,14 @@ Shell completion (bash; zsh and fish alike):
 def root() -> None:
     """Webhook delivery, paced per endpoint.
 
-    The server commands are configured by HOOKPUMP_* variables. The other commands talk to a
+    The server commands are configured by HOOKPUMP_* variables (and a few flags). The other commands talk to a
     running hookpump: --api-url / HOOKPUMP_URL (default http://127.0.0.1:8080) and --key / HOOKPUMP_KEY
     (default: the admin key `hookpump dev` keeps in $HOOKPUMP_DATA_DIR or .hookpump/)."""
 
 
 for command in (
-    server.dev, server.serve, server.worker, server.api_key, send.send, endpoints.endpoints,
-    deliveries.deliveries, retry.retry, top.top, listen.listen,
+    server.dev, server.serve, server.worker, api_keys.api_key, send.send, endpoints.endpoints,
+    deliveries.deliveries, retry.retry, cancel.cancel, top.top, listen.listen,
 ):  # fmt: skip
     root.add_command(command)
 

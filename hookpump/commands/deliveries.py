@@ -70,14 +70,18 @@ def collect(session: Session, filters: dict[str, Any], limit: int) -> list[t.Del
 
 
 def stream(session: Session, filters: dict[str, Any], first: list[t.Delivery], quiet: bool) -> None:
-    """Print `first`, then every delivery not seen before, polling once a second until Ctrl-C."""
-    seen: set[str] = set()
+    """Print `first`, then every delivery not seen before and every change of status of one already
+    printed (again, with its new status), polling once a second until Ctrl-C.
+
+    Changes are seen among the newest 250 deliveries matching the filters; with --quiet only new ids
+    are printed, since an id alone cannot say what changed."""
+    shown: dict[str, str] = {}  # id -> the status last printed
     batch = first
     header = True
     try:
         while True:
-            fresh = [d for d in batch if d["id"] not in seen]
-            seen.update(d["id"] for d in fresh)
+            fresh = [d for d in batch if shown.get(d["id"]) != d["status"] and not (quiet and d["id"] in shown)]
+            shown.update((d["id"], d["status"]) for d in fresh)
             if session.as_json:
                 for delivery in fresh:
                     session.output.json_line(delivery)

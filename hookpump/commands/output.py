@@ -100,6 +100,13 @@ def error_line(error: ClientError) -> str:
     return f"{error.status}: {error.detail}{hint}"
 
 
+def counted(count: int, noun: str, plural: str | None = None) -> str:
+    """`1 delivery`, `2 deliveries`, `0 deliveries`."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {plural or noun + 's'}"
+
+
 def status_text(status: str) -> Text:
     return Text(status, style=STATUS_STYLES.get(status, ""))
 

@@ -9,10 +9,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from hookpump.client import ApiProblem
 from hookpump.client import types as t
 from hookpump.commands.filters import TIME_HELP, time_filter
-from hookpump.commands.output import EXIT_REFUSED, error_line
 from hookpump.commands.session import Session, api_command
 
 POLL_INTERVAL = 0.5
@@ -45,7 +43,7 @@ def retry(
     if not delivery_ids and not bulk:
         session.output.usage("give delivery IDs, or a filter such as --status failed for a bulk retry")
     if delivery_ids:
-        retry_each(session, delivery_ids)
+        session.for_each_id(delivery_ids, session.client.retry_delivery, "queued again")
         return
     accepted = session.client.start_bulk_retry(
         endpoint_id=endpoint_id, status=statuses, event_type=event_type, since=time_filter(since),
@@ -61,28 +59,6 @@ def retry(
         session.output.line(
             f"{job['id']} done: {job['matched']} matched, {job['queued']} queued again, {job['skipped']} skipped"
         )
-
-
-def retry_each(session: Session, delivery_ids: tuple[str, ...]) -> None:
-    """Every id is tried; a refusal of one is reported and the exit status says some failed."""
-    results: list[dict[str, object]] = []
-    refused = False
-    for delivery_id in delivery_ids:
-        try:
-            delivery = session.client.retry_delivery(delivery_id)
-        except ApiProblem as exc:
-            refused = True
-            results.append({"id": delivery_id, "problem": exc.document})
-            if not session.as_json:
-                session.output.errors.print(f"hookpump: {delivery_id}: {error_line(exc)}", markup=False)
-            continue
-        results.append({"id": delivery_id, "delivery": delivery})
-        if not session.as_json:
-            session.output.line(f"{delivery_id} queued again ({delivery['status']})")
-    if session.as_json:
-        session.output.json(results)
-    if refused:
-        raise SystemExit(EXIT_REFUSED)
 
 
 def follow(session: Session, accepted: t.BulkRetryAccepted) -> t.BulkRetry:

@@ -10,6 +10,7 @@ from typing import IO, Any
 import click
 
 from hookpump.client import types as t
+from hookpump.commands.output import counted
 from hookpump.commands.session import Session, api_command
 
 # The server's default HOOKPUMP_MAX_BATCH_MESSAGES; larger inputs go in several requests.
@@ -110,4 +111,5 @@ def report(session: Session, accepted: list[t.MessageAccepted], quiet: bool, doc
             continue
         deliveries = message["deliveries"]
         targets = ", ".join(f"{d['id']} -> {d['endpoint_id']}" for d in deliveries) or "no endpoint subscribed"
-        out.line(f"sent {message['id']} ({message['event_type']}): {len(deliveries)} deliveries: {targets}")
+        how_many = counted(len(deliveries), "delivery", "deliveries")
+        out.line(f"sent {message['id']} ({message['event_type']}): {how_many}: {targets}")

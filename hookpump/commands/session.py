@@ -4,13 +4,14 @@ client, and the translation of client errors into one line and an exit code."""
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import click
 
-from hookpump.client import ClientError, HookpumpClient, resolve_connection
-from hookpump.commands.output import Output
+from hookpump.client import ApiProblem, ClientError, HookpumpClient, resolve_connection
+from hookpump.client import types as t
+from hookpump.commands.output import EXIT_REFUSED, Output, error_line
 
 
 class Session:
@@ -29,6 +30,28 @@ class Session:
             connection = resolve_connection(self._url, self._key)
             self._client = HookpumpClient(connection.url, connection.key)
         return self._client
+
+    def for_each_id(self, ids: Sequence[str], act: Callable[[str], t.Delivery], done: str) -> None:
+        """`act` on every id in turn; a refusal of one is reported on its own line and the others are
+        still tried, then the exit status says some were refused."""
+        results: list[dict[str, object]] = []
+        refused = False
+        for ident in ids:
+            try:
+                delivery = act(ident)
+            except ApiProblem as exc:
+                refused = True
+                results.append({"id": ident, "problem": exc.document})
+                if not self.as_json:
+                    self.output.errors.print(f"hookpump: {ident}: {error_line(exc)}", markup=False)
+                continue
+            results.append({"id": ident, "delivery": delivery})
+            if not self.as_json:
+                self.output.line(f"{ident} {done} ({delivery['status']})")
+        if self.as_json:
+            self.output.json(results)
+        if refused:
+            raise SystemExit(EXIT_REFUSED)
 
     def close(self) -> None:
         if self._client is not None:

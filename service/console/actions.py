@@ -12,7 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from core.clock import now_ms
 from core.errors import Conflict, InvalidInput
 from service import validation
-from service.console.pages import HIDDEN_RESPONSE_HEADERS, bulk_body, listed
+from service.console.pages import HIDDEN_RESPONSE_HEADERS, bulk_body, delivery_state, endpoint_labels, listed
 from service.console.render import render
 from service.console.session import Form, Viewer, acting_viewer, field, safe_next
 from service.context import context
@@ -50,12 +50,13 @@ async def _delivery_action(request: Request, what: str) -> Response:
 
 
 async def _fragment(request: Request, who: Viewer, form: Form, did: str, notice: str | None, status: int) -> Response:
-    detail = await delivery_detail(context(request), did)
     if field(form, "view") == "row":
+        detail = await delivery_detail(context(request), did)
         return render(request, "_delivery_row.html", status, viewer=who, d=detail["delivery"], notice=notice,
-                      here=safe_next(field(form, "next")))
-    return render(request, "_delivery_state.html", status, viewer=who, detail=detail, notice=notice,
-                  hidden_headers=HIDDEN_RESPONSE_HEADERS)
+                      here=safe_next(field(form, "next")),
+                      labels=await endpoint_labels(context(request), [detail["delivery"]["endpoint_id"]]))
+    return render(request, "_delivery_state.html", status, viewer=who, **await delivery_state(context(request), did),
+                  notice=notice, hidden_headers=HIDDEN_RESPONSE_HEADERS)
 
 
 async def bulk_retry(request: Request) -> Response:

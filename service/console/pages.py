@@ -3,6 +3,7 @@ progress. Each reads through the same functions as the JSON routes and only arra
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -10,12 +11,15 @@ from starlette.datastructures import QueryParams
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from core.clock import now_ms
 from core.errors import InvalidInput, NotFound
-from core.models import DeliveryStatus
+from core.models import DeliveryStatus, iso
+from core.pacing import INDEFINITE_MS
 from service import validation
 from service.console.render import render
 from service.console.session import viewer
-from service.context import context
+from service.console.words import next_attempt_text, pause_text
+from service.context import Context, context
 from service.deliveries import FILTERS, delivery_detail, delivery_page, endpoint_attempts_page
 from service.endpoints import endpoint_page
 from service.health import history_health
@@ -70,15 +74,29 @@ async def deliveries(request: Request) -> Response:
         filters=filters, chosen=chosen, statuses=STATUSES, page_sizes=PAGE_SIZES,
         limit=query.get("limit", str(validation.PAGE_DEFAULT)), cursor=query.get("cursor"),
         older=older, newest=newest, here=str(request.url.path) + ("?" + request.url.query if request.url.query else ""),
-        bulk_query=_bulk_query(filters, chosen), notice=None,
+        bulk=_bulk_offer(filters, chosen), notice=None,
+        labels=await endpoint_labels(ctx, [d["endpoint_id"] for d in page["data"]]),
     )
 
 
-def _bulk_query(filters: QueryParams, chosen: set[str]) -> str | None:
-    """The filter as a bulk retry can take it (only ended statuses, no message id), or None."""
-    if not chosen or not chosen <= set(RETRYABLE) or "message_id" in filters:
-        return None
-    return urlencode(list(filters.multi_items()))
+async def endpoint_labels(ctx: Context, eids: list[str]) -> dict[str, str]:
+    """Each endpoint's name for a table cell: its description, else its URL without the scheme."""
+    found = await ctx.store.endpoints.get_many(sorted(set(eids)))
+    return {e.id: e.description or e.url.split("://", 1)[-1] for e in found}
+
+
+def _bulk_offer(filters: QueryParams, chosen: set[str]) -> tuple[str | None, str]:
+    """The filter as a bulk retry can take it (only ended statuses, no message id), or None and why not."""
+    ended = ", ".join(RETRYABLE)
+    if "message_id" in filters:
+        return None, "Retry all matching cannot filter by message id: retry this message's deliveries one by one."
+    if not chosen:
+        return None, f"To retry all matching deliveries at once, tick only ended statuses ({ended})."
+    queued = sorted(chosen - set(RETRYABLE))
+    if queued:
+        return None, (f"Retry all matching is offered for ended deliveries only ({ended}): {', '.join(queued)} "
+                      f"{'is' if len(queued) == 1 else 'are'} already on the way.")
+    return urlencode(list(filters.multi_items())), ""
 
 
 def bulk_body(filters: QueryParams) -> dict[str, Any]:
@@ -103,22 +121,74 @@ async def bulk_confirm(request: Request) -> Response:
 async def bulk(request: Request) -> Response:
     who = await viewer(request)
     job_id = validation.path_id(request.path_params["id"], validation.BULK_RETRY_ID, "bulk retry")
-    return render(request, "bulk.html", viewer=who, job=await bulk_progress(context(request), job_id))
+    job = await bulk_progress(context(request), job_id)
+    return render(request, "bulk.html", viewer=who, job=job, deliveries=_bulk_deliveries(job))
+
+
+def _bulk_deliveries(job: dict[str, Any]) -> str:
+    """The deliveries page for a bulk retry's filter, any status (those it re-queued have moved on from
+    the statuses it matched), created before it started (it never reached later ones)."""
+    wanted = job["filter"]
+    query = [("endpoint_id", wanted["endpoint_id"]), ("event_type", wanted["event_type"]),
+             ("since", wanted["since"]), ("until", wanted["until"] or job["started_at"] or job["created_at"])]
+    return "/ui/deliveries?" + urlencode([(name, v) for name, v in query if v])
 
 
 async def delivery(request: Request) -> Response:
     who = await viewer(request)
     did = validation.path_id(request.path_params["id"], validation.DELIVERY_ID, "delivery")
-    detail = await delivery_detail(context(request), did)
-    return render(request, "delivery.html", viewer=who, detail=detail, notice=None,
-                  hidden_headers=HIDDEN_RESPONSE_HEADERS)
+    ctx = context(request)
+    state = await delivery_state(ctx, did)
+    return render(request, "delivery.html", viewer=who, **state, notice=None, hidden_headers=HIDDEN_RESPONSE_HEADERS,
+                  payload=await message_payload(ctx, state["detail"]["message"]["id"]))
+
+
+async def message_payload(ctx: Context, mid: str) -> dict[str, Any] | None:
+    """The message's payload as the receiver gets it (read as GET /v1/messages/{id} reads it), pretty-printed,
+    with its size in bytes as sent; None once retention has dropped the message."""
+    try:
+        message = await ctx.log.get_message(mid)
+    except NotFound:
+        return None
+    pretty = json.dumps(json.loads(message.payload_json), indent=2, ensure_ascii=False)
+    return {"pretty": pretty, "bytes": len(message.payload_json.encode())}
+
+
+async def delivery_state(ctx: Context, did: str) -> dict[str, Any]:
+    """What _delivery_state.html shows: the delivery's detail, and what it waits for when its next
+    attempt's time alone would mislead (its endpoint's pause, say)."""
+    detail = await delivery_detail(ctx, did)
+    try:
+        endpoint = await endpoint_with_flow(ctx, detail["delivery"]["endpoint_id"])
+    except NotFound:  # deleted: its deliveries are cancelled, there is nothing to wait for
+        endpoint = None
+    return {"detail": detail, "wait": next_attempt_text(detail["delivery"], endpoint)}
 
 
 async def endpoints(request: Request) -> Response:
     who = await viewer(request)
     query = listed(request.query_params, ("cursor",))
-    page = await endpoint_page(context(request), QueryParams([("limit", "100"), *query.multi_items()]))
-    return render(request, "endpoints.html", viewer=who, page=page)
+    ctx = context(request)
+    page = await endpoint_page(ctx, QueryParams([("limit", "100"), *query.multi_items()]))
+    return render(request, "endpoints.html", viewer=who, page=page, states=await endpoint_states(ctx, page["data"]))
+
+
+async def endpoint_states(ctx: Context, endpoints: list[dict[str, Any]]) -> dict[str, str]:
+    """Each endpoint's state in words ('enabled', 'paused until ...: why', 'disabled: why'), its pace read
+    for the whole page in one round trip (as the metrics read it)."""
+    loads = await ctx.store.monitoring.endpoint_loads([e["id"] for e in endpoints])
+    now = now_ms()
+    states = {}
+    for e in endpoints:
+        pace = loads[e["id"]].pace if e["id"] in loads else None
+        if not e["enabled"]:
+            states[e["id"]] = pause_text("gone" if e["disabled_reason"] == "gone" else "disabled", None)
+        elif pace is not None and pace.paused_until_ms > now:
+            until = iso(pace.paused_until_ms) if pace.paused_until_ms < INDEFINITE_MS else None
+            states[e["id"]] = pause_text(pace.pause_reason.value if pace.pause_reason else None, until)
+        else:
+            states[e["id"]] = "enabled"
+    return states
 
 
 async def endpoint(request: Request) -> Response:

@@ -4,7 +4,6 @@ answer carries (a strict Content-Security-Policy among them), and error pages.""
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from core.errors import Conflict, InvalidInput, NotFound, StoreUnavailable
+from service.console import words
+from service.console.words import absolute, relative
 from service.problems import Problem
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -33,39 +34,26 @@ _env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefine
                    trim_blocks=True, lstrip_blocks=True, auto_reload=False)
 
 
-def _parse(moment: str) -> float:
-    return datetime.fromisoformat(moment.replace("Z", "+00:00")).timestamp()
+def short_id(ident: str) -> str:
+    """'dlv_…7bq3g0_1' for 'dlv_01m9165yymdf600rw85g7bq3g0_1': the prefix, and the random tail that tells
+    ids apart (a ULID's first characters are its time, alike for ids made together)."""
+    prefix, _, rest = ident.partition("_")
+    body, _, suffix = rest.partition("_")
+    if len(body) <= 8:
+        return ident
+    return f"{prefix}_…{body[-6:]}" + (f"_{suffix}" if suffix else "")
 
 
-def absolute(moment: str | None) -> str:
-    """'2026-11-30 13:27:04 UTC' for an RFC 3339 time from the API."""
-    if not moment:
-        return ""
-    return moment[:10] + " " + moment[11:19] + " UTC"
-
-
-def span(seconds: float) -> str:
-    """'3 min 4 s': a length of time to two units at most (Action Scheduler's style)."""
-    seconds = abs(seconds)
-    parts: list[str] = []
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
-        if seconds >= size or (unit == "s" and not parts):
-            amount = int(seconds // size)
-            seconds -= amount * size
-            parts.append(f"{amount} {unit}")
-        if len(parts) == 2:
-            break
-    return " ".join(parts)
-
-
-def relative(moment: str | None, now: float | None = None) -> str:
-    """'3 min ago' / 'in 12 s' for an RFC 3339 time from the API."""
-    if not moment:
-        return ""
-    delta = _parse(moment) - (time.time() if now is None else now)
-    if abs(delta) < 1:
-        return "now"
-    return f"in {span(delta)}" if delta > 0 else f"{span(delta)} ago"
+def clock(value: str | None, with_relative: bool = True) -> Markup:
+    """A time in a table cell, kept to one line: '13:27:04 (3 min ago)', with the full UTC time in its
+    title and datetime; the date too when it is not today's (UTC)."""
+    if not value:
+        return Markup('<span class="none">-</span>')
+    today = time.strftime("%Y-%m-%d", time.gmtime())
+    shown = value[11:19] if value[:10] == today else value[:10] + " " + value[11:16]
+    title = f"{absolute(value)} ({relative(value)})"
+    html = Markup('<time datetime="{0}" title="{1}">{2}</time>').format(value, title, shown)
+    return html + Markup(' <span class="rel">({0})</span>').format(relative(value)) if with_relative else html
 
 
 def moment(value: str | None) -> Markup:
@@ -78,9 +66,20 @@ def moment(value: str | None) -> Markup:
 
 
 _env.filters["moment"] = moment
+_env.filters["clock"] = clock
+_env.filters["short_id"] = short_id
 _env.filters["absolute"] = absolute
 _env.filters["relative"] = relative
-_env.filters["span"] = span
+_env.filters["span"] = words.span
+_env.filters["utc_time"] = words.utc_time
+_env.filters["pause_text"] = words.pause_text
+_env.filters["why_paused"] = words.why_paused
+_env.filters["endpoint_state"] = words.endpoint_state
+_env.filters["pace_state"] = words.pace_state
+_env.filters["pace_text"] = words.pace_text
+_env.filters["sentence"] = words.sentence
+_env.filters["drain_text"] = words.drain_text
+_env.filters["flow_text"] = words.flow_text
 
 
 def render(request: Request, template: str, status_code: int = 200, **values: Any) -> HTMLResponse:

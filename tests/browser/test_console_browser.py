@@ -165,6 +165,7 @@ def test_a_hostile_receiver_answer_runs_nothing(page: Page, stack: Stack, screen
     page.goto(stack.base_url + f"/ui/deliveries/{did}")
     page.locator("details").first.click()
     assert page.locator("[data-testid=response-body]").inner_text() == HOSTILE_BODY
+    assert json.loads(page.locator("[data-testid=payload]").inner_text()) == {"n": 0}  # what was sent
     assert "s3cr3t" not in page.content()
     page.wait_for_timeout(300)
     assert dialogs == []
@@ -243,3 +244,109 @@ def test_every_page_passes_axe(browser: Browser, stack: Stack) -> None:
         assert_no_axe_violations(page, "after a row swap")
     finally:
         context.close()
+
+
+WIDTHS = {"phone": 390, "laptop": 1280}
+# For a failure's message: elements reaching past the viewport's right edge, or spilling out of their box.
+WIDE_ELEMENTS = """[...document.querySelectorAll("body *")]
+  .filter(e => e.getBoundingClientRect().right > innerWidth + 0.5
+    || e.scrollWidth > e.clientWidth && getComputedStyle(e).overflowX === "visible" && e.clientWidth > 0)
+  .slice(-5).map(e => e.tagName + "." + e.className + " " + (e.textContent || "").slice(0, 40))"""
+
+
+def overflow(page: Page) -> int:
+    """How far the page scrolls sideways (0: it fits its viewport)."""
+    return int(page.evaluate("document.documentElement.scrollWidth - window.innerWidth"))
+
+
+@pytest.mark.parametrize("width", WIDTHS.values(), ids=WIDTHS.keys())
+def test_every_page_fits_the_screen_with_data_in_its_tables(browser: Browser, stack: Stack, width: int) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 800}, bypass_csp=True)
+    try:
+        page = context.new_page()
+        page.goto(stack.base_url + "/ui/login")
+        assert overflow(page) <= 0, "login"
+        assert_no_axe_violations(page, f"login at {width}")
+        sign_in(page, stack.base_url, ADMIN_KEY)
+        eid = stack.endpoint("/fail", rate_limit_per_minute=6000, description="billing receiver of a long name")
+        ok = stack.endpoint("/ok-with-a-rather-long-path/for/the/receiver/of/order/events", rate_limit_per_minute=6000)
+        dids = stack.send(eid, 3, event_type="order.refund.requested") + stack.send(ok, 3)
+        stack.wait_for_statuses(dids, {"failed", "succeeded"})
+        job = stack.api.post("/v1/deliveries/retry", json={"endpoint_id": eid}).json()["id"]
+        # Paused, so the longest sentences show: the state, the drain estimate, what a delivery waits for.
+        until = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 300))
+        assert stack.api.post(f"/v1/endpoints/{eid}/pause", json={"until": until}).status_code == 200
+        pages = {
+            "overview": "/ui/", "deliveries": "/ui/deliveries",
+            "filtered": f"/ui/deliveries?status=failed&endpoint_id={eid}",
+            "delivery": f"/ui/deliveries/{dids[0]}", "endpoint": f"/ui/endpoints/{eid}", "endpoints": "/ui/endpoints",
+            "confirm": f"/ui/deliveries/retry?status=failed&endpoint_id={eid}", "bulk": f"/ui/bulk/{job}",
+        }  # fmt: skip
+        for name, path in pages.items():
+            page.goto(stack.base_url + path)
+            page.wait_for_load_state("load")
+            assert overflow(page) <= 0, (name, width, overflow(page), page.evaluate(WIDE_ELEMENTS))
+            assert_no_axe_violations(page, f"{name} at {width}")
+        page.goto(stack.base_url + "/ui/deliveries")
+        rows = page.locator("[data-testid=row]")
+        assert rows.count() >= 6
+        first = rows.first
+        if width == WIDTHS["laptop"]:
+            # One line per row: a short id with a copy button, the endpoint named by its description or URL.
+            heights = page.evaluate("[...document.querySelectorAll('[data-testid=row]')].map(r => r.offsetHeight)")
+            line = page.evaluate("parseFloat(getComputedStyle(document.body).lineHeight)")
+            assert max(heights) < 2 * line, (heights, line)
+            shown_id = first.locator("[data-testid=delivery-id]")
+            assert len(shown_id.inner_text()) < 20 and shown_id.get_attribute("title") == first.get_attribute("data-id")
+            assert first.get_by_role("button", name=f"Copy id {first.get_attribute('data-id')}").is_visible()
+            names = set(page.locator("[data-testid=row] [data-testid=endpoint]").all_inner_texts())
+            assert "billing receiver of a long name" in names and any("/ok-with-a" in n for n in names), names
+        else:
+            # A stack: each cell on its own line under its column's name, beside the label it belongs to.
+            assert first.locator("td").first.evaluate("td => getComputedStyle(td).display") == "block"
+            headings = first.locator("td").evaluate_all(
+                "tds => tds.map(td => getComputedStyle(td, '::before').content)"
+            )
+            assert headings[:4] == ['"Delivery: "', '"Endpoint: "', '"Event type: "', '"Status: "'], headings
+            for field in ("Endpoint id", "Event type", "Since"):
+                label = page.get_by_test_id("filters").get_by_text(field, exact=True).bounding_box()
+                box = page.get_by_label(field).bounding_box()
+                assert label and box and abs(label["y"] - box["y"]) < 40, (field, label, box)
+            nav = page.get_by_role("navigation", name="Console").bounding_box()
+            assert nav and nav["x"] + nav["width"] <= width
+    finally:
+        context.close()
+
+
+def test_the_chart_reads_in_24_hour_utc_and_its_legend_shows_the_latest_second(browser: Browser, stack: Stack) -> None:
+    # A browser far from UTC: the axis must still read as the tables do (24-hour UTC), not local 12-hour time.
+    context = browser.new_context(timezone_id="America/Los_Angeles", locale="en-US")
+    try:
+        page = context.new_page()
+        sign_in(page, stack.base_url, ADMIN_KEY)
+        eid = stack.endpoint("/ok", rate_limit_per_minute=6000)
+        stack.wait_for_statuses(stack.send(eid, 3), {"succeeded"})
+        page.goto(stack.base_url + f"/ui/endpoints/{eid}")
+        wait_until(page, "window.hookpumpChart !== undefined && window.hookpumpChart.plot.axes[0]._values !== null")
+        labels: list[str] = page.evaluate("window.hookpumpChart.plot.axes[0]._values")
+        utc: list[str] = page.evaluate(
+            "window.hookpumpChart.plot.axes[0]._splits.map(v => new Date(v * 1000).toISOString().slice(11, 19))")
+        assert labels and labels == utc, (labels, utc)
+        # Before any hover the legend holds the latest second's values, not "--".
+        values = page.locator(".u-legend .u-value").all_inner_texts()
+        drawn: list[list[float]] = page.evaluate("window.hookpumpChart.data")
+        assert values == [utc_clock(drawn[0][-1]), str(drawn[1][-1]), str(drawn[2][-1])], values
+        # Hovering shows that point; leaving the chart brings the latest back.
+        box = page.locator("#chart .u-over").bounding_box()
+        assert box is not None
+        page.mouse.move(box["x"] + 5, box["y"] + box["height"] / 2)
+        wait_until(page, "window.hookpumpChart.plot.legend.idx < window.hookpumpChart.data[0].length - 1")
+        page.mouse.move(0, 0)
+        wait_until(page, "window.hookpumpChart.plot.legend.idx === window.hookpumpChart.data[0].length - 1")
+        assert "--" not in page.locator(".u-legend").inner_text()
+    finally:
+        context.close()
+
+
+def utc_clock(seconds: float) -> str:
+    return time.strftime("%H:%M:%S", time.gmtime(seconds))
