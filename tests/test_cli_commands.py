@@ -318,7 +318,7 @@ def test_endpoint_commands_change_what_they_say(dev: DevServer) -> None:
     assert not as_json(dev.hookpump("endpoints", "resume", endpoint_id, "--json"))["flow"]["paused"]
     rotated = as_json(dev.hookpump("endpoints", "rotate-secret", endpoint_id, "--json"))
     assert rotated["secret"] != secret
-    assert "secret" not in json.dumps(shown["endpoint"])
+    assert "secret" not in shown["endpoint"] and "whsec_" not in json.dumps(shown["endpoint"])
     ok(dev.hookpump("endpoints", "delete", endpoint_id))
     gone = dev.hookpump("endpoints", "show", endpoint_id)
     assert gone.returncode == 1 and "404" in gone.stderr

@@ -29,8 +29,10 @@ def compose() -> dict[str, Any]:
 
 
 def interpolate(value: str) -> str:
-    """Compose's `${NAME:?message}` / `${NAME:-default}` / `${NAME}`, with a stand-in for unset names."""
-    return re.sub(r"\$\{(\w+)(?::[?-][^}]*)?\}", lambda match: f"stand-in-{match.group(1).lower()}", value)
+    """Compose's `${NAME:?message}` / `${NAME:-default}` / `${NAME}`, with a stand-in for unset names (long
+    enough to pass as HOOKPUMP_API_KEY, which must have 32 characters)."""
+    return re.sub(r"\$\{(\w+)(?::[?-][^}]*)?\}", lambda match: f"stand-in-{match.group(1).lower()}-0123456789",
+                  value)
 
 
 def environment(service: dict[str, Any]) -> dict[str, str]:

@@ -30,7 +30,7 @@ from core.settings import Settings
 from core.store import create_store
 from core.store.durability import check_durability
 from hookpump.embedded_redis import EmbeddedRedis
-from tests.api import ADMIN, api_client, create_endpoint
+from tests.api import ADMIN, ADMIN_KEY, api_client, create_endpoint
 
 pytestmark = pytest.mark.slow
 
@@ -108,7 +108,8 @@ async def ingest_until(client: httpx.AsyncClient, deadline: float, acknowledged:
 async def crash_and_recover(tmp_path: Path, durability: Durability) -> Crash:
     image, copy = make_ext4_image(tmp_path / "disk.img"), tmp_path / "disk-after-crash.img"
     settings = Settings(
-        api_key="test-admin-key", allow_private_targets=True, durability=durability, log_format="text",
+        api_key=ADMIN_KEY, allow_private_targets=True,
+        durability=durability, log_format="text",
         database_url=f"sqlite:///{tmp_path / 'history.db'}",
     )  # fmt: skip
     acknowledged: dict[str, list[str]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import uuid
 
@@ -104,9 +105,11 @@ async def test_retention_removes_old_terminal_deliveries_and_never_a_queued_one(
         try:
             # Nothing is old enough yet: the sweep removes nothing.
             assert await run_retention_sweep(store, history, settings) == 0
-            # With no retention at all, every finished delivery is past it; the queued ones, just as
+            # With no retention at all (a setting start-up refuses, made here past its check), every
+            # finished delivery is past it; the queued ones, just as
             # old, must survive (SQLite here: deletes by row; PostgreSQL drops whole past days).
-            assert await run_retention_sweep(store, history, settings.replace(retention=0, retry_horizon=0)) == 20
+            no_retention = dataclasses.replace(settings, retention=0, retry_horizon=0)
+            assert await run_retention_sweep(store, history, no_retention) == 20
             assert await statuses(store, done, settings) == {None: 20}  # type: ignore[dict-item]
             assert await statuses(store, held, settings) == {"pending": 20}
             assert (await history.endpoint_attempts(done_eid, limit=5, cursor=None)) == ([], None)
